@@ -1,0 +1,1 @@
+"""hfx pipeline stages and the small modules they share."""

@@ -1,0 +1,56 @@
+"""Writing stage outputs so that a failed or killed stage never leaves a half-written one.
+
+Every output is built in a `<name>.partial` sibling and renamed into place only when complete.
+"""
+
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextmanager
+def atomic_dir(path: str | Path):
+    """Yield an empty temporary folder; on success it replaces `path`, on failure it is removed."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    _remove(partial)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    _remove(path)
+    partial.rename(path)
+
+
+@contextmanager
+def atomic_file(path: str | Path):
+    """Yield a temporary file path; on success it replaces `path`, on failure it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        yield partial
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    with atomic_file(path) as partial:
+        partial.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,53 @@
+"""Stage 1: fetch the dataset, clean it, settle train/validation/test, write data/raw/.
+
+Reads `task`, `data.*`. Writes one parquet file per split and manifest.json (what was read, what was dropped).
+"""
+
+from collections import Counter
+from pathlib import Path
+
+from stages.artifacts import atomic_dir, write_json
+from stages.params import load_params, run_stage
+from stages.sources import describe_source, load_source
+from stages.splits import SPLITS, cap_rows, carve_missing_splits
+from stages.tasks import get_task
+
+
+def main() -> None:
+    params = load_params()
+    data, task = params.data, get_task(params.task)
+    loaded = load_source(data)
+
+    splits, dropped = {}, {}
+    for name in SPLITS:
+        if name in loaded:
+            splits[name], dropped[name] = task.standardize(loaded[name], data, name)
+    splits, origin = carve_missing_splits(splits, data, task.stratify_column)
+    splits = {name: cap_rows(ds, data.max_samples, task.stratify_column, data.seed) for name, ds in splits.items()}
+
+    manifest = {
+        "task": params.task,
+        "source": data.source,
+        "resolved": describe_source(data),
+        "columns": {"text": data.text_column, "label": data.label_column},
+        "splits_in_source": sorted(loaded),
+        "splits": {
+            name: {"rows": len(ds), "origin": origin[name],
+                   "labels": dict(sorted(Counter(ds[task.stratify_column]).items()))}
+            for name, ds in splits.items()
+        },
+        "dropped": {name: dict(counts) for name, counts in dropped.items()},
+        "max_samples": data.max_samples,
+    }
+    with atomic_dir(params.paths.raw) as out:
+        for name, ds in splits.items():
+            ds.to_parquet(str(Path(out) / f"{name}.parquet"))
+        write_json(Path(out) / "manifest.json", manifest)
+
+    sizes = ", ".join(f"{name} {len(ds)}" for name, ds in splits.items())
+    total_dropped = sum(sum(c.values()) for c in dropped.values())
+    print(f"download: {sizes} rows; dropped {total_dropped} -> {params.paths.raw}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,185 @@
+"""The typed schema of params.yaml, checked before any stage does expensive work.
+
+`python -m stages.params` checks params.yaml on its own and prints one line per problem.
+"""
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PARAMS_FILE = "params.yaml"
+TASKS = ("text-classification",)
+SOURCE_SCHEMES = ("hf:", "pkg:", "http://", "https://", "s3://", "gs://", "gcs://")
+
+
+class ParamsError(Exception):
+    """A bad params.yaml, data source or model: shown to the user as one line, no traceback."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Data(Section):
+    source: str = Field(min_length=1)
+    config: str | None = None
+    revision: str | None = None
+    text_column: str = Field(min_length=1)
+    label_column: str = Field(min_length=1)
+    exclude_labels: list[str] = []
+    validation_size: float = Field(0.1, gt=0, lt=1)
+    test_size: float = Field(0.1, gt=0, lt=1)
+    max_samples: int | None = Field(None, gt=0)
+    seed: int = 42
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if ":" in value.split("/")[0] and not value.startswith(SOURCE_SCHEMES):
+            raise ValueError(f"unknown scheme; use a local path or one of {', '.join(SOURCE_SCHEMES)}")
+        if value.startswith(("hf:", "pkg:")) and len(value.split(":", 1)[1].strip("/")) == 0:
+            raise ValueError("names nothing after the scheme")
+        return value
+
+    @field_validator("exclude_labels", mode="before")
+    @classmethod
+    def _labels_as_strings(cls, value):
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _room_for_train(self):
+        if self.validation_size + self.test_size >= 1:
+            raise ValueError("data.validation_size + data.test_size must be below 1 to leave rows for train")
+        return self
+
+
+class Model(Section):
+    name: str = Field(min_length=1)
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+class Preprocess(Section):
+    max_length: int = Field(128, ge=8, le=8192)
+
+
+class Finetune(Section):
+    epochs: float = Field(gt=0)
+    learning_rate: float = Field(gt=0, lt=1)
+    batch_size: int = Field(gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    seed: int = 42
+    early_stopping_patience: int | None = Field(None, ge=1)
+    metric_for_best_model: Literal["accuracy", "f1_macro", "loss"] = "f1_macro"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    logging_steps: int = Field(20, gt=0)
+
+
+class Evaluate(Section):
+    batch_size: int = Field(64, gt=0)
+
+
+class Export(Section):
+    onnx: bool = True
+    quantize: bool = True
+    latency_queries: int = Field(100, gt=0)
+
+    @model_validator(mode="after")
+    def _quantize_needs_onnx(self):
+        if self.quantize and not self.onnx:
+            raise ValueError("export.quantize needs export.onnx: true (it quantizes the ONNX model)")
+        return self
+
+
+class Paths(Section):
+    raw: str
+    processed: str
+    finetuned: str
+    checkpoints: str
+    export: str
+    train_logs: str
+    eval_metrics: str
+    predictions: str
+    export_metrics: str
+
+
+class Params(Section):
+    task: Literal[TASKS]
+    data: Data
+    model: Model
+    preprocess: Preprocess
+    finetune: Finetune
+    evaluate: Evaluate
+    export: Export
+    paths: Paths
+
+
+def _key(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc if not str(part).startswith("function-"))
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def describe(error: dict) -> str:
+    """One readable line for one pydantic error."""
+    key, value = _key(error["loc"]), error.get("input")
+    if error["type"] == "extra_forbidden":
+        known = _known_keys(Params, error["loc"])
+        close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
+        hint = f"did you mean '{_key(error['loc'][:-1] + (close[0],))}'?" if close else f"valid keys: {', '.join(known)}"
+        return f"unknown key '{key}' in {PARAMS_FILE}; {hint}"
+    if error["type"] == "missing":
+        return f"missing key '{key}' in {PARAMS_FILE}"
+    message = error["msg"].removeprefix("Value error, ")
+    where = f"'{key}'" if key else PARAMS_FILE
+    return f"bad value for {where}: {value!r}: {message}"
+
+
+def validate(raw: object) -> Params:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{PARAMS_FILE} must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError("; ".join(describe(e) for e in exc.errors())) from None
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path} not found; run from the project root")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return validate(raw)
+
+
+def run_stage(main) -> None:
+    """Entry point for every stage: known errors become one line on stderr and exit code 1."""
+    try:
+        main()
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def main() -> None:
+    load_params()
+    print(f"{PARAMS_FILE}: ok")
+
+
+if __name__ == "__main__":
+    run_stage(main)

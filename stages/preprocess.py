@@ -1,0 +1,57 @@
+"""Stage 2: tokenize data/raw/ with the model's fast tokenizer, write data/processed/.
+
+Reads `task`, `model.*`, `preprocess.max_length`. Fixes the label order once (labels.json). Truncates to
+max_length and does not pad: batches are padded to their own longest row at training time.
+"""
+
+from pathlib import Path
+
+from datasets import load_dataset
+from transformers import AutoTokenizer
+
+from stages.artifacts import atomic_dir, write_json
+from stages.params import ParamsError, load_params, run_stage
+from stages.sources import from_pretrained
+from stages.splits import SPLITS
+from stages.tasks import get_task
+
+
+def main() -> None:
+    params = load_params()
+    task, raw = get_task(params.task), Path(params.paths.raw)
+    tokenizer = from_pretrained(AutoTokenizer, params.model)
+    if not tokenizer.is_fast:
+        raise ParamsError(f"model.name: '{params.model.name}' has no fast tokenizer (tokenizer.json); hfx needs one")
+
+    splits = load_dataset("parquet", data_files={name: str(raw / f"{name}.parquet") for name in SPLITS})
+    names = task.label_names(splits["train"])
+    label2id = {name: i for i, name in enumerate(names)}
+    for split in ("validation", "test"):
+        unseen = sorted(set(splits[split]["label"]) - set(names))
+        if unseen:
+            raise ParamsError(f"data: labels {unseen} in {split} never appear in train (train labels: {names})")
+    if len(names) < 2:
+        raise ParamsError(f"data: train has a single label {names}; classification needs at least two")
+
+    tokenized = splits.map(
+        task.tokenize, batched=True, batch_size=1000, remove_columns=splits["train"].column_names,
+        fn_kwargs={"tokenizer": tokenizer, "max_length": params.preprocess.max_length, "label2id": label2id},
+        desc="tokenize",
+    )
+    truncated = {name: int(sum(ds["truncated"])) for name, ds in tokenized.items()}
+    tokenized = tokenized.remove_columns("truncated")
+
+    with atomic_dir(params.paths.processed) as out:
+        tokenized.save_to_disk(str(out))
+        write_json(out / "labels.json", {"id2label": dict(enumerate(names)), "label2id": label2id})
+        write_json(out / "stats.json", {
+            "max_length": params.preprocess.max_length,
+            "rows": {name: len(ds) for name, ds in tokenized.items()},
+            "truncated_rows": truncated,
+            "mean_tokens": {name: round(sum(ds["length"]) / max(len(ds), 1), 2) for name, ds in tokenized.items()},
+        })
+    print(f"preprocess: {len(names)} labels, truncated {truncated} -> {params.paths.processed}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

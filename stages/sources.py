@@ -1,0 +1,128 @@
+"""Where data and models come from: Hub ids, local files and folders, URLs, and files inside packages."""
+
+import hashlib
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+from urllib.parse import urlparse
+
+from datasets import DatasetDict, load_dataset
+from datasets.packaged_modules import _EXTENSION_TO_MODULE
+
+from stages.params import Data, Model, ParamsError
+
+FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+COMPRESSIONS = (".bz2", ".gz", ".xz", ".zst")
+URL_SCHEMES = ("http", "https", "s3", "gs", "gcs")
+
+
+def package_path(spec: str, key: str) -> Path:
+    """`pkg:<package>/<path>` -> the file inside the installed package, found without importing it."""
+    package, _, inner = spec.removeprefix("pkg:").partition("/")
+    found = importlib.util.find_spec(package) if package.isidentifier() else None
+    if found is None or not found.submodule_search_locations:
+        raise ParamsError(f"{key}: package '{package}' is not installed (from {spec}); see requirements-assets.txt")
+    path = Path(list(found.submodule_search_locations)[0]) / inner
+    if not path.exists():
+        raise ParamsError(f"{key}: '{inner}' not found in package '{package}' ({path})")
+    return path
+
+
+def file_format(name: str) -> tuple[str, dict]:
+    """The `datasets` builder and its options for a file name, looking through a compression suffix."""
+    suffixes = [s.lower() for s in Path(urlparse(name).path).suffixes]
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        suffixes.pop()
+    if not suffixes or suffixes[-1] not in FORMATS:
+        raise ParamsError(f"data.source: cannot tell the format of '{name}'; valid: {', '.join(FORMATS)}"
+                          f" (optionally compressed: {', '.join(COMPRESSIONS)})")
+    return _EXTENSION_TO_MODULE[suffixes[-1]]
+
+
+def describe_source(data: Data) -> dict:
+    """The source as resolved: the Hub commit, the package version, a local file's checksum."""
+    if data.source.startswith("hf:"):
+        return {"hub_commit": hub_dataset_commit(data)}
+    if data.source.startswith("pkg:"):
+        package = data.source.removeprefix("pkg:").split("/")[0]
+        path = package_path(data.source, "data.source")
+        return {"package_version": importlib.metadata.version(package), "sha256": _sha256(path)}
+    if Path(data.source).is_file():
+        return {"sha256": _sha256(Path(data.source))}
+    return {}
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def hub_dataset_commit(data: Data) -> str:
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().dataset_info(data.source.removeprefix("hf:"), revision=data.revision).sha
+    except Exception as exc:  # noqa: BLE001 - offline or unknown: the load itself reports the real error
+        return f"unresolved ({type(exc).__name__})"
+
+
+def load_source(data: Data) -> DatasetDict:
+    """Load every split the source has, as `datasets` infers them."""
+    source = data.source
+    if source.startswith("hf:"):
+        return _load(data, source.removeprefix("hf:"), name=data.config, revision=data.revision)
+    if urlparse(source).scheme in URL_SCHEMES:
+        builder, options = file_format(source)
+        return _load(data, builder, data_files={"train": source}, **options)
+    path = package_path(source, "data.source") if source.startswith("pkg:") else Path(source)
+    if not path.exists():
+        raise ParamsError(f"data.source: '{source}' does not exist; give a file, a folder, a URL, hf:<id> or pkg:<package>/<path>")
+    if path.is_dir():
+        return _load(data, str(path))
+    builder, options = file_format(path.name)
+    return _load(data, builder, data_files={"train": str(path)}, **options)
+
+
+def _load(data: Data, path: str, **kwargs) -> DatasetDict:
+    try:
+        loaded = load_dataset(path, **kwargs)
+    except ParamsError:
+        raise
+    except Exception as exc:  # datasets raises many types; the user needs the source and the reason
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        offline = " (the Hugging Face Hub is unreachable: use a local file or pkg:)" if data.source.startswith("hf:") else ""
+        raise ParamsError(f"data.source: cannot load '{data.source}': {reason}{offline}") from None
+    if not isinstance(loaded, DatasetDict):
+        loaded = DatasetDict({"train": loaded})
+    return loaded
+
+
+def model_path(model: Model) -> str:
+    """A local folder or Hub id that `from_pretrained` accepts."""
+    if model.name.startswith("pkg:"):
+        path = package_path(model.name, "model.name")
+    elif Path(model.name).exists():
+        path = Path(model.name)
+    else:
+        return model.name  # a Hub id; from_pretrained resolves it (and reports when offline)
+    if not (path / "config.json").is_file():
+        raise ParamsError(f"model.name: '{model.name}' is not a model folder (no config.json in {path})")
+    return str(path)
+
+
+def pretrained_kwargs(model: Model, weights: bool = True) -> dict:
+    """Safe loading: weights from safetensors only (never a pickle), remote code only when asked for."""
+    kwargs = {"revision": model.revision, "trust_remote_code": model.trust_remote_code}
+    return {**kwargs, "use_safetensors": True} if weights else kwargs
+
+
+def from_pretrained(loader, model: Model, **kwargs):
+    """Call `loader.from_pretrained` on the configured model with a one-line error when it fails."""
+    name = model_path(model)
+    try:
+        weights = not loader.__name__.endswith("Tokenizer")
+        return loader.from_pretrained(name, **pretrained_kwargs(model, weights), **kwargs)
+    except OSError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        hint = "" if Path(name).exists() else "; offline? use a local folder or pkg:<package>/<path>"
+        raise ParamsError(f"model.name: cannot load '{model.name}': {reason}{hint}") from None

@@ -1,0 +1,121 @@
+"""Task adapters: everything the stages need to know about one task, behind one small interface.
+
+A new task (token classification, image classification) is a new adapter; the stages stay as they are.
+"""
+
+from collections import Counter
+
+import numpy as np
+from datasets import ClassLabel, Dataset
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+
+from stages.params import Data, ParamsError
+
+
+def sorted_labels(names) -> list[str]:
+    """A stable label order: numeric labels by value, others alphabetically."""
+    names = set(names)
+    if all(n.lstrip("-").isdigit() for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def _label_text(value, names: list[str] | None) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if names is not None:  # a ClassLabel: -1 marks an unlabeled row (e.g. GLUE test splits)
+        return names[value] if 0 <= value < len(names) else None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def classification_metrics(labels: np.ndarray, predictions: np.ndarray, names: list[str]) -> dict:
+    ids = list(range(len(names)))
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, predictions, labels=ids, average="macro",
+                                                               zero_division=0)
+    per_class = precision_recall_fscore_support(labels, predictions, labels=ids, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "f1_macro": float(f1),
+        "precision_macro": float(precision),
+        "recall_macro": float(recall),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(names, *per_class)
+        },
+    }
+
+
+class TextClassification:
+    name = "text-classification"
+    auto_model = AutoModelForSequenceClassification
+    stratify_column = "label"
+
+    def standardize(self, split: Dataset, data: Data, split_name: str) -> tuple[Dataset, Counter]:
+        """Rows as {text, label} strings; drops (and counts) empty texts, missing and excluded labels."""
+        for key, column in (("data.text_column", data.text_column), ("data.label_column", data.label_column)):
+            if column not in split.column_names:
+                raise ParamsError(f"{key}: column '{column}' not in the {split_name} split;"
+                                  f" columns: {', '.join(split.column_names)}")
+        feature = split.features[data.label_column]
+        names = feature.names if isinstance(feature, ClassLabel) else None
+        texts, labels, dropped = [], [], Counter()
+        excluded = set(data.exclude_labels)
+        for text, value in zip(split[data.text_column], split[data.label_column]):
+            label = _label_text(value, names)
+            if not isinstance(text, str) or not text.strip():
+                dropped["empty_text"] += 1
+            elif label is None:
+                dropped["missing_label"] += 1
+            elif label in excluded:
+                dropped[f"excluded_label:{label}"] += 1
+            else:
+                texts.append(text)
+                labels.append(label)
+        return Dataset.from_dict({"text": texts, "label": labels}), dropped
+
+    def label_names(self, train: Dataset) -> list[str]:
+        return sorted_labels(train["label"])
+
+    def tokenize(self, batch: dict, tokenizer, max_length: int, label2id: dict) -> dict:
+        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        encoded["labels"] = [label2id[label] for label in batch["label"]]
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        # A fast tokenizer keeps what truncation cut off; count it so the manifest can report it.
+        encoded["truncated"] = [bool(e.overflowing) for e in encoded.encodings]
+        return encoded
+
+    def collator(self, tokenizer):
+        return DataCollatorWithPadding(tokenizer)
+
+    def metrics(self, labels: np.ndarray, logits: np.ndarray, names: list[str]) -> dict:
+        return classification_metrics(labels, logits.argmax(-1), names)
+
+    def trainer_metrics(self, names: list[str]):
+        def compute(eval_prediction) -> dict:
+            scores = self.metrics(eval_prediction.label_ids, eval_prediction.predictions, names)
+            return {"accuracy": scores["accuracy"], "f1_macro": scores["f1_macro"]}
+
+        return compute
+
+    def baseline(self, train: Dataset, test: Dataset) -> dict:
+        """TF-IDF + logistic regression on the same train split: the bar a transformer must clear."""
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+        classifier = LogisticRegression(max_iter=2000, C=4.0)
+        classifier.fit(vectorizer.fit_transform(train["text"]), train["label"])
+        predictions = classifier.predict(vectorizer.transform(test["text"]))
+        _, _, f1, _ = precision_recall_fscore_support(test["label"], predictions, average="macro", zero_division=0)
+        return {"model": "tfidf-logreg", "accuracy": float(accuracy_score(test["label"], predictions)),
+                "f1_macro": float(f1)}
+
+
+TASKS = {adapter.name: adapter for adapter in (TextClassification(),)}
+
+
+def get_task(name: str):
+    return TASKS[name]
