@@ -87,6 +87,7 @@ class Evaluate(Section):
 class Export(Section):
     onnx: bool = True
     quantize: bool = True
+    batch_size: int = Field(32, gt=0)
     latency_queries: int = Field(100, gt=0)
 
     @model_validator(mode="after")
