@@ -39,7 +39,8 @@ def export_onnx(model, tokenizer, path: Path) -> None:
     sample = tokenizer(["a short example", "a somewhat longer example sentence"], padding=True, return_tensors="pt")
     axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
     # The TorchScript exporter: its graphs match onnxruntime's transformer fusion patterns.
-    torch.onnx.export(LogitsOnly(model, names), tuple(sample[n] for n in names), str(path), input_names=names,
+    wrapper = LogitsOnly(model, names).eval()  # export restores the wrapper's mode onto the model
+    torch.onnx.export(wrapper, tuple(sample[n] for n in names), str(path), input_names=names,
                       output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
     onnx.checker.check_model(str(path))
 

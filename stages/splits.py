@@ -11,7 +11,7 @@ SPLITS = ("train", "validation", "test")
 
 def _split_off(ds: Dataset, count: int, column: str, seed: int, why: str) -> tuple[Dataset, Dataset]:
     """Stratified: (rest, `count` rows taken out)."""
-    labels = ds[column]
+    labels = list(ds[column])
     n_classes = len(set(labels))
     if count < n_classes or len(ds) - count < n_classes:
         raise ParamsError(f"{why}: train has {len(ds)} rows, too few to take {count} out for each of its {n_classes}"
@@ -42,7 +42,7 @@ def cap_rows(ds: Dataset, max_samples: int | None, column: str, seed: int) -> Da
     """A stratified seeded sample of at most `max_samples` rows (plain seeded when a label is too rare)."""
     if max_samples is None or len(ds) <= max_samples:
         return ds
-    labels = ds[column]
+    labels = list(ds[column])
     stratify = labels if min(np.unique(labels, return_counts=True)[1]) >= 2 and max_samples >= len(set(labels)) else None
     keep, _ = train_test_split(np.arange(len(ds)), train_size=max_samples, stratify=stratify, random_state=seed)
     return ds.select(np.sort(keep))

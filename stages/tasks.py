@@ -107,10 +107,11 @@ class TextClassification:
         """TF-IDF + logistic regression on the same train split: the bar a transformer must clear."""
         vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
         classifier = LogisticRegression(max_iter=2000, C=4.0)
-        classifier.fit(vectorizer.fit_transform(train["text"]), train["label"])
-        predictions = classifier.predict(vectorizer.transform(test["text"]))
-        _, _, f1, _ = precision_recall_fscore_support(test["label"], predictions, average="macro", zero_division=0)
-        return {"model": "tfidf-logreg", "accuracy": float(accuracy_score(test["label"], predictions)),
+        classifier.fit(vectorizer.fit_transform(list(train["text"])), list(train["label"]))
+        predictions = classifier.predict(vectorizer.transform(list(test["text"])))
+        truth = list(test["label"])
+        _, _, f1, _ = precision_recall_fscore_support(truth, predictions, average="macro", zero_division=0)
+        return {"model": "tfidf-logreg", "accuracy": float(accuracy_score(truth, predictions)),
                 "f1_macro": float(f1)}
 
 

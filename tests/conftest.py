@@ -1,0 +1,121 @@
+"""Shared fixtures: small generated data, a tiny BERT built from a config, and a throw-away copy of the repo.
+
+Nothing here needs the network or ../shared.
+"""
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+REPO_FILES = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"]
+
+POSITIVE = ["great", "wonderful", "moving", "brilliant", "funny", "charming", "superb", "delightful"]
+NEGATIVE = ["awful", "boring", "dull", "clumsy", "tedious", "bland", "messy", "terrible"]
+FILLER = ["the", "film", "story", "cast", "was", "a", "really", "plot", "and", "ending", "quite", "this", "movie"]
+
+
+def review(rng: random.Random, label: str) -> str:
+    words = rng.choices(FILLER, k=rng.randint(3, 12))
+    cue = POSITIVE if label == "pos" else NEGATIVE
+    for _ in range(rng.randint(1, 2)):
+        words.insert(rng.randrange(len(words) + 1), rng.choice(cue))
+    return " ".join(words)
+
+
+def make_reviews(n: int, seed: int = 0) -> pd.DataFrame:
+    """A learnable two-class corpus: the label is carried by a cue word among filler words."""
+    rng = random.Random(seed)
+    labels = [rng.choice(["pos", "neg"]) for _ in range(n)]
+    return pd.DataFrame({"review": [review(rng, label) for label in labels], "sentiment": labels})
+
+
+def make_tiny_model(folder: Path, corpus: list[str]) -> Path:
+    """A 2-layer BERT with a WordPiece tokenizer trained on `corpus`, saved like a Hub checkpoint."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    fast = BertTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                             sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
+    fast.save_pretrained(folder)
+    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    corpus = make_reviews(400, seed=1)["review"].tolist()
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"), corpus)
+
+
+def write_splits(folder: Path, sizes: dict[str, int], seed: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (split, n) in enumerate(sizes.items()):
+        make_reviews(n, seed=seed + i).to_csv(folder / f"{split}.csv", index=False)
+    return folder
+
+
+def set_params(repo: Path, **overrides) -> None:
+    """Override params.yaml keys given as `section__key=value`."""
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in overrides.items():
+        *parents, key = dotted.split("__")
+        node = params
+        for parent in parents:
+            node = node[parent]
+        node[key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=stage_env(), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def stage_env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `python` in dvc.yaml = this venv
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", DVC_NO_ANALYTICS="1", HF_HUB_DISABLE_TELEMETRY="1",
+               TOKENIZERS_PARALLELISM="false", GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
+               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com")
+    return env
+
+
+def make_repo(dest: Path) -> Path:
+    """A copy of the project's pipeline files as a fresh git + DVC repo with one commit."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in REPO_FILES:
+        src = ROOT / name
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, target)
+    run(["git", "init", "-q", "-b", "main"], dest)
+    return dest
+
+
+def commit_all(repo: Path, message: str = "snapshot") -> None:
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", message], repo)

