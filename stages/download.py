@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from stages.artifacts import atomic_dir, write_json
-from stages.params import load_params, run_stage
+from stages.params import ParamsError, load_params, run_stage
 from stages.sources import describe_source, load_source
 from stages.splits import SPLITS, cap_rows, carve_missing_splits
 from stages.tasks import get_task
@@ -22,8 +22,12 @@ def main() -> None:
     for name in SPLITS:
         if name in loaded:
             splits[name], dropped[name] = task.standardize(loaded[name], data, name)
+    if len(splits.get("train", [])) == 0 and "train" in dropped:
+        raise ParamsError(f"data: no rows left in train after dropping {dict(dropped['train'])}"
+                          f" (data.exclude_labels={data.exclude_labels})")
     splits, origin = carve_missing_splits(splits, data, task.stratify_column)
     splits = {name: cap_rows(ds, data.max_samples, task.stratify_column, data.seed) for name, ds in splits.items()}
+    task.check_labels(splits)
 
     manifest = {
         "task": params.task,

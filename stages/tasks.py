@@ -79,6 +79,16 @@ class TextClassification:
                 labels.append(label)
         return Dataset.from_dict({"text": texts, "label": labels}), dropped
 
+    def check_labels(self, splits: dict[str, Dataset]) -> None:
+        names = set(splits["train"]["label"])
+        if len(names) < 2:
+            raise ParamsError(f"data: train has a single label {sorted(names)}; classification needs at least two")
+        for split in ("validation", "test"):
+            unseen = sorted(set(splits[split]["label"]) - names)
+            if unseen:
+                raise ParamsError(f"data: labels {unseen} in {split} never appear in train"
+                                  f" (train labels: {sorted_labels(names)})")
+
     def label_names(self, train: Dataset) -> list[str]:
         return sorted_labels(train["label"])
 

@@ -31,7 +31,7 @@ def pipeline_repo(tmp_path_factory, tiny_model):
 
 def test_repro_runs_every_stage_and_writes_every_out(pipeline_repo):
     repo, first = pipeline_repo
-    assert ran_stages(first.stdout) == ["download", "preprocess", "finetune", "evaluate", "export"]
+    assert ran_stages(first.stdout) == ["check_params", "download", "preprocess", "finetune", "evaluate", "export"]
 
     manifest = json.loads((repo / "data/raw/manifest.json").read_text())
     assert manifest["splits"]["validation"]["origin"].startswith("carved from train")
@@ -98,6 +98,6 @@ def test_exp_run_with_new_learning_rate_reruns_only_downstream_stages(pipeline_r
     repo, _ = pipeline_repo
     commit_all(repo, "first run")
     result = run(["dvc", "exp", "run", "-S", "finetune.learning_rate=2e-3"], repo)
-    assert ran_stages(result.stdout) == ["finetune", "evaluate", "export"]
+    assert ran_stages(result.stdout) == ["check_params", "finetune", "evaluate", "export"]
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
     assert len(shown) >= 1

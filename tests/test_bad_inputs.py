@@ -1,0 +1,178 @@
+"""Bad params and bad data: one clear line on stderr, a non-zero exit, and the previous good outs untouched."""
+
+import bz2
+import hashlib
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import commit_all, make_repo, run, set_params, write_splits
+
+OUTS = ("data/raw", "data/processed", "models/finetuned", "models/export", "metrics")
+
+
+def snapshot(repo: Path) -> dict[str, str]:
+    return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for out in OUTS for p in sorted((repo / out).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def good_repo(tmp_path_factory, tiny_model):
+    repo = make_repo(tmp_path_factory.mktemp("bad-inputs") / "repo")
+    write_splits(repo / "inputs", {"train": 120, "test": 40})
+    set_params(repo, data__source="inputs", data__text_column="review", data__label_column="sentiment",
+               data__exclude_labels=[], model__name=str(tiny_model), finetune__epochs=1,
+               finetune__batch_size=32, export__latency_queries=3)
+    commit_all(repo)
+    run(["dvc", "repro"], repo)
+    return repo
+
+
+def params_edit(**changes):
+    def apply(repo: Path):
+        set_params(repo, **changes)
+    return apply
+
+
+def params_delete(section, key):
+    def apply(repo: Path):
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        del params[section][key]
+        (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    return apply
+
+
+def params_text(text):
+    def apply(repo: Path):
+        (repo / "params.yaml").write_text(text)
+    return apply
+
+
+def source_file(name: str, content: bytes | str, **changes):
+    """Point data.source at a new file in bad/ with the given content."""
+    def apply(repo: Path):
+        path = repo / "bad" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        set_params(repo, data__source=f"bad/{name}", **changes)
+    return apply
+
+
+def source_splits(files: dict[str, str], **changes):
+    def apply(repo: Path):
+        folder = repo / "bad" / "splits"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(text)
+        set_params(repo, data__source="bad/splits", **changes)
+    return apply
+
+
+def model_folder(files: dict[str, str]):
+    def apply(repo: Path):
+        folder = repo / "bad" / "model"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(text)
+        set_params(repo, model__name="bad/model")
+    return apply
+
+
+ROWS = "review,sentiment\n" + "".join(f"text number {i},{'pos' if i % 2 else 'neg'}\n" for i in range(40))
+
+CASES = [
+    # params: each stage checks the whole params.yaml before it does anything
+    ("typo", "download", params_edit(finetune__learning_rat=1e-4), "unknown key 'finetune.learning_rat' in params.yaml; did you mean 'finetune.learning_rate'?"),
+    ("unknown section", "download", params_edit(fintune={}), "did you mean 'finetune'?"),
+    ("negative lr", "download", params_edit(finetune__learning_rate=-1e-5), "'finetune.learning_rate': -1e-05: Input should be greater than 0"),
+    ("zero epochs", "download", params_edit(finetune__epochs=0), "'finetune.epochs': 0: Input should be greater than 0"),
+    ("string batch size", "download", params_edit(finetune__batch_size="big"), "'finetune.batch_size': 'big': Input should be a valid integer"),
+    ("bad precision", "download", params_edit(finetune__precision="fp8"), "'finetune.precision': 'fp8': Input should be 'auto', 'fp32', 'bf16' or 'fp16'"),
+    ("zero patience", "download", params_edit(finetune__early_stopping_patience=0), "'finetune.early_stopping_patience': 0"),
+    ("test_size 1", "download", params_edit(data__test_size=1.0), "'data.test_size': 1.0: Input should be less than 1"),
+    ("sizes sum to 1", "download", params_edit(data__validation_size=0.5, data__test_size=0.5), "data.validation_size + data.test_size must be below 1"),
+    ("unknown task", "download", params_edit(task="translation"), "'task': 'translation': Input should be 'text-classification'"),
+    ("ftp source", "download", params_edit(data__source="ftp://host/data.csv"), "'data.source': 'ftp://host/data.csv': unknown scheme"),
+    ("empty hf id", "download", params_edit(data__source="hf:"), "'data.source': 'hf:': names nothing after the scheme"),
+    ("max_length 0", "download", params_edit(preprocess__max_length=0), "'preprocess.max_length': 0"),
+    ("negative max_samples", "download", params_edit(data__max_samples=-5), "'data.max_samples': -5"),
+    ("quantize without onnx", "download", params_edit(export__onnx=False), "export.quantize needs export.onnx: true"),
+    ("missing key", "download", params_delete("data", "text_column"), "missing key 'data.text_column' in params.yaml"),
+    ("invalid yaml", "download", params_text("data: [unclosed\n"), "params.yaml is not valid YAML"),
+    ("not a mapping", "download", params_text("- just\n- a list\n"), "params.yaml must be a mapping of sections"),
+    # data
+    ("missing file", "download", params_edit(data__source="bad/nope.csv"), "data.source: 'bad/nope.csv' does not exist"),
+    ("missing folder", "download", params_edit(data__source="bad/no_such_folder"), "data.source: 'bad/no_such_folder' does not exist"),
+    ("unknown format", "download", source_file("data.xlsx", "x"), "cannot tell the format of 'data.xlsx'; valid: .csv, .tsv, .json, .jsonl, .parquet"),
+    ("corrupt parquet", "download", source_file("data.parquet", b"PAR1 this is not parquet"), "data.source: cannot load 'bad/data.parquet'"),
+    ("corrupt bz2", "download", source_file("data.csv.bz2", b"BZh9 garbage"), "data.source: cannot load 'bad/data.csv.bz2'"),
+    ("unparseable json", "download", source_file("data.jsonl", '{"review": "a", "sentiment": \n'), "data.source: cannot load 'bad/data.jsonl'"),
+    ("non utf-8", "download", source_file("data.csv", "review,sentiment\nna\xefve film,pos\n".encode("latin-1") + ROWS[17:].encode()), "save the file as UTF-8"),
+    ("text column missing", "download", source_file("data.csv", ROWS, data__text_column="body"), "data.text_column: column 'body' not in the train split; columns: review, sentiment"),
+    ("label column missing", "download", source_file("data.csv", ROWS, data__label_column="stars"), "data.label_column: column 'stars' not in the train split; columns: review, sentiment"),
+    ("everything excluded", "download", source_file("data.csv", ROWS, data__exclude_labels=["pos", "neg"]), "data: no rows left in train after dropping"),
+    ("single label", "download", source_file("data.csv", ROWS.replace(",neg", ",pos")), "data: train has a single label ['pos']"),
+    ("unseen test label", "download", source_splits({"train.csv": ROWS, "test.csv": "review,sentiment\nodd one,meh\n"}), "data: labels ['meh'] in test never appear in train"),
+    ("too small to carve", "download", source_file("data.csv", ROWS.split("text number 4")[0]), "too few to take"),
+    ("package not installed", "download", params_edit(data__source="pkg:no_such_package_xyz/data.csv"), "package 'no_such_package_xyz' is not installed"),
+    # model
+    ("not a model folder", "preprocess", model_folder({"notes.txt": "hello"}), "model.name: 'bad/model' is not a model folder (no config.json"),
+    ("no weights", "preprocess", model_folder({"config.json": '{"model_type": "bert"}', "pytorch_model.bin": ""}), "model.name: 'bad/model' has no .safetensors weights"),
+    ("no tokenizer", "preprocess", model_folder({"config.json": '{"model_type": "bert"}', "model.safetensors": ""}), "model.name: 'bad/model' has no tokenizer"),
+    ("fp16 on a cpu", "finetune", params_edit(finetune__precision="fp16"), "finetune.precision: fp16 needs a CUDA GPU"),
+]
+
+
+@pytest.mark.parametrize("stage, mutate, message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_fails_with_one_line_and_leaves_outs_untouched(good_repo, monkeypatch, capsys, stage, mutate, message):
+    before = snapshot(good_repo)
+    params = (good_repo / "params.yaml").read_text()
+    monkeypatch.chdir(good_repo)
+    try:
+        mutate(good_repo)
+        module = importlib.import_module(f"stages.{stage}")
+        with pytest.raises(SystemExit) as exit_info:
+            module.run_stage(module.main)
+        error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    finally:
+        (good_repo / "params.yaml").write_text(params)
+    assert exit_info.value.code == 1
+    assert len(error_lines) == 1, error_lines
+    assert message in error_lines[0]
+    assert snapshot(good_repo) == before
+
+
+def test_offline_hub_ids_say_so(good_repo):
+    """A Hub dataset or model while offline: one line that says to use a local folder or pkg:."""
+    env_offline = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    for stage, change, message in (
+        ("download", {"data__source": "hf:stanfordnlp/imdb"}, "cannot load 'hf:stanfordnlp/imdb'"),
+        ("preprocess", {"model__name": "google-bert/bert-base-uncased"}, "cannot load 'google-bert/bert-base-uncased'"),
+    ):
+        params = (good_repo / "params.yaml").read_text()
+        set_params(good_repo, **change)
+        try:
+            result = run(["python", "-m", f"stages.{stage}"], good_repo, check=False, env=env_offline)
+        finally:
+            (good_repo / "params.yaml").write_text(params)
+        assert result.returncode == 1
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and message in errors[0] and "pkg:" in errors[0], result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+
+
+def test_typo_makes_dvc_repro_fail_even_when_no_stage_declares_the_key(good_repo):
+    before = snapshot(good_repo)
+    params = (good_repo / "params.yaml").read_text()
+    set_params(good_repo, fintune={"learning_rate": 1e-4})
+    try:
+        result = run(["dvc", "repro"], good_repo, check=False)
+    finally:
+        (good_repo / "params.yaml").write_text(params)
+    assert result.returncode != 0
+    assert "unknown key 'fintune' in params.yaml; did you mean 'finetune'?" in result.stderr
+    assert snapshot(good_repo) == before
+    assert json.loads(run(["dvc", "status", "--json"], good_repo).stdout) == {}

@@ -1,0 +1,62 @@
+"""Same params, same numbers: two runs agree to the last digit, and a killed run resumes to the same result."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import commit_all, make_repo, run, set_params, stage_env, write_splits
+
+RESULTS = ("metrics/eval.json", "models/finetuned/model.safetensors")
+
+
+def training_repo(path: Path, tiny_model: Path) -> Path:
+    repo = make_repo(path)
+    write_splits(repo / "inputs", {"train": 480, "test": 60})
+    set_params(repo, data__source="inputs", data__text_column="review", data__label_column="sentiment",
+               data__exclude_labels=[], model__name=str(tiny_model), finetune__epochs=5,
+               finetune__learning_rate=3e-3, finetune__warmup_ratio=0.0, finetune__batch_size=16,
+               finetune__early_stopping_patience=None, finetune__eval_steps=10)
+    commit_all(repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_model) -> Path:
+    repo = training_repo(tmp_path_factory.mktemp("reference") / "repo", tiny_model)
+    run(["dvc", "repro", "evaluate"], repo)
+    return repo
+
+
+def test_two_runs_give_identical_metrics_and_weights(reference, tmp_path, tiny_model):
+    again = training_repo(tmp_path / "repo", tiny_model)
+    run(["dvc", "repro", "evaluate"], again)
+    for name in RESULTS:
+        assert (again / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def complete_checkpoints(repo: Path) -> list[Path]:
+    return [p.parent for p in (repo / "models/checkpoints").glob("checkpoint-*/trainer_state.json")]
+
+
+def test_killed_finetune_resumes_from_its_checkpoint_to_the_same_result(reference, tmp_path, tiny_model):
+    repo = training_repo(tmp_path / "repo", tiny_model)
+    run(["dvc", "repro", "preprocess"], repo)
+    proc = subprocess.Popen(["dvc", "repro", "evaluate"], cwd=repo, env=stage_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not complete_checkpoints(repo) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # dvc and the stage with it, as a lost machine would
+    proc.wait()
+    assert complete_checkpoints(repo), "finetune never wrote a checkpoint"
+    assert not (repo / "models/finetuned").exists(), "a killed finetune must leave no model behind"
+
+    resumed = run(["dvc", "repro", "evaluate"], repo)
+    assert "finetune: resuming from models/checkpoints/checkpoint-" in resumed.stdout
+    for name in RESULTS:
+        assert (repo / name).read_bytes() == (reference / name).read_bytes(), name
+    assert not complete_checkpoints(repo), "checkpoints are removed once the model is saved"
