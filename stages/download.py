@@ -13,11 +13,8 @@ from stages.splits import SPLITS, cap_rows, carve_missing_splits
 from stages.tasks import get_task
 
 
-def main() -> None:
-    params = load_params()
-    data, task = params.data, get_task(params.task)
-    loaded = load_source(data)
-
+def build_splits(loaded, data, task) -> tuple[dict, dict, dict]:
+    """Clean every split the source has, carve the missing ones, cap sizes: (splits, origin, dropped)."""
     splits, dropped = {}, {}
     for name in SPLITS:
         if name in loaded:
@@ -28,6 +25,15 @@ def main() -> None:
     splits, origin = carve_missing_splits(splits, data, task.stratify_column)
     splits = {name: cap_rows(ds, data.max_samples, task.stratify_column, data.seed) for name, ds in splits.items()}
     task.check_labels(splits)
+    return splits, origin, dropped
+
+
+def main() -> None:
+    params = load_params()
+    data, task = params.data, get_task(params.task)
+    loaded = load_source(data)
+
+    splits, origin, dropped = build_splits(loaded, data, task)
 
     manifest = {
         "task": params.task,

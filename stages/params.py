@@ -21,7 +21,7 @@ class ParamsError(Exception):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Data(Section):
@@ -122,8 +122,13 @@ class Params(Section):
     paths: Paths
 
 
+def printable(text: str) -> str:
+    """Control characters escaped, so an error stays on one line whatever the key."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _key(loc: tuple) -> str:
-    return ".".join(str(part) for part in loc if not str(part).startswith("function-"))
+    return printable(".".join(str(part) for part in loc if not str(part).startswith("function-")))
 
 
 def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:

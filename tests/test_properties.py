@@ -1,0 +1,85 @@
+"""Property-based: any params edit is accepted or refused in one line; any small data file is split soundly."""
+
+import copy
+import uuid
+
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stages.download import build_splits
+from stages.params import Data, ParamsError, printable, validate
+from stages.sources import load_source
+from stages.tasks import TextClassification
+from tests.conftest import ROOT
+
+DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
+SECTIONS = {name: list(value) for name, value in DEFAULTS.items() if isinstance(value, dict)}
+
+values = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**6, 10**6),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.lists(st.integers(0, 3), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+edits = st.lists(st.tuples(st.sampled_from(sorted(SECTIONS)), st.text(min_size=1, max_size=16), values,
+                           st.booleans()), min_size=1, max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(edits)
+def test_any_params_edit_is_valid_or_one_named_line(changes):
+    raw = copy.deepcopy(DEFAULTS)
+    touched = []
+    for section, new_key, value, existing in changes:
+        key = sorted(SECTIONS[section])[hash(new_key) % len(SECTIONS[section])] if existing else new_key
+        raw[section][key] = value
+        touched.append(printable(f"{section}.{key}"))
+    try:
+        params = validate(raw)
+    except ParamsError as error:
+        message = str(error)
+        assert "\n" not in message
+        assert any(key in message for key in touched) or "data.validation_size + data.test_size" in message
+    else:
+        assert params.finetune.learning_rate > 0 and params.finetune.epochs > 0
+        assert params.data.validation_size + params.data.test_size < 1
+
+
+texts = st.one_of(st.none(), st.just(""), st.just("   "), st.text(min_size=1, max_size=30))
+labels = st.one_of(st.none(), st.sampled_from(["pos", "neg", "meh", "plot"]))
+rows = st.lists(st.tuples(texts, labels), min_size=1, max_size=60)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=rows, fmt=st.sampled_from(["csv", "jsonl", "parquet"]), max_samples=st.one_of(st.none(), st.integers(1, 30)))
+def test_any_small_data_file_is_split_soundly_or_refused_in_one_line(tmp_path, rows, fmt, max_samples):
+    frame = pd.DataFrame(rows, columns=["review", "sentiment"])
+    path = tmp_path / f"{uuid.uuid4().hex}.{fmt}"
+    {"csv": lambda: frame.to_csv(path, index=False), "jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+     "parquet": lambda: frame.to_parquet(path)}[fmt]()
+    data = Data(source=str(path), text_column="review", label_column="sentiment", exclude_labels=["plot"],
+                validation_size=0.2, test_size=0.2, max_samples=max_samples, seed=0)
+    try:
+        splits, _, dropped = build_splits(load_source(data), data, TextClassification())
+    except ParamsError as error:
+        assert "\n" not in str(error)
+        return
+    kept = [row for name in ("train", "validation", "test") for row in zip(splits[name]["text"], splits[name]["label"])]
+    assert all(text.strip() for text, _ in kept), "no empty text survives"
+    assert all(label != "plot" for _, label in kept), "excluded labels are gone"
+    if max_samples is None:
+        assert len(kept) + sum(dropped["train"].values()) == len(rows), "every row is kept or counted as dropped"
+    else:
+        assert all(len(splits[name]) <= max_samples for name in splits)
+    assert set(splits["validation"]["label"]) | set(splits["test"]["label"]) <= set(splits["train"]["label"])
+    assert len(set(splits["train"]["label"])) >= 2
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_and_infinity_are_refused(bad):
+    raw = copy.deepcopy(DEFAULTS)
+    raw["finetune"]["epochs"] = bad
+    with pytest.raises(ParamsError, match="finetune.epochs"):
+        validate(raw)
