@@ -28,6 +28,7 @@ class Data(Section):
     source: str = Field(min_length=1)
     config: str | None = None
     revision: str | None = None
+    data_files: dict[Literal["train", "validation", "test"], str | list[str]] | None = None
     text_column: str = Field(min_length=1)
     label_column: str = Field(min_length=1)
     exclude_labels: list[str] = []

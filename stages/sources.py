@@ -3,10 +3,12 @@
 import hashlib
 import importlib.metadata
 import importlib.util
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
 from datasets import DatasetDict, load_dataset
+from datasets.data_files import DataFilesDict, get_data_patterns
 from datasets.packaged_modules import _EXTENSION_TO_MODULE
 
 from stages.params import Data, Model, ParamsError
@@ -50,7 +52,21 @@ def describe_source(data: Data) -> dict:
         return {"package_version": importlib.metadata.version(package), "sha256": _sha256(path)}
     if Path(data.source).is_file():
         return {"sha256": _sha256(Path(data.source))}
+    if Path(data.source).is_dir():
+        return {"files": {split: [Path(f).name for f in files] for split, files in folder_files(data).items()}}
     return {}
+
+
+def folder_files(data: Data) -> dict[str, list[str]]:
+    """Each split's files in a folder: `data.data_files` if given, else as `datasets` infers them from names."""
+    folder = str(Path(data.source).resolve())
+    patterns = data.data_files or get_data_patterns(folder)
+    patterns = {str(split): [p] if isinstance(p, str) else list(p) for split, p in patterns.items()}
+    try:
+        resolved = DataFilesDict.from_patterns(patterns, base_path=folder)
+    except FileNotFoundError as exc:
+        raise ParamsError(f"data.data_files: {str(exc).splitlines()[0]} in {data.source}") from None
+    return {split: sorted(files) for split, files in resolved.items()}
 
 
 def _sha256(path: Path) -> str:
@@ -79,7 +95,12 @@ def load_source(data: Data) -> DatasetDict:
     if not path.exists():
         raise ParamsError(f"data.source: '{source}' does not exist; give a file, a folder, a URL, hf:<id> or pkg:<package>/<path>")
     if path.is_dir():
-        return _load(data, str(path))
+        files = folder_files(data)
+        for split, names in files.items():
+            if len(names) > 1:  # e.g. train.csv and train_fine.csv both match "train"
+                print(f"warning: data.source: split '{split}' reads {len(names)} files"
+                      f" ({', '.join(Path(n).name for n in names)}); set data.data_files to choose", file=sys.stderr)
+        return _load(data, str(path), data_files=files)
     builder, options = file_format(path.name)
     return _load(data, builder, data_files={"train": str(path)}, **options)
 

@@ -165,3 +165,15 @@ def test_cap_rows_keeps_label_proportions():
     capped = cap_rows(labelled(600, 400), 100, "label", seed=0)
     assert Counter(capped["label"]) == {"pos": 60, "neg": 40}
     assert cap_rows(labelled(6, 4), 100, "label", seed=0).num_rows == 10
+
+
+def test_data_files_pick_split_files_in_a_folder(tmp_path, reviews, capsys):
+    for name in ("train.csv", "train_fine.csv", "test.csv"):
+        reviews.to_csv(tmp_path / name, index=False)
+    inferred = load_source(data(tmp_path))
+    assert len(inferred["train"]) == 100, "datasets' name inference reads train.csv and train_fine.csv"
+    assert "split 'train' reads 2 files (train.csv, train_fine.csv); set data.data_files" in capsys.readouterr().err
+    chosen = load_source(data(tmp_path, data_files={"train": "train.csv", "test": "test.csv"}))
+    assert (len(chosen["train"]), len(chosen["test"])) == (50, 50)
+    with pytest.raises(ParamsError, match="data.data_files: .*nope.csv"):
+        load_source(data(tmp_path, data_files={"train": "nope.csv"}))
