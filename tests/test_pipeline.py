@@ -101,3 +101,9 @@ def test_exp_run_with_new_learning_rate_reruns_only_downstream_stages(pipeline_r
     assert ran_stages(result.stdout) == ["check_params", "finetune", "evaluate", "export"]
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
     assert len(shown) >= 1
+
+
+def test_evaluate_param_reruns_only_evaluate(pipeline_repo):
+    repo, _ = pipeline_repo
+    result = run(["dvc", "exp", "run", "-S", "evaluate.batch_size=8"], repo)
+    assert ran_stages(result.stdout) == ["check_params", "evaluate"]
