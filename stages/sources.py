@@ -49,7 +49,10 @@ def describe_source(data: Data) -> dict:
     if data.source.startswith("pkg:"):
         package = data.source.removeprefix("pkg:").split("/")[0]
         path = package_path(data.source, "data.source")
-        return {"package_version": importlib.metadata.version(package), "sha256": _sha256(path)}
+        # The import name can differ from the distribution's (yaml / PyYAML).
+        distributions = importlib.metadata.packages_distributions().get(package, [])
+        version = importlib.metadata.version(distributions[0]) if distributions else "unknown"
+        return {"package": package, "package_version": version, "sha256": _sha256(path)}
     if Path(data.source).is_file():
         return {"sha256": _sha256(Path(data.source))}
     if Path(data.source).is_dir():

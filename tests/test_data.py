@@ -1,6 +1,7 @@
 """Source resolution, split inference and carving, cleaning and label mapping."""
 
 import bz2
+import importlib.metadata
 import functools
 import http.server
 import threading
@@ -11,7 +12,7 @@ import pytest
 from datasets import ClassLabel, Dataset, Features, Value
 
 from stages.params import Data, Model, ParamsError
-from stages.sources import file_format, load_source, model_path, package_path
+from stages.sources import describe_source, file_format, load_source, model_path, package_path
 from stages.splits import cap_rows, carve_missing_splits
 from stages.tasks import TextClassification, sorted_labels
 from tests.conftest import make_reviews
@@ -73,6 +74,9 @@ def test_pkg_source_reads_a_file_inside_an_installed_package(tmp_path, monkeypat
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     assert package_path("pkg:review_assets/data/reviews.csv", "data.source") == package / "data" / "reviews.csv"
     assert len(load_source(data("pkg:review_assets/data/reviews.csv"))["train"]) == 50
+    resolved = describe_source(data("pkg:review_assets/data/reviews.csv"))
+    assert resolved["package_version"] == "unknown" and len(resolved["sha256"]) == 64  # not an installed dist
+    assert describe_source(data("pkg:yaml/__init__.py"))["package_version"] == importlib.metadata.version("PyYAML")
 
 
 def test_pkg_source_errors_name_the_package_or_file():

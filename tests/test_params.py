@@ -80,3 +80,9 @@ def test_stand_alone_check_exits_non_zero_with_one_line(tmp_path, raw):
 
     ok = subprocess.run([sys.executable, "-m", "stages.params"], cwd=ROOT, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_schema_knows_exactly_the_tasks_that_have_adapters():
+    from stages import params, tasks
+
+    assert set(params.TASKS) == set(tasks.TASKS)
