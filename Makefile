@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install repro test check clean
+.PHONY: install repro test check report clean
 
 $(VENV)/.installed: requirements.txt requirements-assets.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(VENV)/.installed: requirements.txt requirements-assets.txt
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements-assets.txt
 	touch $@
+
+# vega, vega-lite and vega-embed for the offline report (versions pinned in report/package-lock.json).
+report/node_modules/.package-lock.json: report/package.json report/package-lock.json
+	npm ci --prefix report --no-audit --no-fund --ignore-scripts --silent
 
 install: $(VENV)/.installed
 
@@ -27,8 +31,13 @@ repro: install
 check: install
 	python -m stages.params
 
-test: install
+test: install report/node_modules/.package-lock.json
 	python -m pytest -q tests
 
+# An HTML page with `dvc plots show` and the metrics table that renders offline.
+# `make report REVS="exp-a exp-b"` compares experiments (dvc plots diff).
+report: install report/node_modules/.package-lock.json
+	python report/build.py build/report $(REVS)
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) report/node_modules build

@@ -18,7 +18,7 @@ from onnxruntime.transformers.optimizer import MODEL_TYPES, optimize_model
 from transformers import AutoTokenizer
 
 from stages.artifacts import atomic_dir, read_json, write_json
-from stages.model_card import write_model_card
+from stages.model_card import write_figures, write_model_card
 from stages.params import load_params, run_stage
 from stages.tasks import get_task
 
@@ -134,8 +134,11 @@ def main() -> None:
         }
         if ex.onnx:
             metrics["onnx_max_abs_logit_diff"] = float(np.abs(logits["onnx"] - logits["pytorch"]).max())
-        eval_metrics = read_json(paths.eval_metrics)
-        write_model_card(out / "README.md", params, read_json(f"{paths.raw}/manifest.json"), eval_metrics, metrics)
+        # The card's scores come from this stage's own pass, so evaluate-only params never rerun export.
+        label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        scores = task.metrics(labels, logits["pytorch"], label_names)
+        write_figures(out, paths.predictions, paths.train_logs, label_names)
+        write_model_card(out / "README.md", params, read_json(f"{paths.raw}/manifest.json"), scores, metrics)
     write_json(paths.export_metrics, metrics)
     print(f"export: {', '.join(runners)}; accuracy {metrics['accuracy']}; latency {metrics['latency_ms_batch1']} ms"
           f" -> {paths.export}")

@@ -32,6 +32,23 @@ def precision_flags(precision: str) -> dict:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16", "use_cpu": not cuda}
 
 
+class CuratedDVCLiveCallback(DVCLiveCallback):
+    """dvclive logging with the params that matter (not ~100 TrainingArguments) and the optimizer step as x."""
+
+    def __init__(self, live: Live, params: dict):
+        super().__init__(live=live)
+        self.params = params
+
+    def setup(self, args, state, model):
+        self._initialized = True
+        if state.is_world_process_zero:
+            self.live.log_params(self.params)
+
+    def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+        self.live.step = state.global_step
+        super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+
+
 def run_fingerprint(params, processed: str) -> str:
     """Identifies one training run: its params and the exact tokenized data it reads."""
     digest = hashlib.sha256(json.dumps(
@@ -106,7 +123,8 @@ def main() -> None:
     if resume_from:
         print(f"finetune: resuming from {resume_from}")
     live = Live(paths.train_logs, dvcyaml=False, save_dvc_exp=False, resume=bool(resume_from))
-    callbacks = [DVCLiveCallback(live=live)]
+    logged = {"model": params.model.name, **params.finetune.model_dump()}
+    callbacks = [CuratedDVCLiveCallback(live, logged)]
     if ft.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=ft.early_stopping_patience))
     trainer = Trainer(

@@ -2,7 +2,13 @@
 
 from pathlib import Path
 
-import yaml
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from stages.params import Params
 
@@ -13,7 +19,36 @@ def _table(rows: list[tuple]) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in body])
 
 
-def write_model_card(path: Path, params: Params, manifest: dict, eval_metrics: dict, export_metrics: dict) -> None:
+def write_figures(out: Path, predictions_csv: str, train_logs: str, names: list[str]) -> None:
+    """Static PNGs for people who look at the model folder rather than at DVC."""
+    predictions = pd.read_csv(predictions_csv, dtype=str)
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 3, 1.2 * len(names) + 2.5))
+    ConfusionMatrixDisplay.from_predictions(predictions["actual"], predictions["predicted"], labels=names, ax=ax,
+                                            colorbar=False, xticks_rotation=45)
+    ax.set_title("Confusion matrix (test split)")
+    fig.tight_layout()
+    fig.savefig(out / "confusion_matrix.png", dpi=100)
+
+    curves = Path(train_logs) / "plots" / "metrics"
+    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for tsv, label, ax in (("loss.tsv", "train loss", loss_ax), ("eval/loss.tsv", "validation loss", loss_ax),
+                           ("eval/accuracy.tsv", "validation accuracy", score_ax),
+                           ("eval/f1_macro.tsv", "validation macro F1", score_ax)):
+        if (curves / tsv).is_file():
+            frame = pd.read_csv(curves / tsv, sep="\t")
+            ax.plot(frame["step"], frame.iloc[:, -1], marker="o" if len(frame) < 20 else None, label=label)
+    for ax, title in ((loss_ax, "Loss"), (score_ax, "Validation scores")):
+        ax.set_xlabel("optimizer step")
+        ax.set_title(title)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "training_curves.png", dpi=100)
+    plt.close("all")
+
+
+def write_model_card(path: Path, params: Params, manifest: dict, scores: dict, export_metrics: dict) -> None:
+    """`scores`: test metrics of the exported PyTorch model (see metrics/eval.json for the full evaluation)."""
     front_matter = {
         "library_name": "transformers",
         "pipeline_tag": params.task,
@@ -22,8 +57,8 @@ def write_model_card(path: Path, params: Params, manifest: dict, eval_metrics: d
         "model-index": [{"name": path.parent.name, "results": [{
             "task": {"type": params.task},
             "dataset": {"name": params.data.source, "type": params.data.source, "split": "test"},
-            "metrics": [{"type": "accuracy", "value": round(eval_metrics["accuracy"], 4)},
-                        {"type": "f1", "name": "f1_macro", "value": round(eval_metrics["f1_macro"], 4)}],
+            "metrics": [{"type": "accuracy", "value": round(scores["accuracy"], 4)},
+                        {"type": "f1", "name": "f1_macro", "value": round(scores["f1_macro"], 4)}],
         }]}],
     }
     splits = manifest["splits"]
@@ -45,8 +80,7 @@ Source `{params.data.source}` (text column `{params.data.text_column}`, label co
 {_table([("param", "value")] + [(k, v) for k, v in params.finetune.model_dump().items()] + [("max_length", params.preprocess.max_length)])}
 
 ## Test metrics
-{_table([("metric", "value"), ("accuracy", f"{eval_metrics['accuracy']:.4f}"), ("f1_macro", f"{eval_metrics['f1_macro']:.4f}"),
-         ("loss", f"{eval_metrics['loss']:.4f}"), ("TF-IDF baseline accuracy", f"{eval_metrics['baseline']['accuracy']:.4f}")])}
+{_table([("metric", "value")] + [(k, f"{scores[k]:.4f}") for k in ("accuracy", "f1_macro", "precision_macro", "recall_macro")])}
 
 ## Formats
 {_table([("format", "file", "test accuracy", "size (MB)", "latency at batch 1 (ms)")] + [
@@ -54,6 +88,10 @@ Source `{params.data.source}` (text column `{params.data.text_column}`, label co
      f"{export_metrics['accuracy'][f]:.4f}", export_metrics["size_mb"][f], export_metrics["latency_ms_batch1"][f]) for f in fmt])}
 
 Latency: median of single queries, {export_metrics['threads']} threads, on the machine that ran the export.
+
+![Confusion matrix on the test split](confusion_matrix.png)
+
+![Training loss and validation scores](training_curves.png)
 
 ## Use
 ```python

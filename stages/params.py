@@ -109,6 +109,7 @@ class Paths(Section):
     train_logs: str
     eval_metrics: str
     predictions: str
+    eval_plots: str
     export_metrics: str
 
 

@@ -3,12 +3,14 @@
 import json
 
 import pytest
+import yaml
 
 from tests.conftest import commit_all, make_repo, run, set_params, write_splits
 
-EVAL_KEYS = {"accuracy", "f1_macro", "precision_macro", "recall_macro", "loss", "n_test", "per_class", "baseline"}
+EVAL_KEYS = {"accuracy", "f1_macro", "precision_macro", "recall_macro", "loss", "n_test", "per_class", "baseline",
+             "roc_auc", "average_precision"}
 EXPORT_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "model.onnx",
-                "model_quantized.onnx", "README.md"}
+                "model_quantized.onnx", "README.md", "confusion_matrix.png", "training_curves.png"}
 
 
 def ran_stages(output: str) -> list[str]:
@@ -56,6 +58,16 @@ def test_repro_runs_every_stage_and_writes_every_out(pipeline_repo):
     train_metrics = json.loads((repo / "metrics/train/metrics.json").read_text())
     assert "eval" in train_metrics and "train" in train_metrics
     assert (repo / "metrics/train/plots/metrics/train/loss.tsv").is_file()
+    logged_params = yaml.safe_load((repo / "metrics/train/params.yaml").read_text())
+    assert logged_params["learning_rate"] == 3e-3 and "output_dir" not in logged_params, "curated, not all TrainingArguments"
+
+    roc = json.loads((repo / "metrics/plots/roc.json").read_text())
+    assert roc[0] == {"fpr": 0.0, "tpr": 0.0} and roc[-1] == {"fpr": 1.0, "tpr": 1.0}
+    per_class = (repo / "metrics/plots/per_class.csv").read_text().splitlines()
+    assert per_class[0] == "label,precision,recall,f1,support" and len(per_class) == 3
+    card = (repo / "models/export/README.md").read_text()
+    assert "![Confusion matrix on the test split](confusion_matrix.png)" in card
+    assert (repo / "models/export/training_curves.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_onnx_matches_pytorch(pipeline_repo):
@@ -88,10 +100,10 @@ def test_plots_and_metrics_are_registered(pipeline_repo):
     repo, _ = pipeline_repo
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
     files = next(iter(shown.values()))["data"]
-    assert {"metrics/eval.json", "metrics/export.json", "metrics/train/metrics.json"} <= set(files)
+    assert set(files) == {"metrics/eval.json", "metrics/export.json"}
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
     names = set(plots["data"] if "data" in plots else plots)
-    assert any("loss" in name for name in names) and "Confusion matrix (test)" in names
+    assert {"Training and validation loss", "Validation scores", "Learning rate", "Confusion matrix (test)", "ROC (test)", "Precision-recall (test)", "Per-class F1 (test)"} <= names
 
 
 def test_exp_run_with_new_learning_rate_reruns_only_downstream_stages(pipeline_repo):
