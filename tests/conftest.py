@@ -117,6 +117,16 @@ def make_repo(dest: Path) -> Path:
     return dest
 
 
+def tiny_pipeline_repo(dest: Path, tiny_model: Path, sizes: dict[str, int], **overrides) -> Path:
+    """A committed repo whose pipeline reads generated reviews from inputs/ with the tiny BERT."""
+    repo = make_repo(dest)
+    write_splits(repo / "inputs", sizes)
+    set_params(repo, data__source="inputs", data__text_column="review", data__label_column="sentiment",
+               data__exclude_labels=[], model__name=str(tiny_model), **overrides)
+    commit_all(repo, "tiny pipeline")
+    return repo
+
+
 def commit_all(repo: Path, message: str = "snapshot") -> None:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", message], repo)

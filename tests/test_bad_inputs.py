@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import commit_all, make_repo, run, set_params, write_splits
+from tests.conftest import run, set_params, tiny_pipeline_repo
 
 OUTS = ("data/raw", "data/processed", "models/finetuned", "models/export", "metrics")
 
@@ -21,12 +21,8 @@ def snapshot(repo: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def good_repo(tmp_path_factory, tiny_model):
-    repo = make_repo(tmp_path_factory.mktemp("bad-inputs") / "repo")
-    write_splits(repo / "inputs", {"train": 120, "test": 40})
-    set_params(repo, data__source="inputs", data__text_column="review", data__label_column="sentiment",
-               data__exclude_labels=[], model__name=str(tiny_model), finetune__epochs=1,
-               finetune__batch_size=32, export__latency_queries=3)
-    commit_all(repo)
+    repo = tiny_pipeline_repo(tmp_path_factory.mktemp("bad-inputs") / "repo", tiny_model, {"train": 120, "test": 40},
+                              finetune__epochs=1, finetune__batch_size=32, export__latency_queries=3)
     run(["dvc", "repro"], repo)
     return repo
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, commit_all, make_repo, run, set_params, write_splits
+from tests.conftest import ROOT, run, tiny_pipeline_repo
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -17,12 +17,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def queued_grid(tmp_path_factory, tiny_model):
     """Two experiments queued from git with `dvc exp run --queue` and run by `dvc queue start`."""
-    repo = make_repo(tmp_path_factory.mktemp("experiments") / "repo")
-    write_splits(repo / "inputs", {"train": 240, "test": 60})
-    set_params(repo, data__source="inputs", data__text_column="review", data__label_column="sentiment",
-               data__exclude_labels=[], model__name=str(tiny_model), finetune__epochs=2,
-               finetune__warmup_ratio=0.0, finetune__batch_size=16, export__latency_queries=3)
-    commit_all(repo, "tiny pipeline; queued runs start from this commit")
+    # Queued runs start from this commit.
+    repo = tiny_pipeline_repo(tmp_path_factory.mktemp("experiments") / "repo", tiny_model, {"train": 240, "test": 60},
+                              finetune__epochs=2, finetune__warmup_ratio=0.0, finetune__batch_size=16,
+                              export__latency_queries=3)
     run(["dvc", "exp", "run", "--queue", "-S", "finetune.learning_rate=1e-3,3e-3"], repo)
     run(["dvc", "queue", "start", "-j", "1"], repo)
     deadline = time.monotonic() + 600

@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import commit_all, make_repo, run, set_params, write_splits
+from tests.conftest import commit_all, run, tiny_pipeline_repo
 
 EVAL_KEYS = {"accuracy", "f1_macro", "precision_macro", "recall_macro", "loss", "n_test", "per_class", "baseline",
              "roc_auc", "average_precision"}
@@ -20,13 +20,9 @@ def ran_stages(output: str) -> list[str]:
 @pytest.fixture(scope="module")
 def pipeline_repo(tmp_path_factory, tiny_model):
     """A repo whose pipeline has run once: train/test CSVs (no validation split) with string labels."""
-    repo = make_repo(tmp_path_factory.mktemp("e2e") / "repo")
-    write_splits(repo / "inputs", {"train": 240, "test": 60})
-    set_params(repo, data__source="inputs", data__text_column="review", data__label_column="sentiment",
-               data__exclude_labels=[], model__name=str(tiny_model), finetune__epochs=4, finetune__warmup_ratio=0.0,
-               finetune__learning_rate=3e-3, finetune__batch_size=16, finetune__logging_steps=5,
-               export__latency_queries=10)
-    commit_all(repo, "tiny pipeline")
+    repo = tiny_pipeline_repo(tmp_path_factory.mktemp("e2e") / "repo", tiny_model, {"train": 240, "test": 60},
+                              finetune__epochs=4, finetune__warmup_ratio=0.0, finetune__learning_rate=3e-3,
+                              finetune__batch_size=16, finetune__logging_steps=5, export__latency_queries=10)
     first = run(["dvc", "repro"], repo)
     return repo, first
 

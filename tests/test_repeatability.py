@@ -8,20 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import commit_all, make_repo, run, set_params, stage_env, write_splits
+from tests.conftest import run, stage_env, tiny_pipeline_repo
 
 RESULTS = ("metrics/eval.json", "models/finetuned/model.safetensors")
 
 
 def training_repo(path: Path, tiny_model: Path) -> Path:
-    repo = make_repo(path)
-    write_splits(repo / "inputs", {"train": 480, "test": 60})
-    set_params(repo, data__source="inputs", data__text_column="review", data__label_column="sentiment",
-               data__exclude_labels=[], model__name=str(tiny_model), finetune__epochs=5,
-               finetune__learning_rate=3e-3, finetune__warmup_ratio=0.0, finetune__batch_size=16,
-               finetune__early_stopping_patience=None, finetune__eval_steps=10)
-    commit_all(repo)
-    return repo
+    return tiny_pipeline_repo(path, tiny_model, {"train": 480, "test": 60}, finetune__epochs=5,
+                              finetune__learning_rate=3e-3, finetune__warmup_ratio=0.0, finetune__batch_size=16,
+                              finetune__early_stopping_patience=None, finetune__eval_steps=10)
 
 
 @pytest.fixture(scope="module")
