@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install repro test check report clean
+.PHONY: install repro test check report remote push pull clean
 
 $(VENV)/.installed: requirements.txt requirements-assets.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,11 @@ report/node_modules/.package-lock.json: report/package.json report/package-lock.
 
 install: $(VENV)/.installed
 
+# `dvc repro` leaves each out as its stage wrote it, a copy of what it commits to the cache; relinking
+# swaps those copies for links into the cache (cache.type in .dvc/config), so a model takes its space once.
 repro: install
 	dvc repro
+	dvc checkout --relink --quiet
 
 check: install
 	python -m stages.params
@@ -38,6 +41,20 @@ test: install report/node_modules/.package-lock.json
 # `make report REVS="exp-a exp-b"` compares experiments (dvc plots diff).
 report: install report/node_modules/.package-lock.json
 	python report/build.py build/report $(REVS)
+
+# Where `dvc push` / `dvc pull` share data and models: `make remote URL=s3://bucket/hfx`, gs://, azure://,
+# or a folder (`URL=/mnt/team/hfx-storage`). ENDPOINT= for S3-compatible servers (MinIO, R2, Ceph).
+# The URL goes into .dvc/config (commit it); credentials never do: see README "Sharing".
+remote: install
+	@test -n "$(URL)" || { echo "make remote: URL is required, e.g. make remote URL=s3://my-bucket/hfx or URL=/mnt/team/hfx-storage" >&2; exit 2; }
+	dvc remote add --default --force storage $(URL)
+	$(if $(ENDPOINT),dvc remote modify storage endpointurl $(ENDPOINT))
+
+push: install
+	dvc push
+
+pull: install
+	dvc pull
 
 clean:
 	rm -rf $(VENV) report/node_modules build
