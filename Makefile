@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install repro test check report remote push pull clean
+.PHONY: install repro test check report remote push pull bench clean
 
 $(VENV)/.installed: requirements.txt requirements-assets.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ test: install report/node_modules/.package-lock.json
 # `make report REVS="exp-a exp-b"` compares experiments (dvc plots diff).
 report: install report/node_modules/.package-lock.json
 	python report/build.py build/report $(REVS)
+
+# The project against a plain run_glue.py-style script on SST-2 (../shared/data/sst2 or $$HFX_SST2), plus
+# MFU, preprocess, inference and dvc timings: a table and benchmarks/results.json. Not part of `make test`.
+bench: install
+	python -m benchmarks.bench
 
 # Where `dvc push` / `dvc pull` share data and models: `make remote URL=s3://bucket/hfx`, gs://, azure://,
 # or a folder (`URL=/mnt/team/hfx-storage`). ENDPOINT= for S3-compatible servers (MinIO, R2, Ceph).

@@ -80,6 +80,7 @@ class Finetune(Section):
     deterministic: bool = True
     metric_for_best_model: Literal["accuracy", "f1_macro", "loss"] = "f1_macro"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    optim: Literal["adamw_torch_fused", "adamw_torch", "adafactor", "sgd"] = "adamw_torch_fused"
     logging_steps: int = Field(20, gt=0)
 
 

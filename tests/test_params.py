@@ -30,6 +30,7 @@ def test_project_params_load_with_the_documented_defaults():
     ("finetune", "epochs", 0, "'finetune.epochs': 0: Input should be greater than 0"),
     ("finetune", "batch_size", "big", "'finetune.batch_size': 'big'"),
     ("finetune", "precision", "fp8", "'finetune.precision': 'fp8'"),
+    ("finetune", "optim", "adam", "'finetune.optim': 'adam'"),
     ("data", "test_size", 1.0, "'data.test_size': 1.0: Input should be less than 1"),
     ("data", "source", "ftp://host/file.csv", "unknown scheme"),
     ("data", "source", "hf:", "names nothing after the scheme"),

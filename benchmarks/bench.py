@@ -1,0 +1,246 @@
+"""`make bench`: the project against the script a user would write, on SST-2, and against the hardware's limit.
+
+1. finetune throughput, project (`dvc repro` of its stages, its defaults) vs the peer (benchmarks/peer_run_glue.py)
+   on a fixed stratified sample of SST-2 train, with the validation accuracy of both;
+2. model FLOPs utilisation of the project's finetune against a float32 matmul peak measured here;
+3. preprocess throughput on the full SST-2 train split;
+4. inference: PyTorch eager vs ONNX Runtime fp32 vs int8, batch-1 latency, batch-32 throughput, test accuracy;
+5. `dvc repro` on an up-to-date pipeline (no-op) and `dvc status`.
+Prints a table and writes benchmarks/results.json. Reads SST-2 from ../shared/data/sst2 (or $HFX_SST2) and
+skips, with a message, whatever needs it when it is absent. Work folders live under build/bench/.
+Heavy parts run one after another, never side by side: on a small CPU they would only slow each other down.
+"""
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from datasets import load_from_disk
+from sklearn.model_selection import train_test_split
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+from stages.export import Runner, batches, median_latency_ms
+from stages.params import load_params
+from stages.sources import model_path
+
+ROOT = Path(__file__).resolve().parents[1]
+SST2 = Path(os.environ.get("HFX_SST2", ROOT.parent / "shared/data/sst2"))
+WORK = ROOT / "build/bench"
+TRAIN_ROWS = int(os.environ.get("HFX_BENCH_TRAIN_ROWS", 2000))
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvcignore", ".gitignore"]
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def sh(cmd: list[str], cwd: Path) -> tuple[str, float]:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd)} failed in {cwd}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+    return result.stdout, seconds
+
+
+def project_repo(name: str, source: Path) -> Path:
+    """A copy of the pipeline, with the project's defaults, reading SST-2 csv files from `source`."""
+    repo = WORK / name
+    shutil.rmtree(repo, ignore_errors=True)
+    repo.mkdir(parents=True)
+    for item in PROJECT_FILES:
+        (repo / item).parent.mkdir(parents=True, exist_ok=True)
+        copy = shutil.copytree if (ROOT / item).is_dir() else shutil.copy2
+        copy(ROOT / item, repo / item)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update(source=str(source), text_column="text", label_column="label", exclude_labels=[])
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["git", "init", "-q"], repo)
+    sh(["git", "add", "-A"], repo)  # dvclive records the commit a run starts from
+    sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "bench"], repo)
+    return repo
+
+
+def write_sample() -> Path:
+    """A fixed stratified sample of SST-2 train; validation and test are the full SST-2 splits."""
+    folder = WORK / "sst2-sample"
+    folder.mkdir(parents=True, exist_ok=True)
+    train = pd.read_csv(SST2 / "train.csv")
+    sample, _ = train_test_split(train, train_size=TRAIN_ROWS, stratify=train["label"], random_state=0)
+    sample.to_csv(folder / "train.csv", index=False)
+    for split in ("validation", "test"):
+        shutil.copy2(SST2 / f"{split}.csv", folder / f"{split}.csv")
+    return folder
+
+
+def finetune_vs_peer(repo: Path, sample: Path) -> dict:
+    _, seconds = sh(["dvc", "repro", "finetune"], repo)
+    train = json.loads((repo / "metrics/train/metrics.json").read_text())
+    params = load_params(repo / "params.yaml")
+    ft = params.finetune.model_dump()
+    lengths = load_from_disk(str(repo / "data/processed"))["train"]["length"]
+
+    model = model_path(params.model)
+    peer_out, _ = sh([sys.executable, str(ROOT / "benchmarks/peer_run_glue.py"), "--data", str(sample), "--model",
+                      model, "--out", str(WORK / "peer-out"), "--epochs", str(ft["epochs"]), "--learning-rate",
+                      str(ft["learning_rate"]), "--batch-size", str(ft["batch_size"]), "--weight-decay",
+                      str(ft["weight_decay"]), "--warmup-ratio", str(ft["warmup_ratio"]), "--seed", str(ft["seed"])],
+                     ROOT)
+    peer = json.loads(peer_out.strip().splitlines()[-1])
+    real_tokens = sum(lengths) * ft["epochs"]
+    return {
+        "train_rows": len(lengths), "epochs": ft["epochs"], "real_tokens": real_tokens,
+        "project": {"train_runtime_s": train["train"]["runtime"], "samples_per_s": train["train"]["samples_per_second"],
+                    "real_tokens_per_s": real_tokens / train["train"]["runtime"],
+                    "validation_accuracy": train["eval"]["accuracy"], "dvc_repro_finetune_wall_s": seconds},
+        "peer": {"train_runtime_s": peer["train_runtime"], "samples_per_s": peer["train_samples_per_second"],
+                 "real_tokens_per_s": real_tokens / peer["train_runtime"],
+                 "validation_accuracy": peer["validation_accuracy"]},
+        "lengths": lengths,
+    }
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
+    """float32 matmul FLOP/s, best of `repeats`, with the thread count training uses."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = min(timeit(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def timeit(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def mfu(finetune: dict, repo: Path) -> dict:
+    """FLOPs per trained token: 6 x non-embedding parameters + 12 x layers x sequence length x hidden size
+    (bidirectional attention, forward and backward), over real (unpadded) tokens only."""
+    model = AutoModelForSequenceClassification.from_pretrained(repo / "models/finetuned")
+    config = model.config
+    embeddings = sum(p.numel() for name, p in model.named_parameters() if ".embeddings." in name)
+    non_embedding = sum(p.numel() for p in model.parameters()) - embeddings
+    layers, hidden = config.num_hidden_layers, config.hidden_size
+    flops = finetune["epochs"] * sum(6 * non_embedding * t + 12 * layers * hidden * t * t for t in finetune["lengths"])
+    achieved = flops / finetune["project"]["train_runtime_s"]
+    peak = matmul_peak_flops()
+    return {"non_embedding_params": non_embedding, "train_flops": flops, "achieved_gflops": achieved / 1e9,
+            "matmul_peak_gflops": peak / 1e9, "mfu": achieved / peak, "threads": torch.get_num_threads()}
+
+
+def preprocess_throughput() -> dict:
+    repo = project_repo("sst2-full", SST2)
+    sh(["dvc", "repro", "download"], repo)
+    _, seconds = sh([sys.executable, "-m", "stages.preprocess"], repo)  # the stage's own command, timed alone
+    rows = len(pd.read_csv(SST2 / "train.csv")) + len(pd.read_csv(SST2 / "validation.csv")) + \
+        len(pd.read_csv(SST2 / "test.csv"))
+    return {"rows": rows, "wall_s": seconds, "rows_per_s": rows / seconds}
+
+
+def inference(repo: Path) -> dict:
+    sh(["dvc", "repro"], repo)  # evaluate and export the model fine-tuned above
+    export, threads = repo / "models/export", torch.get_num_threads()
+    tokenizer = AutoTokenizer.from_pretrained(export)
+    runners = {"pytorch_eager": Runner("pytorch", model=AutoModelForSequenceClassification.from_pretrained(export).eval()),
+               "onnx_fp32": Runner("onnx", onnx_path=export / "model.onnx", threads=threads),
+               "onnx_int8": Runner("onnx_int8", onnx_path=export / "model_quantized.onnx", threads=threads)}
+    test = load_from_disk(str(repo / "data/processed"))["test"]
+    names = list(tokenizer.model_input_names)
+    collator = DataCollatorWithPadding(tokenizer)
+    queries = [{k: np.array([row[k]]) for k in names} for row in test.select(range(200))]
+    results = {}
+    for fmt, runner in runners.items():
+        latency = median_latency_ms(runner, queries)
+        correct, start = 0, time.perf_counter()
+        for inputs, labels in batches(test, collator, names, 32):
+            correct += int((runner({k: v.numpy() for k, v in inputs.items()}).argmax(-1) == labels).sum())
+        seconds = time.perf_counter() - start
+        results[fmt] = {"latency_ms_batch1": latency, "samples_per_s_batch32": len(test) / seconds,
+                        "test_accuracy": correct / len(test)}
+    return {"n_test": len(test), "latency_queries": len(queries), "threads": threads, "formats": results}
+
+
+def dvc_timings(repo: Path, repeats: int = 5) -> dict:
+    status, _ = sh(["dvc", "status"], repo)
+    assert "up to date" in status, status
+    return {"noop_repro_s": statistics.median(sh(["dvc", "repro"], repo)[1] for _ in range(repeats)),
+            "status_s": statistics.median(sh(["dvc", "status"], repo)[1] for _ in range(repeats)), "repeats": repeats}
+
+
+def main() -> None:
+    torch.set_num_threads(torch.get_num_threads())
+    results = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                           "processor": platform.processor() or platform.machine(), "torch": torch.__version__},
+               "skipped": []}
+    if not (SST2 / "train.csv").is_file():
+        message = f"SST-2 not found at {SST2} (set HFX_SST2 to a folder with train/validation/test.csv)"
+        print(f"bench: skipping parts 1-5: {message}")
+        results["skipped"] = ["finetune", "mfu", "preprocess", "inference", "dvc", message]
+    else:
+        sample = write_sample()
+        repo = project_repo("sst2-sample-run", sample)
+        finetune = finetune_vs_peer(repo, sample)
+        results["mfu"] = mfu(finetune, repo)
+        finetune.pop("lengths")
+        results["finetune"] = finetune
+        results["inference"] = inference(repo)
+        results["dvc"] = dvc_timings(repo)
+        results["preprocess"] = preprocess_throughput()
+    results["targets"] = targets(results)
+    (ROOT / "benchmarks/results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+
+
+def targets(r: dict) -> list[dict]:
+    """The issue's targets, each with the measured value and whether it is met."""
+    if "finetune" not in r:
+        return []
+    ft, formats = r["finetune"], r["inference"]["formats"]
+    eager, int8 = formats["pytorch_eager"], formats["onnx_int8"]
+    checks = [
+        ("finetune train samples/s, project / peer", ft["project"]["samples_per_s"] / ft["peer"]["samples_per_s"], ">=", 4.0),
+        ("validation accuracy, project - peer (points)",
+         100 * (ft["project"]["validation_accuracy"] - ft["peer"]["validation_accuracy"]), ">=", 0.0),
+        ("MFU of finetune on real tokens", r["mfu"]["mfu"], ">=", 0.5),
+        ("batch-1 latency, PyTorch eager / ONNX int8", eager["latency_ms_batch1"] / int8["latency_ms_batch1"], ">=", 4.0),
+        ("test accuracy drop, eager - int8 (points)", 100 * (eager["test_accuracy"] - int8["test_accuracy"]), "<=", 0.5),
+        ("no-op dvc repro (s)", r["dvc"]["noop_repro_s"], "<", 2.0),
+    ]
+    met = {">=": lambda v, b: v >= b, "<=": lambda v, b: v <= b, "<": lambda v, b: v < b}
+    return [{"target": name, "value": round(value, 4), "bound": f"{op} {bound}", "met": met[op](value, bound)}
+            for name, value, op, bound in checks]
+
+
+def print_table(r: dict) -> None:
+    if "finetune" not in r:
+        return
+    ft, m, pre, inf, dvc = r["finetune"], r["mfu"], r["preprocess"], r["inference"], r["dvc"]
+    p, q = ft["project"], ft["peer"]
+    print(f"\n1. finetune, {ft['train_rows']:,} SST-2 train rows x {ft['epochs']} epoch   project      peer   ratio")
+    for key, label in [("samples_per_s", "train samples/s"), ("real_tokens_per_s", "real tokens/s")]:
+        print(f"   {label:<44}{p[key]:>9.1f} {q[key]:>9.1f} {p[key] / q[key]:>6.2f}x")
+    print(f"   {'validation accuracy (872 rows)':<44}{p['validation_accuracy']:>9.4f} {q['validation_accuracy']:>9.4f}")
+    print(f"2. MFU: {m['achieved_gflops']:.1f} GFLOP/s on real tokens / {m['matmul_peak_gflops']:.1f} GFLOP/s float32 "
+          f"matmul peak ({m['threads']} threads) = {100 * m['mfu']:.1f}%")
+    print(f"3. preprocess: {pre['rows']:,} rows in {pre['wall_s']:.1f} s = {pre['rows_per_s']:,.0f} rows/s")
+    print(f"4. inference on {inf['n_test']:,} test rows ({inf['threads']} threads)  "
+          "batch-1 ms   batch-32 samples/s   accuracy")
+    for fmt, v in inf["formats"].items():
+        print(f"   {fmt:<40}{v['latency_ms_batch1']:>9.2f} {v['samples_per_s_batch32']:>20.1f} {v['test_accuracy']:>10.4f}")
+    print(f"5. dvc repro (no-op) {dvc['noop_repro_s']:.2f} s, dvc status {dvc['status_s']:.2f} s "
+          f"(median of {dvc['repeats']})")
+    print("\ntargets")
+    for t in r["targets"]:
+        print(f"   {'met ' if t['met'] else 'MISS'}  {t['target']:<48}{t['value']:>10} {t['bound']}")
+
+
+if __name__ == "__main__":
+    main()
