@@ -54,6 +54,12 @@ def clone(shared, dest: Path) -> Path:
     return dest
 
 
+def add_remote(repo: Path, name: str, url: str, endpoint: str) -> None:
+    """A clone-local S3 remote (.dvc/config.local), so the committed config stays as the author left it."""
+    run(["dvc", "remote", "add", "--local", "--force", name, url], repo)
+    run(["dvc", "remote", "modify", "--local", name, "endpointurl", endpoint], repo)
+
+
 def locked_outs(repo: Path) -> list[str]:
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     return [out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])]
@@ -170,8 +176,7 @@ def test_exported_model_imported_into_another_project_loads_with_pipeline(shared
 
 def test_push_interrupted_by_a_dying_server_completes_on_retry(shared, s3, tmp_path):
     repo = shared.repo
-    run(["dvc", "remote", "add", "--local", "flaky", f"s3://{BUCKET}/flaky"], repo)
-    run(["dvc", "remote", "modify", "--local", "flaky", "endpointurl", s3.endpoint], repo)
+    add_remote(repo, "flaky", f"s3://{BUCKET}/flaky", s3.endpoint)
     s3.die_after("PUT", 3)
     try:
         push = run(["dvc", "push", "-r", "flaky"], repo, check=False, env=CREDENTIALS)
@@ -189,8 +194,7 @@ def test_push_interrupted_by_a_dying_server_completes_on_retry(shared, s3, tmp_p
     assert_cache_intact(repo)
     # What the retry left on the remote is complete: a fresh clone pulls a working pipeline from it.
     teammate = clone(shared, tmp_path / "teammate")
-    run(["dvc", "remote", "add", "--local", "flaky", f"s3://{BUCKET}/flaky"], teammate)
-    run(["dvc", "remote", "modify", "--local", "flaky", "endpointurl", s3.endpoint], teammate)
+    add_remote(teammate, "flaky", f"s3://{BUCKET}/flaky", s3.endpoint)
     run(["dvc", "pull", "-r", "flaky"], teammate, env=CREDENTIALS)
     assert run(["dvc", "status"], teammate).stdout.strip() == UP_TO_DATE
 
@@ -223,9 +227,7 @@ def test_pull_interrupted_by_a_dying_server_completes_on_retry(shared, s3, tmp_p
 def test_remote_faults_fail_with_a_clear_error_and_leave_the_cache_intact(shared, s3, fault, url, endpoint,
                                                                         credentials, message):
     repo = shared.repo
-    run(["dvc", "remote", "add", "--local", "--force", "faulty", url], repo)
-    endpoint = endpoint.format(free_port=free_port(), endpoint=s3.endpoint)
-    run(["dvc", "remote", "modify", "--local", "faulty", "endpointurl", endpoint], repo)
+    add_remote(repo, "faulty", url, endpoint.format(free_port=free_port(), endpoint=s3.endpoint))
     s3.require_valid_credentials(fault == "bad credentials")
     try:
         push = run(["dvc", "push", "-r", "faulty"], repo, check=False, env=credentials)
