@@ -148,9 +148,9 @@ def inference(repo: Path) -> dict:
     sh(["dvc", "repro"], repo)  # evaluate and export the model fine-tuned above
     export, threads = repo / "models/export", torch.get_num_threads()
     tokenizer = AutoTokenizer.from_pretrained(export)
-    runners = {"pytorch_eager": Runner("pytorch", model=AutoModelForSequenceClassification.from_pretrained(export).eval()),
-               "onnx_fp32": Runner("onnx", onnx_path=export / "model.onnx", threads=threads),
-               "onnx_int8": Runner("onnx_int8", onnx_path=export / "model_quantized.onnx", threads=threads)}
+    runners = {"pytorch_eager": Runner(model=AutoModelForSequenceClassification.from_pretrained(export).eval()),
+               "onnx_fp32": Runner(onnx_path=export / "model.onnx", threads=threads),
+               "onnx_int8": Runner(onnx_path=export / "model_quantized.onnx", threads=threads)}
     test = load_from_disk(str(repo / "data/processed"))["test"]
     names = list(tokenizer.model_input_names)
     collator = DataCollatorWithPadding(tokenizer)

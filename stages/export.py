@@ -69,8 +69,8 @@ def batches(test, collator, input_names, batch_size):
 class Runner:
     """One model format behind one call: numpy inputs in, logits out."""
 
-    def __init__(self, fmt: str, model=None, onnx_path: Path | None = None, threads: int = 1):
-        self.fmt, self.model = fmt, model
+    def __init__(self, model=None, onnx_path: Path | None = None, threads: int = 1):
+        self.model = model
         if onnx_path is not None:
             options = ort.SessionOptions()
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
@@ -96,7 +96,7 @@ def median_latency_ms(runner: Runner, queries: list[dict]) -> float:
 def main() -> None:
     params = load_params()
     task, paths, ex = get_task(params.task), params.paths, params.export
-    torch.set_num_threads(threads := torch.get_num_threads())
+    threads = torch.get_num_threads()  # onnxruntime gets as many as PyTorch, for a fair latency comparison
     test = load_from_disk(paths.processed)["test"]
     tokenizer = AutoTokenizer.from_pretrained(paths.finetuned)
     model = task.auto_model.from_pretrained(paths.finetuned, use_safetensors=True, attn_implementation="eager").eval()
@@ -105,13 +105,13 @@ def main() -> None:
     with atomic_dir(paths.export) as out:
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
-        runners = {"pytorch": Runner("pytorch", model=model)}
+        runners = {"pytorch": Runner(model=model)}
         if ex.onnx:
             export_onnx(model, tokenizer, out / "model.onnx")
-            runners["onnx"] = Runner("onnx", onnx_path=out / "model.onnx", threads=threads)
+            runners["onnx"] = Runner(onnx_path=out / "model.onnx", threads=threads)
         if ex.quantize:
             quantize(out / "model.onnx", model.config, out / "model_quantized.onnx")
-            runners["onnx_int8"] = Runner("onnx_int8", onnx_path=out / "model_quantized.onnx", threads=threads)
+            runners["onnx_int8"] = Runner(onnx_path=out / "model_quantized.onnx", threads=threads)
 
         logits = {fmt: [] for fmt in runners}
         labels = []
