@@ -85,7 +85,8 @@ def finetune_vs_peer(repo: Path, sample: Path) -> dict:
     train = json.loads((repo / "metrics/train/metrics.json").read_text())
     params = load_params(repo / "params.yaml")
     ft = params.finetune.model_dump()
-    lengths = load_from_disk(str(repo / "data/processed"))["train"]["length"]
+    processed = load_from_disk(str(repo / "data/processed"))
+    lengths = processed["train"]["length"]
 
     model = model_path(params.model)
     peer_out, _ = sh([sys.executable, str(ROOT / "benchmarks/peer_run_glue.py"), "--data", str(sample), "--model",
@@ -103,7 +104,7 @@ def finetune_vs_peer(repo: Path, sample: Path) -> dict:
         "peer": {"train_runtime_s": peer["train_runtime"], "samples_per_s": peer["train_samples_per_second"],
                  "real_tokens_per_s": real_tokens / peer["train_runtime"],
                  "validation_accuracy": peer["validation_accuracy"]},
-        "lengths": lengths,
+        "lengths": lengths, "validation_lengths": processed["validation"]["length"],
     }
 
 
@@ -122,18 +123,32 @@ def timeit(fn) -> float:
 
 
 def mfu(finetune: dict, repo: Path) -> dict:
-    """FLOPs per trained token: 6 x non-embedding parameters + 12 x layers x sequence length x hidden size
-    (bidirectional attention, forward and backward), over real (unpadded) tokens only."""
+    """Model FLOPs utilisation against a float32 matmul peak measured here, on real (unpadded) tokens.
+
+    Training: 6 x non-embedding parameters + 12 x layers x length x hidden FLOPs per token (forward and backward,
+    bidirectional attention), over the time spent training: train() minus its validation passes (the Trainer
+    logs each one's runtime). Also reported: the whole train() window, validation's forward passes
+    (2 x non-embedding parameters + 4 x layers x length x hidden per token) counted with their time.
+    """
     model = AutoModelForSequenceClassification.from_pretrained(repo / "models/finetuned")
     config = model.config
     embeddings = sum(p.numel() for name, p in model.named_parameters() if ".embeddings." in name)
     non_embedding = sum(p.numel() for p in model.parameters()) - embeddings
     layers, hidden = config.num_hidden_layers, config.hidden_size
-    flops = finetune["epochs"] * sum(6 * non_embedding * t + 12 * layers * hidden * t * t for t in finetune["lengths"])
-    achieved = flops / finetune["project"]["train_runtime_s"]
+    train_flops = finetune["epochs"] * sum(6 * non_embedding * t + 12 * layers * hidden * t * t
+                                           for t in finetune["lengths"])
+    eval_runtimes = pd.read_csv(repo / "metrics/train/plots/metrics/eval/runtime.tsv", sep="\t")["runtime"]
+    validation_flops = len(eval_runtimes) * sum(2 * non_embedding * t + 4 * layers * hidden * t * t
+                                                for t in finetune["validation_lengths"])
+    runtime = finetune["project"]["train_runtime_s"]
+    training_s = float(runtime - eval_runtimes.sum())
     peak = matmul_peak_flops()
-    return {"non_embedding_params": non_embedding, "train_flops": flops, "achieved_gflops": achieved / 1e9,
-            "matmul_peak_gflops": peak / 1e9, "mfu": achieved / peak, "threads": torch.get_num_threads()}
+    return {"non_embedding_params": non_embedding, "train_flops": train_flops, "training_s": training_s,
+            "achieved_gflops": train_flops / training_s / 1e9, "matmul_peak_gflops": peak / 1e9,
+            "mfu": train_flops / training_s / peak, "validation_passes": len(eval_runtimes),
+            "validation_s": float(eval_runtimes.sum()), "validation_flops": validation_flops,
+            "mfu_with_validation": (train_flops + validation_flops) / runtime / peak,
+            "threads": torch.get_num_threads()}
 
 
 def preprocess_throughput() -> dict:
@@ -187,7 +202,8 @@ def main() -> None:
         repo = project_repo("sst2-sample-run", sample)
         finetune = finetune_vs_peer(repo, sample)
         results["mfu"] = mfu(finetune, repo)
-        finetune.pop("lengths")
+        for key in ("lengths", "validation_lengths"):
+            finetune.pop(key)
         results["finetune"] = finetune
         results["inference"] = inference(repo)
         results["dvc"] = dvc_timings(repo)
@@ -207,7 +223,7 @@ def targets(r: dict) -> list[dict]:
         ("finetune train samples/s, project / peer", ft["project"]["samples_per_s"] / ft["peer"]["samples_per_s"], ">=", 4.0),
         ("validation accuracy, project - peer (points)",
          100 * (ft["project"]["validation_accuracy"] - ft["peer"]["validation_accuracy"]), ">=", 0.0),
-        ("MFU of finetune on real tokens", r["mfu"]["mfu"], ">=", 0.5),
+        ("MFU of finetune training on real tokens", r["mfu"]["mfu"], ">=", 0.5),
         ("batch-1 latency, PyTorch eager / ONNX int8", eager["latency_ms_batch1"] / int8["latency_ms_batch1"], ">=", 4.0),
         ("test accuracy drop, eager - int8 (points)", 100 * (eager["test_accuracy"] - int8["test_accuracy"]), "<=", 0.5),
         ("no-op dvc repro (s)", r["dvc"]["noop_repro_s"], "<", 2.0),
@@ -226,8 +242,10 @@ def print_table(r: dict) -> None:
     for key, label in [("samples_per_s", "train samples/s"), ("real_tokens_per_s", "real tokens/s")]:
         print(f"   {label:<44}{p[key]:>9.1f} {q[key]:>9.1f} {p[key] / q[key]:>6.2f}x")
     print(f"   {'validation accuracy (872 rows)':<44}{p['validation_accuracy']:>9.4f} {q['validation_accuracy']:>9.4f}")
-    print(f"2. MFU: {m['achieved_gflops']:.1f} GFLOP/s on real tokens / {m['matmul_peak_gflops']:.1f} GFLOP/s float32 "
-          f"matmul peak ({m['threads']} threads) = {100 * m['mfu']:.1f}%")
+    print(f"2. MFU: {m['achieved_gflops']:.1f} GFLOP/s on real tokens over {m['training_s']:.1f} s of training / "
+          f"{m['matmul_peak_gflops']:.1f} GFLOP/s float32 matmul peak ({m['threads']} threads) = {100 * m['mfu']:.1f}%")
+    print(f"   whole train() with its {m['validation_passes']} validation pass(es), {m['validation_s']:.1f} s "
+          f"(forward FLOPs counted): {100 * m['mfu_with_validation']:.1f}%")
     print(f"3. preprocess: {pre['rows']:,} rows in {pre['wall_s']:.1f} s = {pre['rows_per_s']:,.0f} rows/s")
     print(f"4. inference on {inf['n_test']:,} test rows ({inf['threads']} threads)  "
           "batch-1 ms   batch-32 samples/s   accuracy")
