@@ -104,7 +104,7 @@ def test_dvc_sends_no_usage_report_without_being_told(pipeline_repo):
 
 def test_dvc_parses_yaml_with_the_c_parser():
     """ruamel.yaml's C parser is an optional extra; without it every dvc command parses dvc.yaml, dvc.lock and
-    params.yaml in pure Python (half of a no-op `dvc repro` here)."""
+    params.yaml in pure Python (a third of a profiled no-op `dvc repro` here)."""
     from ruamel.yaml import YAML
     from ruamel.yaml.main import CParser
 
