@@ -82,6 +82,7 @@ class Finetune(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     optim: Literal["adamw_torch_fused", "adamw_torch", "adafactor", "sgd"] = "adamw_torch_fused"
     logging_steps: int = Field(20, gt=0)
+    freeze_token_embeddings: bool = False
 
 
 class Evaluate(Section):

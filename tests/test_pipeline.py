@@ -4,7 +4,9 @@ import json
 import subprocess
 
 import pytest
+import torch
 import yaml
+from transformers import AutoModel
 
 from tests.conftest import commit_all, run, stage_env, tiny_pipeline_repo
 
@@ -134,3 +136,16 @@ def test_evaluate_param_reruns_only_evaluate(pipeline_repo):
     repo, _ = pipeline_repo
     result = run(["dvc", "exp", "run", "-S", "evaluate.batch_size=8"], repo)
     assert ran_stages(result.stdout) == ["check_params", "evaluate"]
+
+
+def test_token_embeddings_train_by_default_and_stay_pretrained_when_frozen(pipeline_repo, tiny_model):
+    repo, _ = pipeline_repo
+    pretrained = AutoModel.from_pretrained(tiny_model)
+    default_run = AutoModel.from_pretrained(repo / "models/finetuned")
+    assert not torch.equal(default_run.get_input_embeddings().weight, pretrained.get_input_embeddings().weight)
+
+    run(["dvc", "exp", "run", "-S", "finetune.freeze_token_embeddings=true"], repo)
+    frozen_run = AutoModel.from_pretrained(repo / "models/finetuned")
+    assert torch.equal(frozen_run.get_input_embeddings().weight, pretrained.get_input_embeddings().weight)
+    first_dense = [model.encoder.layer[0].output.dense.weight for model in (frozen_run, pretrained)]
+    assert not torch.equal(*first_dense), "the rest of the model still trains"
