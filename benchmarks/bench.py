@@ -5,7 +5,8 @@
 2. model FLOPs utilisation of the project's finetune against a float32 matmul peak measured here;
 3. preprocess throughput on the full SST-2 train split;
 4. inference: PyTorch eager vs ONNX Runtime fp32 vs int8, batch-1 latency, batch-32 throughput, test accuracy;
-5. `dvc repro` on an up-to-date pipeline (no-op) and `dvc status`.
+5. `dvc repro` on an up-to-date pipeline (no-op) and `dvc status`;
+6. the opt-in `finetune.freeze_token_embeddings: true` on the same sample: speed, accuracy, MFU.
 Prints a table and writes benchmarks/results.json. Reads SST-2 from ../shared/data/sst2 (or $HFX_SST2) and
 skips, with a message, whatever needs it when it is absent. Work folders live under build/bench/.
 Heavy parts run one after another, never side by side: on a small CPU they would only slow each other down.
@@ -50,8 +51,9 @@ def sh(cmd: list[str], cwd: Path) -> tuple[str, float]:
     return result.stdout, seconds
 
 
-def project_repo(name: str, source: Path) -> Path:
-    """A copy of the pipeline, with the project's defaults, reading SST-2 csv files from `source`."""
+def project_repo(name: str, source: Path, **finetune) -> Path:
+    """A copy of the pipeline, with the project's defaults (or `finetune` overrides), reading SST-2 csv files
+    from `source`."""
     repo = WORK / name
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
@@ -61,6 +63,7 @@ def project_repo(name: str, source: Path) -> Path:
         copy(ROOT / item, repo / item)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"].update(source=str(source), text_column="text", label_column="label", exclude_labels=[])
+    params["finetune"].update(finetune)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(["git", "init", "-q"], repo)
     sh(["git", "add", "-A"], repo)  # dvclive records the commit a run starts from
@@ -80,35 +83,38 @@ def write_sample() -> Path:
     return folder
 
 
-def finetune_vs_peer(repo: Path, sample: Path) -> dict:
+def project_finetune(repo: Path) -> dict:
+    """`dvc repro finetune`: its speed, validation accuracy and MFU, with the matmul peak measured just before
+    and just after it (on a shared machine one measurement alone can be off by a third; the better of the two
+    gives the lower, safer MFU)."""
     sh(["dvc", "repro", "preprocess"], repo)
     peak_before = matmul_peak_flops()
     _, seconds = sh(["dvc", "repro", "finetune"], repo)
-    matmul_peaks = [peak_before, matmul_peak_flops()]
+    peaks = [peak_before, matmul_peak_flops()]
     train = json.loads((repo / "metrics/train/metrics.json").read_text())
-    params = load_params(repo / "params.yaml")
-    ft = params.finetune.model_dump()
+    epochs = load_params(repo / "params.yaml").finetune.epochs
     processed = load_from_disk(str(repo / "data/processed"))
     lengths = processed["train"]["length"]
+    runtime = train["train"]["runtime"]
+    return {"train_rows": len(lengths), "epochs": epochs, "real_tokens": sum(lengths) * epochs,
+            "train_runtime_s": runtime, "samples_per_s": train["train"]["samples_per_second"],
+            "real_tokens_per_s": sum(lengths) * epochs / runtime, "validation_accuracy": train["eval"]["accuracy"],
+            "dvc_repro_finetune_wall_s": seconds,
+            "mfu": mfu(repo, lengths, processed["validation"]["length"], epochs, runtime, peaks)}
 
-    model = model_path(params.model)
-    peer_out, _ = sh([sys.executable, str(ROOT / "benchmarks/peer_run_glue.py"), "--data", str(sample), "--model",
-                      model, "--out", str(WORK / "peer-out"), "--epochs", str(ft["epochs"]), "--learning-rate",
-                      str(ft["learning_rate"]), "--batch-size", str(ft["batch_size"]), "--weight-decay",
-                      str(ft["weight_decay"]), "--warmup-ratio", str(ft["warmup_ratio"]), "--seed", str(ft["seed"])],
-                     ROOT)
-    peer = json.loads(peer_out.strip().splitlines()[-1])
-    real_tokens = sum(lengths) * ft["epochs"]
-    return {
-        "train_rows": len(lengths), "epochs": ft["epochs"], "real_tokens": real_tokens,
-        "project": {"train_runtime_s": train["train"]["runtime"], "samples_per_s": train["train"]["samples_per_second"],
-                    "real_tokens_per_s": real_tokens / train["train"]["runtime"],
-                    "validation_accuracy": train["eval"]["accuracy"], "dvc_repro_finetune_wall_s": seconds},
-        "peer": {"train_runtime_s": peer["train_runtime"], "samples_per_s": peer["train_samples_per_second"],
-                 "real_tokens_per_s": real_tokens / peer["train_runtime"],
-                 "validation_accuracy": peer["validation_accuracy"]},
-        "lengths": lengths, "validation_lengths": processed["validation"]["length"], "matmul_peaks": matmul_peaks,
-    }
+
+def peer_finetune(repo: Path, sample: Path, real_tokens: int) -> dict:
+    """benchmarks/peer_run_glue.py with the model and hyper-parameters of the project's run in `repo`."""
+    params = load_params(repo / "params.yaml")
+    ft = params.finetune
+    out, _ = sh([sys.executable, str(ROOT / "benchmarks/peer_run_glue.py"), "--data", str(sample), "--model",
+                 model_path(params.model), "--out", str(WORK / "peer-out"), "--epochs", str(ft.epochs),
+                 "--learning-rate", str(ft.learning_rate), "--batch-size", str(ft.batch_size), "--weight-decay",
+                 str(ft.weight_decay), "--warmup-ratio", str(ft.warmup_ratio), "--seed", str(ft.seed)], ROOT)
+    peer = json.loads(out.strip().splitlines()[-1])
+    return {"train_runtime_s": peer["train_runtime"], "samples_per_s": peer["train_samples_per_second"],
+            "real_tokens_per_s": real_tokens / peer["train_runtime"],
+            "validation_accuracy": peer["validation_accuracy"]}
 
 
 def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
@@ -125,15 +131,13 @@ def timeit(fn) -> float:
     return time.perf_counter() - start
 
 
-def mfu(finetune: dict, repo: Path) -> dict:
-    """Model FLOPs utilisation against a float32 matmul peak measured here, on real (unpadded) tokens.
-
-    The peak is the better of two measurements, just before and just after the project's finetune: on a shared
-    machine one alone can be off by a third, and the higher one gives the lower, safer MFU.
+def mfu(repo: Path, lengths: list[int], validation_lengths: list[int], epochs: float, runtime: float,
+        peaks: list[float]) -> dict:
+    """Model FLOPs utilisation against the better of the float32 matmul `peaks`, on real (unpadded) tokens.
 
     Training: 6 x non-embedding parameters + 12 x layers x length x hidden FLOPs per token (forward and backward,
-    bidirectional attention), over the time spent training: train() minus its validation passes (the Trainer
-    logs each one's runtime). Also reported: the whole train() window, validation's forward passes
+    bidirectional attention), over the time spent training: train() `runtime` minus its validation passes (the
+    Trainer logs each one's runtime). Also reported: the whole train() window, validation's forward passes
     (2 x non-embedding parameters + 4 x layers x length x hidden per token) counted with their time.
     """
     model = AutoModelForSequenceClassification.from_pretrained(repo / "models/finetuned")
@@ -141,17 +145,15 @@ def mfu(finetune: dict, repo: Path) -> dict:
     embeddings = sum(p.numel() for name, p in model.named_parameters() if ".embeddings." in name)
     non_embedding = sum(p.numel() for p in model.parameters()) - embeddings
     layers, hidden = config.num_hidden_layers, config.hidden_size
-    train_flops = finetune["epochs"] * sum(6 * non_embedding * t + 12 * layers * hidden * t * t
-                                           for t in finetune["lengths"])
+    train_flops = epochs * sum(6 * non_embedding * t + 12 * layers * hidden * t * t for t in lengths)
     eval_runtimes = pd.read_csv(repo / "metrics/train/plots/metrics/eval/runtime.tsv", sep="\t")["runtime"]
     validation_flops = len(eval_runtimes) * sum(2 * non_embedding * t + 4 * layers * hidden * t * t
-                                                for t in finetune["validation_lengths"])
-    runtime = finetune["project"]["train_runtime_s"]
+                                                for t in validation_lengths)
     training_s = float(runtime - eval_runtimes.sum())
-    peak = max(finetune["matmul_peaks"])
+    peak = max(peaks)
     return {"non_embedding_params": non_embedding, "train_flops": train_flops, "training_s": training_s,
             "achieved_gflops": train_flops / training_s / 1e9, "matmul_peak_gflops": peak / 1e9,
-            "matmul_peaks_before_after_gflops": [p / 1e9 for p in finetune["matmul_peaks"]],
+            "matmul_peaks_before_after_gflops": [p / 1e9 for p in peaks],
             "mfu": train_flops / training_s / peak, "validation_passes": len(eval_runtimes),
             "validation_s": float(eval_runtimes.sum()), "validation_flops": validation_flops,
             "mfu_with_validation": (train_flops + validation_flops) / runtime / peak,
@@ -203,18 +205,23 @@ def main() -> None:
     if not (SST2 / "train.csv").is_file():
         message = f"SST-2 not found at {SST2} (set HFX_SST2 to a folder with train/validation/test.csv)"
         print(f"bench: skipping parts 1-5: {message}")
-        results["skipped"] = ["finetune", "mfu", "preprocess", "inference", "dvc", message]
+        results["skipped"] = ["finetune", "mfu", "preprocess", "inference", "dvc", "freeze_token_embeddings", message]
     else:
         sample = write_sample()
         repo = project_repo("sst2-sample-run", sample)
-        finetune = finetune_vs_peer(repo, sample)
-        results["mfu"] = mfu(finetune, repo)
-        for key in ("lengths", "validation_lengths", "matmul_peaks"):
-            finetune.pop(key)
-        results["finetune"] = finetune
+        project = project_finetune(repo)
+        results["mfu"] = project.pop("mfu")
+        results["finetune"] = {key: project.pop(key) for key in ("train_rows", "epochs", "real_tokens")}
+        results["finetune"]["project"] = project
+        results["finetune"]["peer"] = peer_finetune(repo, sample, results["finetune"]["real_tokens"])
         results["inference"] = inference(repo)
         results["dvc"] = dvc_timings(repo)
         results["preprocess"] = preprocess_throughput()
+        # The opt-in that trades accuracy for speed, measured on the same sample (README: Benchmarks).
+        frozen = project_finetune(project_repo("sst2-sample-frozen", sample, freeze_token_embeddings=True))
+        results["freeze_token_embeddings"] = {key: frozen[key] for key in
+                                              ("train_runtime_s", "samples_per_s", "validation_accuracy")}
+        results["freeze_token_embeddings"]["mfu"] = frozen["mfu"]["mfu"]
     results["targets"] = targets(results)
     (ROOT / "benchmarks/results.json").write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
@@ -262,6 +269,10 @@ def print_table(r: dict) -> None:
         print(f"   {fmt:<40}{v['latency_ms_batch1']:>9.2f} {v['samples_per_s_batch32']:>20.1f} {v['test_accuracy']:>10.4f}")
     print(f"5. dvc repro (no-op) {dvc['noop_repro_s']:.2f} s, dvc status {dvc['status_s']:.2f} s "
           f"(median of {dvc['repeats']})")
+    fr = r["freeze_token_embeddings"]
+    print(f"6. opt-in finetune.freeze_token_embeddings: {fr['samples_per_s']:.1f} train samples/s "
+          f"({fr['samples_per_s'] / p['samples_per_s']:.2f}x the default), validation accuracy "
+          f"{fr['validation_accuracy']:.4f}, MFU {100 * fr['mfu']:.1f}%")
     print("\ntargets")
     for t in r["targets"]:
         print(f"   {'met ' if t['met'] else 'MISS'}  {t['target']:<48}{t['value']:>10} {t['bound']}")
