@@ -49,6 +49,14 @@ class CuratedDVCLiveCallback(DVCLiveCallback):
         self.live.step = state.global_step
         super().on_log(args, state, control, model=model, logs=logs, **kwargs)
 
+    def on_train_end(self, args, state, control, **kwargs):
+        # metrics.json reports the kept (best) checkpoint's validation scores; the last evaluation may be worse.
+        kept = [log for log in state.log_history if "eval_loss" in log and log["step"] == state.best_global_step]
+        for name, value in kept[-1].items() if kept else ():
+            if name.startswith("eval_"):
+                self.live.log_metric(f"eval/{name.removeprefix('eval_')}", value, plot=False)
+        super().on_train_end(args, state, control, **kwargs)
+
 
 def run_fingerprint(params, processed: str) -> str:
     """Identifies one training run: its params and the exact tokenized data it reads."""

@@ -1,11 +1,13 @@
 """Same params, same numbers: two runs agree to the last digit, and a killed run resumes to the same result."""
 
+import json
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import run, stage_env, tiny_pipeline_repo
@@ -31,6 +33,19 @@ def test_two_runs_give_identical_metrics_and_weights(reference, tmp_path, tiny_m
     run(["dvc", "repro", "evaluate"], again)
     for name in RESULTS:
         assert (again / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_train_metrics_report_the_kept_checkpoint_not_the_last_evaluation(reference):
+    def curve(name: str) -> pd.Series:
+        return pd.read_csv(reference / f"metrics/train/plots/metrics/eval/{name}.tsv", sep="\t").set_index("step")[name]
+
+    f1 = curve("f1_macro")
+    kept_step = f1.idxmax()  # the first best: the Trainer keeps a checkpoint only when the metric improves
+    assert kept_step != f1.index[-1], "this run must not keep its last evaluation, or the test could not tell"
+    reported = json.loads((reference / "metrics/train/metrics.json").read_text())["eval"]
+    for name in ("f1_macro", "accuracy", "loss"):
+        assert reported[name] == pytest.approx(curve(name)[kept_step], abs=1e-12), name
+    assert reported["loss"] != pytest.approx(curve("loss").iloc[-1], abs=1e-12)
 
 
 def complete_checkpoints(repo: Path) -> list[Path]:
