@@ -204,7 +204,7 @@ def main() -> None:
                "skipped": []}
     if not (SST2 / "train.csv").is_file():
         message = f"SST-2 not found at {SST2} (set HFX_SST2 to a folder with train/validation/test.csv)"
-        print(f"bench: skipping parts 1-5: {message}")
+        print(f"bench: skipping parts 1-6: {message}")
         results["skipped"] = ["finetune", "mfu", "preprocess", "inference", "dvc", "freeze_token_embeddings", message]
     else:
         sample = write_sample()
