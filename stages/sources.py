@@ -155,9 +155,14 @@ def from_pretrained(loader, model: Model, **kwargs):
     """Call `loader.from_pretrained` on the configured model with a one-line error when it fails."""
     name = model_path(model)
     try:
-        weights = not loader.__name__.endswith("Tokenizer")
+        weights = not loader.__name__.endswith(("Tokenizer", "Config", "Processor"))
         return loader.from_pretrained(name, **pretrained_kwargs(model, weights), **kwargs)
     except OSError as exc:
         reason = str(exc).strip().splitlines()[0]
         hint = "" if Path(name).exists() else "; offline? use a local folder or pkg:<package>/<path>"
         raise ParamsError(f"model.name: cannot load '{model.name}': {reason}{hint}") from None
+    except ValueError as exc:
+        if "trust_remote_code" not in str(exc):
+            raise
+        raise ParamsError(f"model.name: '{model.name}' runs custom code from its repository; read it, then set"
+                          " model.trust_remote_code: true if you trust it") from None

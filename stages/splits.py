@@ -1,4 +1,6 @@
-"""Train / validation / test splits: carve the ones a source lacks and cap sizes, stratified and seeded."""
+"""Train / validation / test splits: find them in a source, carve the ones it lacks, cap sizes (stratified, seeded)."""
+
+import sys
 
 import numpy as np
 from datasets import Dataset
@@ -7,6 +9,56 @@ from sklearn.model_selection import train_test_split
 from stages.params import Data, ParamsError
 
 SPLITS = ("train", "validation", "test")
+# Other names sources use for the same splits (Hub datasets, competitions, papers).
+ALIASES = {"training": "train", "dev": "validation", "valid": "validation", "val": "validation", "testing": "test"}
+
+
+def name_splits(loaded: dict, data: Data) -> tuple[dict[str, str], list[str]]:
+    """Which of the source's splits is train, validation and test: `data.splits` when given, else by name and
+    alias. Returns ({our name: the source's name}, the source's splits left unused)."""
+    if data.splits is not None:
+        missing = [f"{ours}: {theirs}" for ours, theirs in data.splits.items() if theirs not in loaded]
+        if missing:
+            raise ParamsError(f"data.splits: {', '.join(missing)} not in the source; its splits: {', '.join(loaded)}")
+        return dict(data.splits), sorted(set(loaded) - set(data.splits.values()))
+    named, unused = {}, []
+    for name in loaded:
+        ours = ALIASES.get(name.lower(), name.lower())
+        if ours not in SPLITS:
+            unused.append(name)
+        elif ours in named:
+            raise ParamsError(f"data.source: splits '{named[ours]}' and '{name}' both read as {ours};"
+                              f" choose one with data.splits, e.g. {{{ours}: {name}}}")
+        else:
+            named[ours] = name
+    return named, unused
+
+
+def build_splits(loaded: dict, data: Data, task) -> tuple[dict, dict, dict, list[str]]:
+    """Clean every split the source has, carve the missing ones, cap sizes.
+
+    Returns (splits, where each came from, rows dropped per split and why, the source's unused splits)."""
+    named, unused = name_splits(loaded, data)
+    carved = [name for name in ("validation", "test") if name not in named]
+    if unused and carved and data.splits is None:
+        raise ParamsError(f"data.source: split{'s' * (len(unused) > 1)} {', '.join(map(repr, unused))} not read as"
+                          f" train, validation or test, and {' and '.join(carved)} would be carved out of train;"
+                          f" say which to use with data.splits, e.g. {{train: train, {carved[0]}: {unused[0]}}}")
+    if unused and data.splits is None:
+        print(f"warning: data.source: split{'s' * (len(unused) > 1)} {', '.join(map(repr, unused))} not used"
+              " (not train, validation or test); data.splits chooses", file=sys.stderr)
+    splits, dropped = {}, {}
+    for name in SPLITS:
+        if name in named:
+            splits[name], dropped[name] = task.standardize(loaded[named[name]], data, named[name])
+    if len(splits.get("train", [])) == 0 and "train" in dropped:
+        raise ParamsError(f"data: no rows left in train after dropping {dict(dropped['train'])}"
+                          f" (data.exclude_labels={data.exclude_labels})")
+    splits, origin = carve_missing_splits(splits, data, task.stratify_column)
+    origin.update({ours: f"source split '{theirs}'" for ours, theirs in named.items() if ours != theirs})
+    splits = {name: cap_rows(ds, data.max_samples, task.stratify_column, data.seed) for name, ds in splits.items()}
+    task.check_labels(splits)
+    return splits, origin, dropped, unused
 
 
 def _split_off(ds: Dataset, count: int, column: str, seed: int, why: str) -> tuple[Dataset, Dataset]:
@@ -42,7 +94,9 @@ def cap_rows(ds: Dataset, max_samples: int | None, column: str, seed: int) -> Da
     """A stratified seeded sample of at most `max_samples` rows (plain seeded when a label is too rare)."""
     if max_samples is None or len(ds) <= max_samples:
         return ds
-    labels = list(ds[column])
-    stratify = labels if min(np.unique(labels, return_counts=True)[1]) >= 2 and max_samples >= len(set(labels)) else None
-    keep, _ = train_test_split(np.arange(len(ds)), train_size=max_samples, stratify=stratify, random_state=seed)
+    rows = np.arange(len(ds))
+    try:
+        keep, _ = train_test_split(rows, train_size=max_samples, stratify=list(ds[column]), random_state=seed)
+    except ValueError:  # too few rows of a label, or too few left out, to keep the proportions
+        keep, _ = train_test_split(rows, train_size=max_samples, random_state=seed)
     return ds.select(np.sort(keep))

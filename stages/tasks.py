@@ -78,6 +78,10 @@ class TextClassification:
     auto_model = AutoModelForSequenceClassification
     stratify_column = "label"
 
+    def has_head(self, config) -> bool:
+        """Whether a pretrained checkpoint already carries this task's head (a fine-tuned classifier)."""
+        return any(name.endswith("ForSequenceClassification") for name in config.architectures or ())
+
     def standardize(self, split: Dataset, data: Data, split_name: str) -> tuple[Dataset, Counter]:
         """Rows as {text, label} strings; drops (and counts) empty texts, missing and excluded labels."""
         for key, column in (("data.text_column", data.text_column), ("data.label_column", data.label_column)):

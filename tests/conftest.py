@@ -121,8 +121,9 @@ def tiny_pipeline_repo(dest: Path, tiny_model: Path, sizes: dict[str, int], **ov
     """A committed repo whose pipeline reads generated reviews from inputs/ with the tiny BERT."""
     repo = make_repo(dest)
     write_splits(repo / "inputs", sizes)
+    # One pass per epoch unless a test asks for more: min_steps would multiply the epochs of this tiny data.
     set_params(repo, data__source="inputs", data__text_column="review", data__label_column="sentiment",
-               data__exclude_labels=[], model__name=str(tiny_model), **overrides)
+               data__exclude_labels=[], model__name=str(tiny_model), **{"finetune__min_steps": 0, **overrides})
     commit_all(repo, "tiny pipeline")
     return repo
 

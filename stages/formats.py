@@ -1,0 +1,88 @@
+"""Model formats: write a fine-tuned model as ONNX and int8 ONNX, and run any format behind one call.
+
+Used by the export stage and by `make bench`.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.transformers.optimizer import MODEL_TYPES, optimize_model
+
+FILES = {"pytorch": "model.safetensors", "onnx": "model.onnx", "onnx_int8": "model_quantized.onnx"}
+
+
+class LogitsOnly(torch.nn.Module):
+    """Positional inputs in the tokenizer's order, logits out: a clean graph signature for ONNX."""
+
+    def __init__(self, model, input_names):
+        super().__init__()
+        self.model, self.input_names = model, input_names
+
+    def forward(self, *inputs):
+        return self.model(**dict(zip(self.input_names, inputs))).logits
+
+
+def export_onnx(model, tokenizer, path: Path) -> None:
+    """`model` must use eager attention: the TorchScript exporter's graph of it matches onnxruntime's
+    transformer fusion patterns, which an SDPA graph does not."""
+    names = list(tokenizer.model_input_names)
+    sample = tokenizer(["a short example", "a somewhat longer example sentence"], padding=True, return_tensors="pt")
+    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
+    wrapper = LogitsOnly(model, names).eval()  # export restores the wrapper's mode onto the model
+    torch.onnx.export(wrapper, tuple(sample[n] for n in names), str(path), input_names=names,
+                      output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
+    onnx.checker.check_model(str(path))
+
+
+def quantize(onnx_path: Path, config, out_path: Path) -> None:
+    """Fuse attention/LayerNorm/GELU where onnxruntime knows the architecture, then int8 weights per channel."""
+    source = onnx_path
+    if config.model_type in MODEL_TYPES:
+        fused = optimize_model(str(onnx_path), model_type=config.model_type, num_heads=config.num_attention_heads,
+                               hidden_size=config.hidden_size)
+        source = onnx_path.with_name("model_fused.onnx")
+        fused.save_model_to_file(str(source))
+    quantize_dynamic(str(source), str(out_path), weight_type=QuantType.QInt8, per_channel=True,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    if source != onnx_path:
+        source.unlink()
+
+
+def batches(rows, collator, input_names, batch_size):
+    """Tokenized rows (with `labels`) as padded numpy batches: (inputs, labels)."""
+    for start in range(0, len(rows), batch_size):
+        chunk = rows.select(range(start, min(start + batch_size, len(rows))))
+        batch = collator([{k: row[k] for k in input_names} for row in chunk])
+        yield {k: batch[k].numpy() for k in input_names}, np.array(chunk["labels"])
+
+
+class Runner:
+    """One model format behind one call: numpy inputs in, logits out."""
+
+    def __init__(self, model=None, onnx_path: Path | None = None, threads: int = 1):
+        self.model = model
+        if onnx_path is not None:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, inputs: dict) -> np.ndarray:
+        if self.model is not None:
+            with torch.inference_mode():
+                return self.model(**{k: torch.as_tensor(v) for k, v in inputs.items()}).logits.float().numpy()
+        return self.session.run(["logits"], {k: np.asarray(v) for k, v in inputs.items()})[0]
+
+
+def median_latency_ms(runner: Runner, queries: list[dict]) -> float:
+    runner(queries[0])  # warm-up
+    times = []
+    for query in queries:
+        start = time.perf_counter()
+        runner(query)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
