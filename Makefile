@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install repro test check report remote push pull bench clean
+.PHONY: install repro test check report remote push pull bench bench-defaults clean
 
 $(VENV)/.installed: requirements.txt requirements-assets.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ report: install report/node_modules/.package-lock.json
 # MFU, preprocess, inference and dvc timings: a table and benchmarks/results.json. Not part of `make test`.
 bench: install
 	python -m benchmarks.bench
+
+# The default params on TREC, rotten_tomatoes and SST-2 samples of 2,000 and 5,000 rows, against the TF-IDF
+# baseline: benchmarks/defaults.json. Reads ../shared/data (or $$HFX_SHARED_DATA). About half an hour on 2 cores.
+bench-defaults: install
+	python -m benchmarks.defaults
 
 # Where `dvc push` / `dvc pull` share data and models: `make remote URL=s3://bucket/hfx`, gs://, azure://,
 # or a folder (`URL=/mnt/team/hfx-storage`). ENDPOINT= for S3-compatible servers (MinIO, R2, Ceph).

@@ -51,24 +51,29 @@ def sh(cmd: list[str], cwd: Path) -> tuple[str, float]:
     return result.stdout, seconds
 
 
-def project_repo(name: str, source: Path, **finetune) -> Path:
-    """A copy of the pipeline, with the project's defaults (or `finetune` overrides), reading SST-2 csv files
-    from `source`."""
-    repo = WORK / name
+def copy_project(repo: Path) -> Path:
+    """A fresh copy of the pipeline (code, dvc.yaml, params.yaml) as a git repo in `repo`."""
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
     for item in PROJECT_FILES:
         (repo / item).parent.mkdir(parents=True, exist_ok=True)
         copy = shutil.copytree if (ROOT / item).is_dir() else shutil.copy2
         copy(ROOT / item, repo / item)
+    sh(["git", "init", "-q"], repo)
+    sh(["git", "add", "-A"], repo)  # dvclive records the commit a run starts from
+    sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "bench"], repo)
+    return repo
+
+
+def project_repo(name: str, source: Path, **finetune) -> Path:
+    """A copy of the pipeline, with the project's defaults (or `finetune` overrides), reading SST-2 csv files
+    from `source`."""
+    repo = copy_project(WORK / name)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"].update(source=str(source), text_column="text", label_column="label", exclude_labels=[])
     # One epoch on both sides: the peer has no min_steps, so the project runs the same number of steps.
     params["finetune"].update({"min_steps": 0, **finetune})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(["git", "init", "-q"], repo)
-    sh(["git", "add", "-A"], repo)  # dvclive records the commit a run starts from
-    sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "bench"], repo)
     return repo
 
 

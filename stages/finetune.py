@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, Train
 from transformers.integrations import DVCLiveCallback
 
 from stages.artifacts import atomic_dir, read_json
-from stages.params import Finetune, ParamsError, load_params, run_stage
+from stages.params import Finetune, Params, ParamsError, load_params, run_stage
 from stages.sources import from_pretrained
 from stages.tasks import get_task
 
@@ -55,6 +55,14 @@ class CuratedDVCLiveCallback(DVCLiveCallback):
         for entry in state.log_history:  # empty unless resumed
             self._log(args, state, control, entry)
 
+    # A training-loss point at every checkpoint too: a resumed run's first window starts at its checkpoint, so
+    # windows that end there give both runs the same points.
+    def on_step_end(self, args, state, control, **kwargs):
+        control.should_log |= control.should_save
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        control.should_log |= control.should_save
+
     def on_log(self, args, state, control, model=None, logs=None, **kwargs):
         if "train_loss" in logs and whole_run_train_loss(state.log_history) is not None:
             logs = {**logs, "train_loss": whole_run_train_loss(state.log_history)}
@@ -84,7 +92,7 @@ def whole_run_train_loss(log_history: list[dict]) -> float:
     return total / steps if steps else None
 
 
-def run_fingerprint(params, processed: str) -> str:
+def run_fingerprint(params: Params, processed: str) -> str:
     """Identifies one training run: its params and the exact tokenized data it reads."""
     digest = hashlib.sha256(json.dumps(
         [params.task, params.model.model_dump(), params.finetune.model_dump()], sort_keys=True).encode())

@@ -1,15 +1,18 @@
-"""Bad params and bad data: one clear line on stderr, a non-zero exit, and the previous good outs untouched."""
+"""Bad params and bad data: one clear line on stderr and a non-zero exit, before any work. A stage that fails
+while writing keeps its previous outputs; one that fails under `dvc repro` is recovered with `dvc checkout`."""
 
 import bz2
 import hashlib
 import importlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from tests.conftest import run, set_params, tiny_pipeline_repo
+from tests.conftest import commit_all, run, set_params, tiny_pipeline_repo
 
 OUTS = ("data/raw", "data/processed", "models/finetuned", "models/export", "metrics")
 
@@ -67,6 +70,19 @@ def source_splits(files: dict[str, str], **changes):
     return apply
 
 
+def remote_code_model(tiny_model: Path):
+    """The tiny model, but its config asks for a model class from a file in its own folder."""
+    def apply(repo: Path):
+        folder = repo / "bad" / "remote-code-model"
+        shutil.copytree(tiny_model, folder, dirs_exist_ok=True)
+        config = json.loads((folder / "config.json").read_text())
+        config.update(model_type="custom-bert", auto_map={"AutoConfig": "configuration.CustomConfig",
+                                                          "AutoModelForSequenceClassification": "modeling.CustomModel"})
+        (folder / "config.json").write_text(json.dumps(config))
+        set_params(repo, model__name="bad/remote-code-model")
+    return apply
+
+
 def model_folder(files: dict[str, str]):
     def apply(repo: Path):
         folder = repo / "bad" / "model"
@@ -96,6 +112,16 @@ CASES = [
     ("max_length 0", "download", params_edit(preprocess__max_length=0), "'preprocess.max_length': 0"),
     ("negative max_samples", "download", params_edit(data__max_samples=-5), "'data.max_samples': -5"),
     ("quantize without onnx", "download", params_edit(export__onnx=False), "export.quantize needs export.onnx: true"),
+    ("zero parity tolerance", "download", params_edit(export__parity_tolerance=0), "'export.parity_tolerance': 0"),
+    ("negative min_steps", "download", params_edit(finetune__min_steps=-1), "'finetune.min_steps': -1"),
+    ("checkpoints around the model", "download", params_edit(paths__checkpoints="models"), "paths.finetuned (models/finetuned) and paths.checkpoints (models) overlap"),
+    ("same path twice", "download", params_edit(paths__predictions="metrics/eval.json"), "paths.eval_metrics (metrics/eval.json) and paths.predictions (metrics/eval.json) overlap"),
+    ("absolute path", "download", params_edit(paths__export="/tmp/export"), "'paths.export': '/tmp/export': must be relative to the project root"),
+    ("path outside the project", "download", params_edit(paths__raw="../raw"), "'paths.raw': '../raw': must name a folder or file inside the project"),
+    ("path in .git", "download", params_edit(paths__raw=".git/raw"), "'paths.raw': '.git/raw': must not be or lie inside .git"),
+    ("path is the code", "download", params_edit(paths__export="stages"), "'paths.export': 'stages': must not be or lie inside stages"),
+    ("splits without train", "download", params_edit(data__splits={"validation": "dev"}), "'data.splits'"),
+    ("split not in source", "download", params_edit(data__splits={"train": "train", "validation": "dev"}), "data.splits: validation: dev not in the source; its splits: train, test"),
     ("missing key", "download", params_delete("data", "text_column"), "missing key 'data.text_column' in params.yaml"),
     ("invalid yaml", "download", params_text("data: [unclosed\n"), "params.yaml is not valid YAML"),
     ("not a mapping", "download", params_text("- just\n- a list\n"), "params.yaml must be a mapping of sections"),
@@ -120,11 +146,14 @@ CASES = [
     ("no tokenizer", "preprocess", model_folder({"config.json": '{"model_type": "bert"}', "model.safetensors": ""}), "model.name: 'bad/model' has no tokenizer"),
     ("fp16 on a cpu", "finetune", params_edit(finetune__precision="fp16"), "finetune.precision: fp16 needs a CUDA GPU"),
 ]
+GPU_ONLY_FAILURES = {"fp16 on a cpu"}  # these train fine where there is a GPU
 
 
-@pytest.mark.parametrize("stage, mutate, message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_fails_with_one_line_and_leaves_outs_untouched(good_repo, monkeypatch, capsys, stage, mutate, message):
-    before = snapshot(good_repo)
+@pytest.mark.parametrize("stage, mutate, message", [
+    pytest.param(*case[1:], id=case[0], marks=[pytest.mark.skipif(
+        case[0] in GPU_ONLY_FAILURES and torch.cuda.is_available(), reason="not a failure on a GPU")])
+    for case in CASES])
+def test_bad_input_fails_with_one_line_before_any_work(good_repo, monkeypatch, capsys, stage, mutate, message):
     params = (good_repo / "params.yaml").read_text()
     monkeypatch.chdir(good_repo)
     try:
@@ -138,7 +167,57 @@ def test_bad_input_fails_with_one_line_and_leaves_outs_untouched(good_repo, monk
     assert exit_info.value.code == 1
     assert len(error_lines) == 1, error_lines
     assert message in error_lines[0]
+
+
+def test_model_with_its_own_code_names_the_param(good_repo, tiny_model):
+    params = (good_repo / "params.yaml").read_text()
+    remote_code_model(tiny_model)(good_repo)
+    try:
+        result = run(["python", "-m", "stages.finetune"], good_repo, check=False)
+    finally:
+        (good_repo / "params.yaml").write_text(params)
+    assert result.returncode == 1, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: model.name: 'bad/remote-code-model' runs custom code from its repository; read it,"
+                      " then set model.trust_remote_code: true if you trust it"]
+
+
+def partial_leftovers(repo: Path) -> list[Path]:
+    return [p for out in OUTS for p in (repo / out).parent.glob("*.partial")]
+
+
+def test_export_failing_its_parity_check_keeps_the_previous_export(good_repo):
+    """The check runs after the ONNX files are written into models/export.partial: the previous export stays."""
+    before = snapshot(good_repo)
+    params = (good_repo / "params.yaml").read_text()
+    set_params(good_repo, export__parity_tolerance=1e-12)
+    try:
+        result = run(["python", "-m", "stages.export"], good_repo, check=False)
+    finally:
+        (good_repo / "params.yaml").write_text(params)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "export: model.onnx differs from PyTorch by up to" in errors[0], result.stderr[-2000:]
+    assert "over export.parity_tolerance=1e-12" in errors[0]
     assert snapshot(good_repo) == before
+    assert partial_leftovers(good_repo) == []
+
+
+def test_stage_failing_under_dvc_repro_is_recovered_byte_for_byte_with_dvc_checkout(good_repo):
+    """`dvc repro` deletes a stage's outputs before it runs the stage; after a failure, the README's recovery
+    (`git checkout` of params.yaml, dvc.lock and metrics/, then `dvc checkout`) brings back the last committed ones."""
+    commit_all(good_repo, "a good run")
+    before = snapshot(good_repo)
+    set_params(good_repo, export__parity_tolerance=1e-12)
+    failed = run(["dvc", "repro"], good_repo, check=False)
+    assert failed.returncode != 0 and "export.parity_tolerance" in failed.stderr
+    assert not (good_repo / "models/export").exists() and not (good_repo / "metrics/export.json").exists(), \
+        "dvc repro deletes the outputs of the stage it runs: the README must not promise otherwise"
+
+    run(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics"], good_repo)
+    run(["dvc", "checkout"], good_repo)
+    assert snapshot(good_repo) == before
+    assert json.loads(run(["dvc", "status", "--json"], good_repo).stdout) == {}
 
 
 def test_offline_hub_ids_say_so(good_repo):

@@ -13,7 +13,7 @@ from datasets import ClassLabel, Dataset, Features, Value
 
 from stages.params import Data, Model, ParamsError
 from stages.sources import describe_source, file_format, load_source, model_path, package_path
-from stages.splits import cap_rows, carve_missing_splits
+from stages.splits import build_splits, cap_rows, carve_missing_splits
 from stages.tasks import TextClassification, sorted_labels
 from tests.conftest import make_reviews
 
@@ -181,3 +181,50 @@ def test_data_files_pick_split_files_in_a_folder(tmp_path, reviews, capsys):
     assert (len(chosen["train"]), len(chosen["test"])) == (50, 50)
     with pytest.raises(ParamsError, match="data.data_files: .*nope.csv"):
         load_source(data(tmp_path, data_files={"train": "nope.csv"}))
+
+
+def reviews_split(n: int, seed: int = 0) -> Dataset:
+    return Dataset.from_pandas(make_reviews(n, seed=seed))
+
+
+def test_cap_rows_near_a_splits_size_falls_back_to_a_plain_seeded_sample():
+    """10 rows, max 9: too few left out to stratify; a seeded sample, not a scikit-learn traceback."""
+    ten = labelled(6, 4)
+    capped = cap_rows(ten, 9, "label", seed=0)
+    assert capped.num_rows == 9 and capped["text"] == cap_rows(ten, 9, "label", seed=0)["text"]
+
+
+def test_other_names_of_validation_are_read_as_validation(capsys):
+    loaded = {"train": reviews_split(80), "dev": reviews_split(20, seed=1), "test": reviews_split(20, seed=2)}
+    splits, origin, _, unused = build_splits(loaded, data("x"), TextClassification())
+    assert splits["validation"]["text"] == loaded["dev"]["review"]
+    assert origin["validation"] == "source split 'dev'" and unused == []
+
+
+def test_an_unknown_split_is_an_error_when_validation_would_be_carved_instead():
+    loaded = {"train": reviews_split(80), "eval": reviews_split(20, seed=1), "test": reviews_split(20, seed=2)}
+    with pytest.raises(ParamsError, match=r"split 'eval' not read as train, validation or test, and validation would"
+                                          r" be carved out of train; say which to use with data.splits"):
+        build_splits(loaded, data("x"), TextClassification())
+    splits, origin, _, unused = build_splits(loaded, data("x", splits={"train": "train", "validation": "eval",
+                                                                        "test": "test"}), TextClassification())
+    assert splits["validation"]["text"] == loaded["eval"]["review"] and unused == []
+
+
+def test_an_unknown_split_beside_all_three_is_named_in_a_warning(capsys):
+    loaded = {"train": reviews_split(80), "validation": reviews_split(20, seed=1), "test": reviews_split(20, seed=2),
+              "unsupervised": reviews_split(10, seed=3)}
+    *_, unused = build_splits(loaded, data("x"), TextClassification())
+    assert unused == ["unsupervised"]
+    assert "warning: data.source: split 'unsupervised' not used" in capsys.readouterr().err
+
+
+def test_data_splits_chooses_and_names_a_missing_split():
+    loaded = {"train": reviews_split(80), "unsupervised": reviews_split(10, seed=3)}
+    splits, origin, _, unused = build_splits(loaded, data("x", splits={"train": "train"}), TextClassification())
+    assert origin["validation"].startswith("carved from train") and unused == ["unsupervised"]
+    with pytest.raises(ParamsError, match="data.splits: test: held_out not in the source; its splits: train, unsupervised"):
+        build_splits(loaded, data("x", splits={"train": "train", "test": "held_out"}), TextClassification())
+    both = {"train": reviews_split(80), "dev": reviews_split(20), "validation": reviews_split(20)}
+    with pytest.raises(ParamsError, match="splits 'dev' and 'validation' both read as validation"):
+        build_splits(both, data("x"), TextClassification())

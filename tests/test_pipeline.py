@@ -153,3 +153,22 @@ def test_token_embeddings_train_by_default_and_stay_pretrained_when_frozen(pipel
     assert torch.equal(frozen_run.get_input_embeddings().weight, pretrained.get_input_embeddings().weight)
     first_dense = [model.encoder.layer[0].output.dense.weight for model in (frozen_run, pretrained)]
     assert not torch.equal(*first_dense), "the rest of the model still trains"
+
+
+def test_a_classifier_with_another_label_count_gets_a_new_head(pipeline_repo, tmp_path, tiny_model):
+    """Starting from an already fine-tuned classifier (say a 3-class one) for this 2-class data."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    repo, _ = pipeline_repo
+    classifier = tmp_path / "three-label-classifier"
+    labels = {0: "negative", 1: "neutral", 2: "positive"}
+    AutoModelForSequenceClassification.from_pretrained(
+        tiny_model, num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()}).save_pretrained(classifier)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(classifier)
+
+    run(["git", "checkout", "--", "params.yaml"], repo)  # the committed params, not an earlier test's experiment
+    result = run(["dvc", "exp", "run", "-S", f"model.name={classifier}"], repo)
+    assert "comes with a 3-label head; a new 2-label head is trained in its place" in result.stdout
+    config = json.loads((repo / "models/finetuned/config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"}
+    assert json.loads((repo / "metrics/eval.json").read_text())["accuracy"] > 0.8

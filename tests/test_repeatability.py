@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from tests.conftest import run, stage_env, tiny_pipeline_repo
 
@@ -24,15 +25,34 @@ def training_repo(path: Path, tiny_model: Path) -> Path:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_model) -> Path:
     repo = training_repo(tmp_path_factory.mktemp("reference") / "repo", tiny_model)
-    run(["dvc", "repro", "evaluate"], repo)
+    run(["dvc", "repro"], repo)
     return repo
 
 
-def test_two_runs_give_identical_metrics_and_weights(reference, tmp_path, tiny_model):
+TIMED_OUTS = {"metrics/export.json", "metrics/train", "models/checkpoints"}  # timings; resume state
+
+
+def locked_hashes(repo: Path) -> dict[str, str]:
+    """Every out's md5 as dvc.lock records it (what a teammate's cache and a DVC remote match on), but those
+    that hold timings."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])
+            if out["path"] not in TIMED_OUTS}
+
+
+def test_two_runs_give_byte_identical_outputs(reference, tmp_path, tiny_model):
     again = training_repo(tmp_path / "repo", tiny_model)
-    run(["dvc", "repro", "evaluate"], again)
+    run(["dvc", "repro"], again)
+    assert set(locked_hashes(reference)) >= {"data/raw", "data/processed", "models/finetuned", "models/export"}
+    assert locked_hashes(again) == locked_hashes(reference)
     for name in RESULTS:
         assert (again / name).read_bytes() == (reference / name).read_bytes(), name
+
+    # Forced again on identical inputs, preprocess writes the same bytes, so nothing downstream reruns.
+    forced = run(["dvc", "repro", "-f", "-s", "preprocess"], again)
+    assert "Running stage 'preprocess'" in forced.stdout
+    assert locked_hashes(again) == locked_hashes(reference)
+    assert json.loads(run(["dvc", "status", "--json"], again).stdout) == {}
 
 
 def test_train_metrics_report_the_kept_checkpoint_not_the_last_evaluation(reference):
@@ -52,7 +72,24 @@ def complete_checkpoints(repo: Path) -> list[Path]:
     return [p.parent for p in (repo / "models/checkpoints").glob("checkpoint-*/trainer_state.json")]
 
 
-def test_killed_finetune_resumes_from_its_checkpoint_to_the_same_result(reference, tmp_path, tiny_model):
+TIMINGS = ("runtime", "samples_per_second", "steps_per_second")
+
+
+def training_logs(repo: Path) -> tuple[dict, dict]:
+    """metrics/train as (every curve's rows, the summary), timings aside: what `dvc plots` and the card show."""
+    curves = repo / "metrics/train/plots/metrics"
+    rows = {tsv.relative_to(curves).as_posix(): pd.read_csv(tsv, sep="\t").values.tolist()
+            for tsv in sorted(curves.rglob("*.tsv")) if not tsv.stem.endswith(TIMINGS)}
+
+    def without_timings(summary: dict) -> dict:
+        return {k: without_timings(v) if isinstance(v, dict) else v for k, v in summary.items() if not k.endswith(TIMINGS)}
+
+    return rows, without_timings(json.loads((repo / "metrics/train/metrics.json").read_text()))
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_interrupted_dvc_repro_resumes_to_the_same_weights_metrics_and_curves(reference, tmp_path, tiny_model,
+                                                                               signal_number):
     repo = training_repo(tmp_path / "repo", tiny_model)
     run(["dvc", "repro", "preprocess"], repo)
     proc = subprocess.Popen(["dvc", "repro", "evaluate"], cwd=repo, env=stage_env(), start_new_session=True,
@@ -60,13 +97,19 @@ def test_killed_finetune_resumes_from_its_checkpoint_to_the_same_result(referenc
     deadline = time.monotonic() + 300
     while not complete_checkpoints(repo) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # dvc and the stage with it, as a lost machine would
+    os.killpg(proc.pid, signal_number)  # dvc and the stage with it: a lost machine, or a scheduler's stop
     proc.wait()
     assert complete_checkpoints(repo), "finetune never wrote a checkpoint"
-    assert not (repo / "models/finetuned").exists(), "a killed finetune must leave no model behind"
+    assert not (repo / "models/finetuned").exists(), "an interrupted finetune must leave no model behind"
 
     resumed = run(["dvc", "repro", "evaluate"], repo)
     assert "finetune: resuming from models/checkpoints/checkpoint-" in resumed.stdout
     for name in RESULTS:
         assert (repo / name).read_bytes() == (reference / name).read_bytes(), name
+    resumed_rows, resumed_summary = training_logs(repo)
+    reference_rows, reference_summary = training_logs(reference)
+    assert resumed_rows.keys() == reference_rows.keys()
+    for curve, rows in reference_rows.items():
+        assert resumed_rows[curve] == rows, f"{curve}: the resumed run's curve differs from an uninterrupted run's"
+    assert resumed_summary == reference_summary
     assert not complete_checkpoints(repo), "checkpoints are removed once the model is saved"
