@@ -8,7 +8,7 @@ from pathlib import Path
 
 from stages.artifacts import atomic_dir, write_json
 from stages.params import load_params, run_stage
-from stages.sources import describe_source, load_source
+from stages.sources import load_source
 from stages.splits import build_splits
 from stages.tasks import get_task
 
@@ -16,14 +16,14 @@ from stages.tasks import get_task
 def main() -> None:
     params = load_params()
     data, task = params.data, get_task(params.task)
-    loaded = load_source(data)
+    loaded, read = load_source(data)
 
     splits, origin, dropped, unused = build_splits(loaded, data, task)
 
     manifest = {
         "task": params.task,
         "source": data.source,
-        "resolved": describe_source(data),
+        "read": read,
         "columns": {"text": data.text_column, "label": data.label_column},
         "splits_in_source": sorted(loaded),
         "splits_unused": unused,

@@ -3,11 +3,14 @@
 import hashlib
 import importlib.metadata
 import importlib.util
+import re
 import sys
+import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from datasets import DatasetDict, load_dataset
+import fsspec
+from datasets import DatasetDict, load_dataset_builder
 from datasets.data_files import DataFilesDict, get_data_patterns
 from datasets.packaged_modules import _EXTENSION_TO_MODULE
 
@@ -42,24 +45,6 @@ def file_format(name: str) -> tuple[str, dict]:
     return _EXTENSION_TO_MODULE[suffixes[-1]]
 
 
-def describe_source(data: Data) -> dict:
-    """The source as resolved: the Hub commit, the package version, a local file's checksum."""
-    if data.source.startswith("hf:"):
-        return {"hub_commit": hub_dataset_commit(data)}
-    if data.source.startswith("pkg:"):
-        package = data.source.removeprefix("pkg:").split("/")[0]
-        path = package_path(data.source, "data.source")
-        # The import name can differ from the distribution's (yaml / PyYAML).
-        distributions = importlib.metadata.packages_distributions().get(package, [])
-        version = importlib.metadata.version(distributions[0]) if distributions else "unknown"
-        return {"package": package, "package_version": version, "sha256": _sha256(path)}
-    if Path(data.source).is_file():
-        return {"sha256": _sha256(Path(data.source))}
-    if Path(data.source).is_dir():
-        return {"files": {split: [Path(f).name for f in files] for split, files in folder_files(data).items()}}
-    return {}
-
-
 def folder_files(data: Data) -> dict[str, list[str]]:
     """Each split's files in a folder: `data.data_files` if given, else as `datasets` infers them from names."""
     folder = str(Path(data.source).resolve())
@@ -77,23 +62,21 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def hub_dataset_commit(data: Data) -> str:
-    from huggingface_hub import HfApi
-
-    try:
-        return HfApi().dataset_info(data.source.removeprefix("hf:"), revision=data.revision).sha
-    except Exception as exc:  # noqa: BLE001 - offline or unknown: the load itself reports the real error
-        return f"unresolved ({type(exc).__name__})"
-
-
-def load_source(data: Data) -> DatasetDict:
-    """Load every split the source has, as `datasets` infers them."""
+def load_source(data: Data) -> tuple[DatasetDict, dict]:
+    """Every split the source has, as `datasets` infers them, and what was read: the Hub commit of this load,
+    a URL's size, ETag, Last-Modified and the sha256 of its bytes, a package's version, local files' sha256."""
     source = data.source
     if source.startswith("hf:"):
-        return _load(data, source.removeprefix("hf:"), name=data.config, revision=data.revision)
+        loaded, commit = _load(data, source.removeprefix("hf:"), name=data.config, revision=data.revision)
+        if not re.fullmatch(r"[0-9a-f]{40}", commit or ""):
+            _warn(f"data.source: the Hub commit of '{source}' is unresolved ({commit}); the manifest cannot pin it")
+            commit = f"unresolved ({commit})"
+        return loaded, {"hub_commit": commit, "revision": data.revision}
     if urlparse(source).scheme in URL_SCHEMES:
         builder, options = file_format(source)
-        return _load(data, builder, data_files={"train": source}, **options)
+        with tempfile.TemporaryDirectory() as folder:  # datasets keeps its own Arrow copy once loaded
+            local, read = _fetch(source, Path(folder))
+            return _load(data, builder, data_files={"train": str(local)}, **options)[0], read
     path = package_path(source, "data.source") if source.startswith("pkg:") else Path(source)
     if not path.exists():
         raise ParamsError(f"data.source: '{source}' does not exist; give a file, a folder, a URL, hf:<id> or pkg:<package>/<path>")
@@ -101,16 +84,59 @@ def load_source(data: Data) -> DatasetDict:
         files = folder_files(data)
         for split, names in files.items():
             if len(names) > 1:  # e.g. train.csv and train_fine.csv both match "train"
-                print(f"warning: data.source: split '{split}' reads {len(names)} files"
-                      f" ({', '.join(Path(n).name for n in names)}); set data.data_files to choose", file=sys.stderr)
-        return _load(data, str(path), data_files=files)
+                _warn(f"data.source: split '{split}' reads {len(names)} files"
+                      f" ({', '.join(Path(n).name for n in names)}); set data.data_files to choose")
+        read = {"files": {split: {Path(f).name: _sha256(Path(f)) for f in names} for split, names in files.items()}}
+        return _load(data, str(path), data_files=files)[0], read
     builder, options = file_format(path.name)
-    return _load(data, builder, data_files={"train": str(path)}, **options)
+    read = {"sha256": _sha256(path)}
+    if source.startswith("pkg:"):
+        read = {"package_version": _package_version(source.removeprefix("pkg:").split("/")[0]), **read}
+    return _load(data, builder, data_files={"train": str(path)}, **options)[0], read
 
 
-def _load(data: Data, path: str, **kwargs) -> DatasetDict:
+def _package_version(package: str) -> str:
+    # The import name can differ from the distribution's (yaml / PyYAML).
+    distributions = importlib.metadata.packages_distributions().get(package, [])
+    if not distributions:
+        _warn(f"data.source: package '{package}' has no installed distribution; its version is unknown")
+        return "unknown"
+    return importlib.metadata.version(distributions[0])
+
+
+def _fetch(url: str, folder: Path) -> tuple[Path, dict]:
+    """Download a URL once: the local copy that is then loaded, and what identifies its bytes."""
     try:
-        loaded = load_dataset(path, **kwargs)
+        fs, path = fsspec.core.url_to_fs(url)
+        info = fs.info(path)
+        local, digest, size = folder / Path(urlparse(url).path).name, hashlib.sha256(), 0
+        with fs.open(path, "rb") as remote, open(local, "wb") as copy:
+            for chunk in iter(lambda: remote.read(1 << 20), b""):
+                digest.update(chunk)
+                copy.write(chunk)
+                size += len(chunk)
+    except Exception as exc:  # noqa: BLE001 - every backend raises its own types; the user needs the reason
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ParamsError(f"data.source: cannot read '{url}': {reason}") from None
+    served = {key.lower().replace("-", ""): value for key, value in info.items()}
+    read = {"url": url, "size": size, "sha256": digest.hexdigest()}
+    for name, keys in (("etag", ("etag",)), ("last_modified", ("lastmodified", "updated"))):
+        value = next((served[key] for key in keys if served.get(key) is not None), None)
+        if value is not None:
+            read[name] = str(value).strip('"')
+    return local, read
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _load(data: Data, path: str, **kwargs) -> tuple[DatasetDict, str | None]:
+    """`load_dataset` in its own steps, so that the commit it resolved for a Hub dataset is known: (splits, hash)."""
+    try:
+        builder = load_dataset_builder(path, **kwargs)
+        builder.download_and_prepare()
+        loaded = builder.as_dataset()
     except ParamsError:
         raise
     except Exception as exc:  # datasets raises many types; the user needs the source and the reason
@@ -124,7 +150,7 @@ def _load(data: Data, path: str, **kwargs) -> DatasetDict:
         raise ParamsError(f"data.source: cannot load '{data.source}': {reason}") from None
     if not isinstance(loaded, DatasetDict):
         loaded = DatasetDict({"train": loaded})
-    return loaded
+    return loaded, builder.hash
 
 
 def model_path(model: Model) -> str:

@@ -1,6 +1,7 @@
 """Source resolution, split inference and carving, cleaning and label mapping."""
 
 import bz2
+import hashlib
 import importlib.metadata
 import functools
 import http.server
@@ -12,7 +13,7 @@ import pytest
 from datasets import ClassLabel, Dataset, Features, Value
 
 from stages.params import Data, Model, ParamsError
-from stages.sources import describe_source, file_format, load_source, model_path, package_path
+from stages.sources import _package_version, file_format, load_source, model_path, package_path
 from stages.splits import build_splits, cap_rows, carve_missing_splits
 from stages.tasks import TextClassification, sorted_labels
 from tests.conftest import make_reviews
@@ -55,7 +56,8 @@ def test_local_file_in_each_format_loads_as_train(tmp_path, reviews, suffix):
         reviews.to_parquet(path)
     else:
         path.write_bytes(bz2.compress(reviews.to_csv(index=False).encode()))
-    loaded = load_source(data(path))
+    loaded, read = load_source(data(path))
+    assert read["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert list(loaded) == ["train"]
     assert loaded["train"]["review"] == reviews["review"].tolist()
 
@@ -63,20 +65,23 @@ def test_local_file_in_each_format_loads_as_train(tmp_path, reviews, suffix):
 def test_folder_splits_are_inferred_from_file_names(tmp_path, reviews):
     for split in ("train", "validation", "test"):
         reviews.to_csv(tmp_path / f"{split}.csv", index=False)
-    assert set(load_source(data(tmp_path))) == {"train", "validation", "test"}
+    loaded, read = load_source(data(tmp_path))
+    assert set(loaded) == {"train", "validation", "test"}
+    assert read["files"]["test"] == {"test.csv": hashlib.sha256((tmp_path / "test.csv").read_bytes()).hexdigest()}
 
 
-def test_pkg_source_reads_a_file_inside_an_installed_package(tmp_path, monkeypatch, reviews):
+def test_pkg_source_reads_a_file_inside_an_installed_package(tmp_path, monkeypatch, reviews, capsys):
     package = tmp_path / "site" / "review_assets"
     (package / "data").mkdir(parents=True)
     (package / "__init__.py").write_text("raise ImportError('must not be imported')\n")
     reviews.to_csv(package / "data" / "reviews.csv", index=False)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     assert package_path("pkg:review_assets/data/reviews.csv", "data.source") == package / "data" / "reviews.csv"
-    assert len(load_source(data("pkg:review_assets/data/reviews.csv"))["train"]) == 50
-    resolved = describe_source(data("pkg:review_assets/data/reviews.csv"))
-    assert resolved["package_version"] == "unknown" and len(resolved["sha256"]) == 64  # not an installed dist
-    assert describe_source(data("pkg:yaml/__init__.py"))["package_version"] == importlib.metadata.version("PyYAML")
+    loaded, read = load_source(data("pkg:review_assets/data/reviews.csv"))
+    assert len(loaded["train"]) == 50
+    assert read["package_version"] == "unknown" and len(read["sha256"]) == 64  # not an installed distribution
+    assert "warning: data.source: package 'review_assets' has no installed distribution" in capsys.readouterr().err
+    assert _package_version("yaml") == importlib.metadata.version("PyYAML")  # import name != distribution name
 
 
 def test_pkg_source_errors_name_the_package_or_file():
@@ -86,16 +91,31 @@ def test_pkg_source_errors_name_the_package_or_file():
         package_path("pkg:json/missing.csv", "data.source")
 
 
-def test_http_url_source_is_fetched(tmp_path, reviews):
+class ETagHandler(http.server.SimpleHTTPRequestHandler):
+    """A static file server that also sends an ETag, as S3, GCS and most CDNs do."""
+
+    def end_headers(self):
+        self.send_header("ETag", '"v1-reviews"')
+        super().end_headers()
+
+
+def test_http_url_source_is_fetched_and_its_bytes_identified(tmp_path, reviews):
     reviews.to_csv(tmp_path / "reviews.csv", index=False)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler = functools.partial(ETagHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/reviews.csv"
-        assert load_source(data(url))["train"]["sentiment"] == reviews["sentiment"].tolist()
+        loaded, read = load_source(data(url))
+        with pytest.raises(ParamsError, match=r"data.source: cannot (read|load) 'http://127.0.0.1:\d+/nope.csv'"):
+            load_source(data(url.replace("reviews", "nope")))
     finally:
         server.shutdown()
+    body = (tmp_path / "reviews.csv").read_bytes()
+    assert loaded["train"]["sentiment"] == reviews["sentiment"].tolist()
+    assert read["url"] == url and read["size"] == len(body) and read["sha256"] == hashlib.sha256(body).hexdigest()
+    assert read["etag"] == "v1-reviews"
+    assert read["last_modified"].endswith("GMT")  # the Last-Modified header, as served
 
 
 def test_missing_local_source_is_one_clear_line(tmp_path):
@@ -174,10 +194,10 @@ def test_cap_rows_keeps_label_proportions():
 def test_data_files_pick_split_files_in_a_folder(tmp_path, reviews, capsys):
     for name in ("train.csv", "train_fine.csv", "test.csv"):
         reviews.to_csv(tmp_path / name, index=False)
-    inferred = load_source(data(tmp_path))
+    inferred, _ = load_source(data(tmp_path))
     assert len(inferred["train"]) == 100, "datasets' name inference reads train.csv and train_fine.csv"
     assert "split 'train' reads 2 files (train.csv, train_fine.csv); set data.data_files" in capsys.readouterr().err
-    chosen = load_source(data(tmp_path, data_files={"train": "train.csv", "test": "test.csv"}))
+    chosen, _ = load_source(data(tmp_path, data_files={"train": "train.csv", "test": "test.csv"}))
     assert (len(chosen["train"]), len(chosen["test"])) == (50, 50)
     with pytest.raises(ParamsError, match="data.data_files: .*nope.csv"):
         load_source(data(tmp_path, data_files={"train": "nope.csv"}))

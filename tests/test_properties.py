@@ -73,7 +73,7 @@ def test_any_small_data_file_is_split_soundly_or_refused_in_one_line(tmp_path, r
     data = Data(source=str(path), text_column="review", label_column="sentiment", exclude_labels=["plot"],
                 validation_size=0.2, test_size=0.2, max_samples=max_samples, seed=0)
     try:
-        splits, _, dropped, _ = build_splits(load_source(data), data, TextClassification())
+        splits, _, dropped, _ = build_splits(load_source(data)[0], data, TextClassification())
     except ParamsError as error:
         assert "\n" not in str(error)
         return
