@@ -5,6 +5,7 @@ Nothing here needs the network or ../shared.
 
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -131,3 +132,9 @@ def tiny_pipeline_repo(dest: Path, tiny_model: Path, sizes: dict[str, int], **ov
 def commit_all(repo: Path, message: str = "snapshot") -> None:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", message], repo)
+
+
+def readme_recovery_command() -> str:
+    """The README's command that brings back the last committed outputs after a failed stage."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    return next(block.strip() for block in blocks if "dvc checkout" in block)

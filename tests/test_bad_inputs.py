@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import commit_all, run, set_params, tiny_pipeline_repo
+from tests.conftest import commit_all, readme_recovery_command, run, set_params, tiny_pipeline_repo
 
 OUTS = ("data/raw", "data/processed", "models/finetuned", "models/export", "metrics")
 
@@ -205,7 +205,8 @@ def test_export_failing_its_parity_check_keeps_the_previous_export(good_repo):
 
 def test_stage_failing_under_dvc_repro_is_recovered_byte_for_byte_with_dvc_checkout(good_repo):
     """`dvc repro` deletes a stage's outputs before it runs the stage; after a failure, the README's recovery
-    (`git checkout` of params.yaml, dvc.lock and metrics/, then `dvc checkout`) brings back the last committed ones."""
+    (`git checkout` of params.yaml, dvc.lock and metrics/, then `dvc checkout`), run as written there, brings
+    back the last committed ones."""
     commit_all(good_repo, "a good run")
     before = snapshot(good_repo)
     set_params(good_repo, export__parity_tolerance=1e-12)
@@ -214,8 +215,7 @@ def test_stage_failing_under_dvc_repro_is_recovered_byte_for_byte_with_dvc_check
     assert not (good_repo / "models/export").exists() and not (good_repo / "metrics/export.json").exists(), \
         "dvc repro deletes the outputs of the stage it runs: the README must not promise otherwise"
 
-    run(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics"], good_repo)
-    run(["dvc", "checkout"], good_repo)
+    run(["bash", "-c", readme_recovery_command()], good_repo)
     assert snapshot(good_repo) == before
     assert json.loads(run(["dvc", "status", "--json"], good_repo).stdout) == {}
 
