@@ -1,12 +1,11 @@
 """Stage 3: fine-tune the pretrained model with the HF Trainer, write models/finetuned/.
 
-Reads `task`, `model.*`, `finetune.*`. Dynamic padding and length-grouped batches, validation every epoch,
-the best checkpoint kept by a validation metric, early stopping, a fixed seed. Training curves go through
-dvclive into metrics/train/ for `dvc plots show`.
+Reads `task`, `model.*`, `finetune.*`. Dynamic padding and length-grouped batches, whole epochs until
+`finetune.min_steps`, validation and a checkpoint every epoch (or every `eval_steps`), the best checkpoint
+kept by a validation metric, early stopping, a fixed seed. An interrupted run resumes from its last
+checkpoint. Training curves go through dvclive into metrics/train/ for `dvc plots show`.
 """
 
-import hashlib
-import json
 import math
 import shutil
 from pathlib import Path
@@ -16,12 +15,13 @@ import torch
 from datasets import load_from_disk
 from dvclive import Live
 from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
-from transformers.integrations import DVCLiveCallback
 
 from stages.artifacts import atomic_dir, read_json
-from stages.params import Finetune, Params, ParamsError, load_params, run_stage
+from stages.checkpoints import resumable_checkpoint, run_fingerprint
+from stages.params import Finetune, ParamsError, load_params, run_stage
 from stages.sources import from_pretrained
 from stages.tasks import get_task
+from stages.training_log import CuratedDVCLiveCallback
 
 
 def precision_flags(precision: str) -> dict:
@@ -32,92 +32,6 @@ def precision_flags(precision: str) -> dict:
     if precision == "fp16" and not cuda:
         raise ParamsError("finetune.precision: fp16 needs a CUDA GPU; on a CPU use auto, fp32 or bf16")
     return {"bf16": precision == "bf16", "fp16": precision == "fp16", "use_cpu": not cuda}
-
-
-class CuratedDVCLiveCallback(DVCLiveCallback):
-    """dvclive logging with the params that matter (not ~100 TrainingArguments) and the optimizer step as x.
-
-    A resumed run logs the whole run's curves, not only the steps after the resume: `dvc repro` deletes
-    metrics/train before the stage runs, and the checkpoint's log history holds every row logged before it.
-    """
-
-    def __init__(self, live: Live, params: dict):
-        super().__init__(live=live)
-        self.params = params
-
-    def setup(self, args, state, model):
-        self._initialized = True
-        if state.is_world_process_zero:
-            self.live.log_params(self.params)
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        super().on_train_begin(args, state, control, model=model, **kwargs)
-        for entry in state.log_history:  # empty unless resumed
-            self._log(args, state, control, entry)
-
-    # A training-loss point at every checkpoint too: a resumed run's first window starts at its checkpoint, so
-    # windows that end there give both runs the same points.
-    def on_step_end(self, args, state, control, **kwargs):
-        control.should_log |= control.should_save
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        control.should_log |= control.should_save
-
-    def on_log(self, args, state, control, model=None, logs=None, **kwargs):
-        if "train_loss" in logs and whole_run_train_loss(state.log_history) is not None:
-            logs = {**logs, "train_loss": whole_run_train_loss(state.log_history)}
-        self._log(args, state, control, {**logs, "step": state.global_step})
-
-    def _log(self, args, state, control, entry: dict):
-        self.live.step = entry["step"]
-        super().on_log(args, state, control, logs={k: v for k, v in entry.items() if k != "step"})
-
-    def on_train_end(self, args, state, control, **kwargs):
-        # metrics.json reports the kept (best) checkpoint's validation scores; the last evaluation may be worse.
-        kept = [log for log in state.log_history if "eval_loss" in log and log["step"] == state.best_global_step]
-        for name, value in kept[-1].items() if kept else ():
-            if name.startswith("eval_"):
-                self.live.log_metric(f"eval/{name.removeprefix('eval_')}", value, plot=False)
-        super().on_train_end(args, state, control, **kwargs)
-
-
-def whole_run_train_loss(log_history: list[dict]) -> float:
-    """The mean training loss over every step of the run, from the logged windows. The Trainer's own
-    `train_loss` covers only the steps of its `train()` call: after a resume, the part after the checkpoint."""
-    total, steps, previous = 0.0, 0, 0
-    for entry in log_history:
-        if "loss" in entry:
-            total += entry["loss"] * (entry["step"] - previous)
-            steps, previous = steps + entry["step"] - previous, entry["step"]
-    return total / steps if steps else None
-
-
-def run_fingerprint(params: Params, processed: str) -> str:
-    """Identifies one training run: its params and the exact tokenized data it reads."""
-    digest = hashlib.sha256(json.dumps(
-        [params.task, params.model.model_dump(), params.finetune.model_dump()], sort_keys=True).encode())
-    for path in sorted(Path(processed).rglob("*")):
-        if path.is_file():
-            digest.update(path.relative_to(processed).as_posix().encode())
-            with open(path, "rb") as f:
-                digest.update(hashlib.file_digest(f, "sha256").digest())
-    return digest.hexdigest()
-
-
-def resumable_checkpoint(checkpoints: Path, fingerprint: str) -> str | None:
-    """The latest complete checkpoint of this same run, if an earlier attempt was interrupted.
-
-    Checkpoints of any other run (other params or data) are stale and removed.
-    """
-    stamp = checkpoints / "run_fingerprint.txt"
-    if not stamp.is_file() or stamp.read_text() != fingerprint:
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        checkpoints.mkdir(parents=True)
-        stamp.write_text(fingerprint)
-        return None
-    # trainer_state.json is written last: a checkpoint without it was cut short.
-    complete = [d for d in checkpoints.glob("checkpoint-*") if (d / "trainer_state.json").is_file()]
-    return str(max(complete, key=lambda d: int(d.name.rsplit("-", 1)[1]))) if complete else None
 
 
 def by_length(split):
