@@ -1,5 +1,7 @@
 """`make bench-defaults`: the default params on data they were not tuned on, against the TF-IDF baseline.
 
+`python -m benchmarks.defaults finetune.min_steps=0` runs the same with params changed, and only prints.
+
 For each public data set in ../shared/data (or $HFX_SHARED_DATA) and each row cap, a copy of the pipeline runs
 `dvc repro` with params.yaml as it is, except for the data keys and `data.max_samples`. Prints a table
 (data set, train rows, optimizer steps, epochs, test accuracy, baseline accuracy, margin, wall time) and writes
@@ -27,11 +29,14 @@ RUNS = [  # (data set, data.* overrides)
 CAPS = [int(n) for n in os.environ.get("HFX_DEFAULTS_ROWS", "2000,5000").split(",")]
 
 
-def run_default(name: str, data: dict, cap: int) -> dict:
+def run_default(name: str, data: dict, cap: int, overrides: dict) -> dict:
     repo = copy_project(WORK / f"{name}-{cap}")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"].update(source=str(DATA / name), text_column="text", label_column="label", exclude_labels=[],
                           max_samples=cap, **data)
+    for key, value in overrides.items():
+        section, field = key.split(".")
+        params[section][field] = value
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _, seconds = sh(["dvc", "repro"], repo)
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
@@ -44,6 +49,8 @@ def run_default(name: str, data: dict, cap: int) -> dict:
 
 
 def main() -> None:
+    # `python -m benchmarks.defaults finetune.min_steps=0`: the same runs with other params, printed only.
+    overrides = {arg.split("=", 1)[0]: yaml.safe_load(arg.split("=", 1)[1]) for arg in sys.argv[1:]}
     missing = [name for name, _ in RUNS if not (DATA / name).is_dir()]
     if missing:
         sys.exit(f"bench-defaults: skipped, no {', '.join(missing)} under {DATA} (set HFX_SHARED_DATA)")
@@ -52,11 +59,13 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for cap in CAPS:
         for name, data in RUNS:
-            r = run_default(name, data, cap)
+            r = run_default(name, data, cap, overrides)
             results.append(r)
             print(f"| {name} | {cap:,} | {r['train_rows']:,} | {r['steps']} | {r['epochs']:g} | {r['accuracy']:.4f} |"
                   f" {r['baseline_accuracy']:.4f} | {r['margin_points']:+.1f} | {time.strftime('%M:%S', time.gmtime(r['wall_s']))} |",
                   flush=True)
+    if overrides:
+        return
     out = ROOT / "benchmarks/defaults.json"
     out.write_text(json.dumps({"params": yaml.safe_load((ROOT / "params.yaml").read_text())["finetune"],
                                "runs": results}, indent=2) + "\n")
