@@ -55,7 +55,7 @@ def write_model_card(path: Path, params: Params, manifest: dict, scores: dict, e
         "pipeline_tag": params.task,
         "base_model": params.model.name,
         "tags": ["hfx", "dvc"],
-        "model-index": [{"name": path.parent.name, "results": [{
+        "model-index": [{"name": Path(params.paths.export).name, "results": [{
             "task": {"type": params.task},
             "dataset": {"name": params.data.source, "type": params.data.source, "split": "test"},
             "metrics": [{"type": "accuracy", "value": round(scores["accuracy"], 4)},
