@@ -10,9 +10,15 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install repro test check report remote push pull bench bench-defaults clean
+.PHONY: install repro test check report remote push pull bench bench-defaults predict serve loadtest clean
 
-$(VENV)/.installed: requirements.txt requirements-assets.txt
+# predict and serve read an exported model folder and nothing else.
+MODEL ?= models/export
+HOST ?= 127.0.0.1
+PORT ?= 8000
+FORMAT ?= int8
+
+$(VENV)/.installed: requirements.txt requirements-serve.txt requirements-assets.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
@@ -56,6 +62,20 @@ bench: install
 # baseline: benchmarks/defaults.json. Reads ../shared/data (or $$HFX_SHARED_DATA). About half an hour on 2 cores.
 bench-defaults: install
 	python -m benchmarks.defaults
+
+# Label a file (.csv, .tsv, .jsonl, .parquet: TEXT_COLUMN=text) or stdin (INPUT=-): JSONL to stdout, or OUTPUT=.
+predict: install
+	@test -n "$(INPUT)" || { echo "make predict: INPUT is required: a .csv/.tsv/.jsonl/.parquet file, or - for stdin" >&2; exit 2; }
+	python -m hfx.predict "$(INPUT)" --model "$(MODEL)" --format $(FORMAT) --text-column "$(or $(TEXT_COLUMN),text)" \
+		$(if $(OUTPUT),--output "$(OUTPUT)")
+
+# The HTTP service on $(HOST):$(PORT): POST /predict, GET /health /info /metrics /docs.
+serve: install
+	python -m hfx.serve --model "$(MODEL)" --host $(HOST) --port $(PORT) --format $(FORMAT)
+
+# hfx.serve against FastAPI + transformers.pipeline under wrk, on SST-2 test sentences: benchmarks/loadtest.json.
+loadtest: install
+	python -m benchmarks.loadtest
 
 # Where `dvc push` / `dvc pull` share data and models: `make remote URL=s3://bucket/hfx`, gs://, azure://,
 # or a folder (`URL=/mnt/team/hfx-storage`). ENDPOINT= for S3-compatible servers (MinIO, R2, Ceph).

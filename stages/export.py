@@ -28,6 +28,8 @@ def main() -> None:
     model = task.auto_model.from_pretrained(paths.finetuned, use_safetensors=True).eval()
     names = list(tokenizer.model_input_names)
 
+    # predict and serve truncate to the length the model was fine-tuned on, as preprocess did.
+    tokenizer.model_max_length = params.preprocess.max_length
     with atomic_dir(paths.export) as out:
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)

@@ -138,3 +138,13 @@ def readme_recovery_command() -> str:
     """The README's command that brings back the last committed outputs after a failed stage."""
     blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
     return next(block.strip() for block in blocks if "dvc checkout" in block)
+
+
+@pytest.fixture(scope="session")
+def exported_model(tmp_path_factory, tiny_model) -> Path:
+    """models/export of the tiny pipeline, trained to tell the cue words apart."""
+    repo = tiny_pipeline_repo(tmp_path_factory.mktemp("exported") / "repo", tiny_model, {"train": 240, "test": 60},
+                              finetune__epochs=4, finetune__warmup_ratio=0.0, finetune__learning_rate=3e-3,
+                              finetune__batch_size=16, export__latency_queries=3)
+    run(["dvc", "repro"], repo)
+    return repo / "models/export"
