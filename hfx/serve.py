@@ -11,6 +11,7 @@ error, never a 500.
 import argparse
 import asyncio
 import os
+import signal
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -263,6 +264,9 @@ def main(argv=None) -> None:
         raise SystemExit(f"error: {exc}") from None
     print(f"serve: {settings.model} ({app.description}) on http://{settings.host}:{settings.port}, docs at /docs",
           flush=True)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler it found: with
+    # this one, a finished shutdown exits 0, as process managers expect of a clean stop.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools", access_log=False,
                 log_level="warning", timeout_graceful_shutdown=30)
 
