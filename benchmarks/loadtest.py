@@ -6,6 +6,7 @@ in seconds and in requests, after a warm-up. Servers:
   hfx           python -m hfx.serve on models/export (ONNX int8, dynamic batching)
   hfx-unbatched the same with --max-batch-size 1: what dynamic batching adds
   peer          benchmarks/peer_server.py: FastAPI + transformers.pipeline in a plain endpoint (uvicorn)
+and on request (HFX_LOADTEST_SERVERS=hfx-fp32,hfx-fp32-unbatched) the fp32 model with and without batching.
 Prints requests/s, p50 and p99 latency, non-2xx and failed requests, and ratios; writes
 benchmarks/loadtest.json. Needs models/export (`make repro`) and wrk (installed here with apt-get when
 missing and run as root).
@@ -36,7 +37,12 @@ SERVERS = {
     "hfx": [sys.executable, "-m", "hfx.serve", "--model", str(MODEL)],
     "hfx-unbatched": [sys.executable, "-m", "hfx.serve", "--model", str(MODEL), "--max-batch-size", "1"],
     "peer": [sys.executable, "-m", "uvicorn", "benchmarks.peer_server:app", "--log-level", "warning"],
+    # On request (HFX_LOADTEST_SERVERS=hfx-fp32,hfx-fp32-unbatched): what batching does for the fp32 model.
+    "hfx-fp32": [sys.executable, "-m", "hfx.serve", "--model", str(MODEL), "--format", "fp32"],
+    "hfx-fp32-unbatched": [sys.executable, "-m", "hfx.serve", "--model", str(MODEL), "--format", "fp32",
+                           "--max-batch-size", "1"],
 }
+CHOSEN = os.environ.get("HFX_LOADTEST_SERVERS", "hfx,hfx-unbatched,peer").split(",")
 
 
 def ensure_wrk() -> str:
@@ -107,7 +113,7 @@ def main() -> None:
     bodies.write_text("".join(json.dumps({"inputs": text}) + "\n" for text in texts))
 
     results = {"seconds": SECONDS, "max_requests": MAX_REQUESTS, "sentences": len(texts), "runs": {}}
-    for name in SERVERS:
+    for name in CHOSEN:
         server, url = start(name)
         try:
             wrk(binary, url, bodies, 8, 2, MAX_REQUESTS)  # warm-up
@@ -120,6 +126,9 @@ def main() -> None:
             print(f"{name:<14} c={run['concurrency']:<3} {run['requests_per_s']:>8.1f} req/s  p50 {run['p50_ms']:>7.2f} ms"
                   f"  p99 {run['p99_ms']:>7.2f} ms  non-2xx {run['non_2xx']}  failed {run['failed']}", flush=True)
 
+    if not {"hfx", "hfx-unbatched", "peer"} <= set(results["runs"]):
+        print(json.dumps(results, indent=2))
+        return
     export = json.loads((ROOT / "metrics/export.json").read_text()) if (ROOT / "metrics/export.json").is_file() else {}
     hfx, unbatched, peer = (results["runs"][n][:-1] for n in ("hfx", "hfx-unbatched", "peer"))
     int8_ms = export.get("latency_ms_batch1", {}).get("onnx_int8")

@@ -1,8 +1,9 @@
 """The README's commands work as written: cheap ones run, the others are checked against what they call.
 
 Every line of a ```bash block is one of: a `make` target (it must exist, with the variables it is given;
-`make check` runs), a `dvc` command (its subcommand and every option must be in its `--help`), or the
-recovery after a failed stage (run as written by tests/test_bad_inputs.py). A new kind of command fails this
+`make check` runs), a `dvc` or `python -m` command (it must exist and list every option in its `--help`), a
+`curl` to a route of hfx.serve (its JSON body must be a valid request), `pip install -r` of a file that
+exists, or the recovery after a failed stage (run as written by tests/test_bad_inputs.py). A new kind of command fails this
 test until it is taught here.
 """
 
@@ -65,6 +66,21 @@ def test_readme_command_is_valid(command):
         help_text = dvc_help(subcommand)
         for option in (w.split("=", 1)[0] for w in words[1:] if w.startswith("-")):
             assert re.search(rf"(^|[\s,\[]){re.escape(option)}\b", help_text), f"README: {command}: dvc has no {option}"
+    elif words[:2] == ["python", "-m"]:
+        help_text = subprocess.run([sys.executable, "-m", words[2], "--help"], cwd=ROOT, capture_output=True,
+                                   text=True, env=stage_env())
+        assert help_text.returncode == 0, f"README: {command}: {help_text.stderr.strip()[-300:]}"
+        for option in (w.split("=", 1)[0] for w in words[3:] if w.startswith("--")):
+            assert option in help_text.stdout, f"README: {command}: {words[2]} has no {option}"
+    elif words[0] == "curl":
+        from hfx.serve import ROUTES, PredictRequest
+
+        url = next(w for w in words if "localhost:" in w or "127.0.0.1:" in w)
+        assert "/" + url.split("/", 1)[1] in ROUTES, f"README: {command}: no such route"
+        if "-d" in words:
+            PredictRequest.model_validate_json(words[words.index("-d") + 1])
+    elif words[:3] == ["pip", "install", "-r"]:
+        assert (ROOT / words[3]).is_file(), f"README: {command}: no {words[3]}"
     elif words[:2] == ["git", "checkout"]:
         assert command in readme_recovery_command(), "only the recovery command checks out files"
     else:
