@@ -95,7 +95,11 @@ def wrk(binary: str, url: str, bodies: Path, concurrency: int, seconds: int, max
 
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"concurrency": concurrency, "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    if requests >= max(1, max_requests // threads) * threads:
+        # wrk divides by the whole duration even when the threads stopped early: the rate would be too low.
+        sys.exit(f"loadtest: the run hit HFX_LOADTEST_REQUESTS={max_requests} before {seconds} s; raise it")
+    return {"concurrency": concurrency, "requests": requests,
             "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
             "p50_ms": ms("50%"), "p99_ms": ms("99%"), "non_2xx": int(non2xx.group(1)) if non2xx else 0,
             "failed": sum(map(int, sockets.groups())) if sockets else 0}
