@@ -64,7 +64,7 @@ def free_port() -> int:
 
 def start(name: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    command = SERVERS[name] + ["--port", str(port)] + (["--host", "127.0.0.1"])
+    command = SERVERS[name] + ["--host", "127.0.0.1", "--port", str(port)]
     env = {**os.environ, "HFX_MODEL": str(MODEL), "TOKENIZERS_PARALLELISM": "false"}
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"

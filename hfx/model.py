@@ -36,9 +36,8 @@ class ModelInfo:
 
 def _card_front_matter(folder: Path) -> dict:
     card = folder / "README.md"
-    if not card.is_file() or not card.read_text().startswith("---"):
-        return {}
-    return yaml.safe_load(card.read_text().split("---")[1]) or {}
+    text = card.read_text() if card.is_file() else ""
+    return (yaml.safe_load(text.split("---")[1]) or {}) if text.startswith("---") else {}
 
 
 def read_folder(folder: str | Path) -> ModelInfo:

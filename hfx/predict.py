@@ -41,14 +41,14 @@ def usable(texts: list, strict: bool) -> list[int]:
     """Indices of the rows that hold a non-empty string; the others are reported by row (or fail with --strict)."""
     keep = []
     for i, text in enumerate(texts):
-        problem = None if isinstance(text, str) and text.strip() else (
-            "empty text" if isinstance(text, str) or text is None or text != text else f"not a string ({text!r})")
-        if problem is None:
+        if isinstance(text, str) and text.strip():
             keep.append(i)
-        elif strict:
+            continue
+        missing = isinstance(text, str) or text is None or text != text  # a table's empty cell reads as NaN
+        problem = "empty text" if missing else f"not a string ({text!r})"
+        if strict:
             raise PredictError(f"row {i + 1}: {problem} (--strict)")
-        else:
-            print(f"warning: row {i + 1}: {problem}, skipped", file=sys.stderr)
+        print(f"warning: row {i + 1}: {problem}, skipped", file=sys.stderr)
     return keep
 
 

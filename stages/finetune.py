@@ -80,13 +80,12 @@ def training_arguments(ft: Finetune, output_dir: str, epochs: float) -> Training
 def main() -> None:
     params = load_params()
     task, paths, ft = get_task(params.task), params.paths, params.finetune
-    precision_flags(ft.precision)  # fails on a CPU asked for fp16 before anything loads
     labels = read_json(f"{paths.processed}/labels.json")
     splits = load_from_disk(paths.processed)
     epochs = epochs_to_run(ft, len(splits["train"]))
     if epochs != ft.epochs:
         print(f"finetune: {epochs} epochs of {len(splits['train'])} rows, to reach finetune.min_steps={ft.min_steps}")
-    args = training_arguments(ft, paths.checkpoints, epochs)
+    args = training_arguments(ft, paths.checkpoints, epochs)  # fails on a CPU asked for fp16 before the model loads
 
     set_seed(ft.seed)  # before the model: the new classification head is initialised from it
     tokenizer = from_pretrained(AutoTokenizer, params.model)

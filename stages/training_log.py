@@ -35,8 +35,9 @@ class CuratedDVCLiveCallback(DVCLiveCallback):
         control.should_log |= control.should_save
 
     def on_log(self, args, state, control, model=None, logs=None, **kwargs):
-        if "train_loss" in logs and whole_run_train_loss(state.log_history) is not None:
-            logs = {**logs, "train_loss": whole_run_train_loss(state.log_history)}
+        whole_run = whole_run_train_loss(state.log_history) if "train_loss" in logs else None
+        if whole_run is not None:
+            logs = {**logs, "train_loss": whole_run}
         self._log(args, state, control, {**logs, "step": state.global_step})
 
     def _log(self, args, state, control, entry: dict):
