@@ -3,7 +3,6 @@
 Reads `task`, `data.*`. Writes one parquet file per split and manifest.json (what was read, what was dropped).
 """
 
-from collections import Counter
 from pathlib import Path
 
 from stages.artifacts import atomic_dir, write_json
@@ -29,7 +28,7 @@ def main() -> None:
         "splits_unused": unused,
         "splits": {
             name: {"rows": len(ds), "origin": origin[name],
-                   "labels": dict(sorted(Counter(ds[task.stratify_column]).items()))}
+                   "labels": task.label_counts(ds)}
             for name, ds in splits.items()
         },
         "dropped": {name: dict(counts) for name, counts in dropped.items()},

@@ -1,10 +1,11 @@
-"""Stage 4: score the fine-tuned model on the test split, beside a TF-IDF baseline.
+"""Stage 4: score the fine-tuned model on the test split, beside a classical baseline on the same train split.
 
-Reads `task`, `evaluate.batch_size`. Writes metrics/eval.json (accuracy, macro F1/precision/recall, loss,
-per-class scores, ROC AUC, average precision, the baseline and the margin over it), metrics/predictions.csv
-for the confusion matrix, and metrics/plots/ (ROC and precision-recall curves, per-class scores).
+Reads `task`, `evaluate.batch_size`. Writes metrics/eval.json (the task's scores, per class, the loss, the
+baseline and the margin over it), metrics/predictions.csv (a table a person can read, with the `actual`
+and `predicted` columns the confusion matrix plots) and metrics/plots/ (the task's curves and tables).
 """
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from transformers import AutoTokenizer, Trainer, TrainingArguments
 
 from stages.artifacts import atomic_dir, atomic_file, read_json, write_json
 from stages.params import load_params, run_stage
-from stages.tasks import get_task, score_curves
+from stages.tasks import get_task
 
 
 def predict(model_dir: str, test, task, batch_size: int):
@@ -33,37 +34,31 @@ def main() -> None:
     task, paths = get_task(params.task), params.paths
     names = list(read_json(f"{paths.processed}/labels.json")["label2id"])
     test = load_from_disk(paths.processed)["test"]
+    raw = load_dataset("parquet", data_files={s: f"{paths.raw}/{s}.parquet" for s in ("train", "test")})
 
     logits, labels, loss = predict(paths.finetuned, test, task, params.evaluate.batch_size)
-    scores = task.metrics(labels, logits, names)
-    curve_summary, curves = score_curves(labels, logits, names)
-    raw = load_dataset("parquet", data_files={s: f"{paths.raw}/{s}.parquet" for s in ("train", "test")})
+    evaluation = task.evaluation(raw["test"], logits, labels, names)
     baseline = task.baseline(raw["train"], raw["test"])
 
     metrics = {
-        **{k: v for k, v in scores.items() if k != "per_class"},
-        **curve_summary,
+        **evaluation.metrics,
         "loss": float(loss),
         "n_test": len(test),
         "baseline": baseline,
-        "margin_over_baseline": {
-            "accuracy": scores["accuracy"] - baseline["accuracy"],
-            "f1_macro": scores["f1_macro"] - baseline["f1_macro"],
-        },
-        "per_class": scores["per_class"],
+        "margin_over_baseline": {key: evaluation.metrics[key] - baseline[key] for key in task.margin_keys},
+        "per_class": evaluation.per_class,
     }
     write_json(paths.eval_metrics, metrics)
-    predictions = pd.DataFrame({"actual": [names[i] for i in labels],
-                                "predicted": [names[i] for i in logits.argmax(-1)]})
     with atomic_file(paths.predictions) as partial:
-        predictions.to_csv(partial, index=False)
+        evaluation.predictions.to_csv(partial, index=False)
     with atomic_dir(paths.eval_plots) as out:
-        for name, rows in curves.items():
-            write_json(out / name, rows)
-        per_class = pd.DataFrame([{"label": name, **values} for name, values in scores["per_class"].items()])
-        per_class.to_csv(out / "per_class.csv", index=False)
-    print(f"evaluate: accuracy {metrics['accuracy']:.4f} f1_macro {metrics['f1_macro']:.4f}"
-          f" (baseline {baseline['accuracy']:.4f}) -> {Path(paths.eval_metrics)}")
+        for name, content in evaluation.files.items():
+            if isinstance(content, pd.DataFrame):
+                content.to_csv(out / name, index=False)
+            else:
+                (out / name).write_text(json.dumps(content, indent=2) + "\n")
+    scores = ", ".join(f"{key} {evaluation.metrics[key]:.4f} (baseline {baseline[key]:.4f})" for key in task.margin_keys)
+    print(f"evaluate: {scores} -> {Path(paths.eval_metrics)}")
 
 
 if __name__ == "__main__":

@@ -36,35 +36,36 @@ def main() -> None:
         runners = {"pytorch": Runner(model=model)}
         if ex.onnx:
             eager = task.auto_model.from_pretrained(paths.finetuned, use_safetensors=True, attn_implementation="eager")
-            export_onnx(eager, tokenizer, out / FILES["onnx"])
+            export_onnx(eager, tokenizer, out / FILES["onnx"], task.logits_axes)
             runners["onnx"] = Runner(onnx_path=out / FILES["onnx"], threads=threads)
         if ex.quantize:
             quantize(out / FILES["onnx"], model.config, out / FILES["onnx_int8"])
             runners["onnx_int8"] = Runner(onnx_path=out / FILES["onnx_int8"], threads=threads)
 
-        logits = {fmt: [] for fmt in runners}
-        labels = []
-        for inputs, batch_labels in batches(test, task.collator(tokenizer), names, ex.batch_size):
-            labels.append(batch_labels)
-            for fmt, run in runners.items():
-                logits[fmt].append(run(inputs))
-        labels = np.concatenate(labels)
-        logits = {fmt: np.concatenate(parts) for fmt, parts in logits.items()}
-        differences = {fmt: float(np.abs(logits[fmt] - logits["pytorch"]).max()) for fmt in runners if fmt != "pytorch"}
+        # Each format's predictions over the test split, and its largest logit difference from PyTorch.
+        decoded = {fmt: [] for fmt in runners}
+        differences = {fmt: 0.0 for fmt in runners if fmt != "pytorch"}
+        for inputs, labels in batches(test, task.collator(tokenizer), names, ex.batch_size):
+            logits = {fmt: run(inputs) for fmt, run in runners.items()}
+            for fmt in runners:
+                decoded[fmt] += task.decode(logits[fmt], labels)
+            for fmt in differences:
+                differences[fmt] = max(differences[fmt], float(np.abs(logits[fmt] - logits["pytorch"]).max()))
         if differences.get("onnx", 0.0) > ex.parity_tolerance:
             raise StageError(f"export: {FILES['onnx']} differs from PyTorch by up to {differences['onnx']:.2e} in a"
                              f" logit, over export.parity_tolerance={ex.parity_tolerance:g}; nothing was exported"
                              " (set export.onnx: false to export PyTorch only)")
+        label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        per_format = {fmt: task.metrics(pairs, label_names) for fmt, pairs in decoded.items()}
         metrics = {
             "formats": list(runners),
-            "accuracy": {fmt: float((value.argmax(-1) == labels).mean()) for fmt, value in logits.items()},
+            task.headline: {fmt: scores[task.headline] for fmt, scores in per_format.items()},
             "size_mb": {fmt: round((out / FILES[fmt]).stat().st_size / 2**20, 2) for fmt in runners},
             **{f"{fmt}_max_abs_logit_diff": value for fmt, value in differences.items()},
-            "n_test": len(labels),
+            "n_test": len(test),
         }
         # The card shows what is the same on every run (no timings), so the folder's bytes are too.
-        label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        scores = task.metrics(labels, logits["pytorch"], label_names)
+        scores = per_format["pytorch"]
         write_figures(out, paths.predictions, paths.train_logs, label_names)
         write_model_card(out / "README.md", params, read_json(f"{paths.raw}/manifest.json"), scores, metrics)
 
@@ -72,8 +73,8 @@ def main() -> None:
     metrics["latency_ms_batch1"] = {fmt: round(median_latency_ms(run, queries), 3) for fmt, run in runners.items()}
     metrics["threads"] = threads
     write_json(paths.export_metrics, metrics)
-    print(f"export: {', '.join(runners)}; accuracy {metrics['accuracy']}; latency {metrics['latency_ms_batch1']} ms"
-          f" -> {paths.export}")
+    print(f"export: {', '.join(runners)}; {task.headline} {metrics[task.headline]};"
+          f" latency {metrics['latency_ms_batch1']} ms -> {paths.export}")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,16 @@ def epochs_to_run(ft: Finetune, train_rows: int) -> float:
     return max(ft.epochs, math.ceil(ft.min_steps / steps_per_epoch))
 
 
-def training_arguments(ft: Finetune, output_dir: str, epochs: float) -> TrainingArguments:
+def best_metric(ft: Finetune, task) -> str:
+    """finetune.metric_for_best_model, with `auto` the task's own (text: macro F1; entities: entity F1)."""
+    metric = task.best_metric if ft.metric_for_best_model == "auto" else ft.metric_for_best_model
+    if metric not in (*task.validation_metrics, "loss"):
+        raise ParamsError(f"finetune.metric_for_best_model: {task.name} validates with"
+                          f" {', '.join(task.validation_metrics)} and loss, not {metric}")
+    return metric
+
+
+def training_arguments(ft: Finetune, output_dir: str, epochs: float, metric: str) -> TrainingArguments:
     every = {"strategy": "steps", "steps": ft.eval_steps} if ft.eval_steps else {"strategy": "epoch", "steps": None}
     return TrainingArguments(
         output_dir=output_dir,
@@ -66,8 +75,8 @@ def training_arguments(ft: Finetune, output_dir: str, epochs: float) -> Training
         save_steps=every["steps"],
         save_total_limit=2,
         load_best_model_at_end=True,
-        metric_for_best_model=ft.metric_for_best_model,
-        greater_is_better=ft.metric_for_best_model != "loss",
+        metric_for_best_model=metric,
+        greater_is_better=metric != "loss",
         train_sampling_strategy="group_by_length",  # rows of similar length share a batch: less padding
         length_column_name="length",
         logging_steps=ft.logging_steps,
@@ -85,7 +94,8 @@ def main() -> None:
     epochs = epochs_to_run(ft, len(splits["train"]))
     if epochs != ft.epochs:
         print(f"finetune: {epochs} epochs of {len(splits['train'])} rows, to reach finetune.min_steps={ft.min_steps}")
-    args = training_arguments(ft, paths.checkpoints, epochs)  # fails on a CPU asked for fp16 before the model loads
+    metric = best_metric(ft, task)
+    args = training_arguments(ft, paths.checkpoints, epochs, metric)  # fails on a CPU asked for fp16 before the model loads
 
     set_seed(ft.seed)  # before the model: the new classification head is initialised from it
     tokenizer = from_pretrained(AutoTokenizer, params.model)
@@ -127,7 +137,7 @@ def main() -> None:
     for checkpoint in Path(paths.checkpoints).glob("checkpoint-*"):
         shutil.rmtree(checkpoint)
     best = trainer.state.best_metric
-    print(f"finetune: best validation {ft.metric_for_best_model} {best:.4f} -> {paths.finetuned}")
+    print(f"finetune: best validation {metric} {best:.4f} -> {paths.finetuned}")
 
 
 if __name__ == "__main__":

@@ -27,12 +27,12 @@ class LogitsOnly(torch.nn.Module):
         return self.model(**dict(zip(self.input_names, inputs))).logits
 
 
-def export_onnx(model, tokenizer, path: Path) -> None:
+def export_onnx(model, tokenizer, path: Path, logits_axes: dict) -> None:
     """`model` must use eager attention: the TorchScript exporter's graph of it matches onnxruntime's
-    transformer fusion patterns, which an SDPA graph does not."""
+    transformer fusion patterns, which an SDPA graph does not. `logits_axes`: the dynamic axes of the output."""
     names = list(tokenizer.model_input_names)
     sample = tokenizer(["a short example", "a somewhat longer example sentence"], padding=True, return_tensors="pt")
-    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
+    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": logits_axes}
     wrapper = LogitsOnly(model, names).eval()  # export restores the wrapper's mode onto the model
     torch.onnx.export(wrapper, tuple(sample[n] for n in names), str(path), input_names=names,
                       output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
@@ -54,11 +54,11 @@ def quantize(onnx_path: Path, config, out_path: Path) -> None:
 
 
 def batches(rows, collator, input_names, batch_size):
-    """Tokenized rows (with `labels`) as padded numpy batches: (inputs, labels)."""
+    """Tokenized rows (with `labels`) as numpy batches padded by the task's collator: (inputs, labels)."""
     for start in range(0, len(rows), batch_size):
         chunk = rows.select(range(start, min(start + batch_size, len(rows))))
-        batch = collator([{k: row[k] for k in input_names} for row in chunk])
-        yield {k: batch[k].numpy() for k in input_names}, np.array(chunk["labels"])
+        batch = collator([{k: row[k] for k in [*input_names, "labels"]} for row in chunk])
+        yield {k: batch[k].numpy() for k in input_names}, batch["labels"].numpy()
 
 
 class Runner:

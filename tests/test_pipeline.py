@@ -3,6 +3,7 @@
 import json
 import subprocess
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -51,8 +52,10 @@ def test_repro_runs_every_stage_and_writes_every_out(pipeline_repo):
     assert set(metrics["per_class"]) == {"neg", "pos"}
     assert set(metrics["baseline"]) >= {"accuracy", "f1_macro"}
     assert metrics["accuracy"] > 0.8, "the cue-word task is easy; the tiny model must learn it"
-    predictions = (repo / "metrics/predictions.csv").read_text().splitlines()
-    assert predictions[0] == "actual,predicted" and len(predictions) == 61
+    predictions = pd.read_csv(repo / "metrics/predictions.csv")
+    assert list(predictions.columns) == ["text", "actual", "predicted", "score"] and len(predictions) == 60
+    test_texts = pd.read_csv(repo / "inputs/test.csv")["review"].tolist()
+    assert predictions["text"].tolist() == test_texts, "one row per test text, in order"
 
     train_metrics = json.loads((repo / "metrics/train/metrics.json").read_text())
     assert "eval" in train_metrics and "train" in train_metrics

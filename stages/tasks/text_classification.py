@@ -1,11 +1,9 @@
-"""Task adapters: everything the stages need to know about one task, behind one small interface.
-
-A new task (token classification, image classification) is a new adapter; the stages stay as they are.
-"""
+"""Text classification: one label per text (sentiment, topic, question type)."""
 
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 from datasets import ClassLabel, Dataset
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -16,25 +14,7 @@ from sklearn.preprocessing import label_binarize
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from stages.params import Data, ParamsError
-
-
-def sorted_labels(names) -> list[str]:
-    """A stable label order: numeric labels by value, others alphabetically."""
-    names = set(names)
-    if all(n.lstrip("-").isdigit() for n in names):
-        return sorted(names, key=int)
-    return sorted(names)
-
-
-def _label_text(value, names: list[str] | None) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if names is not None:  # a ClassLabel: -1 marks an unlabeled row (e.g. GLUE test splits)
-        return names[value] if 0 <= value < len(names) else None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value).strip()
-    return text or None
+from stages.tasks.common import Evaluation, label_text, sorted_labels
 
 
 def score_curves(labels: np.ndarray, logits: np.ndarray, names: list[str]) -> tuple[dict, dict]:
@@ -77,6 +57,12 @@ class TextClassification:
     name = "text-classification"
     auto_model = AutoModelForSequenceClassification
     stratify_column = "label"
+    columns = ("text", "label")
+    headline = "accuracy"  # the score export reports per format
+    best_metric = "f1_macro"  # what finetune.metric_for_best_model: auto keeps
+    validation_metrics = ("accuracy", "f1_macro")  # what trainer_metrics reports
+    margin_keys = ("accuracy", "f1_macro")  # compared with the baseline
+    logits_axes = {0: "batch"}
 
     def has_head(self, config) -> bool:
         """Whether a pretrained checkpoint already carries this task's head (a fine-tuned classifier)."""
@@ -93,7 +79,7 @@ class TextClassification:
         texts, labels, dropped = [], [], Counter()
         excluded = set(data.exclude_labels)
         for text, value in zip(split[data.text_column], split[data.label_column]):
-            label = _label_text(value, names)
+            label = label_text(value, names)
             if not isinstance(text, str) or not text.strip():
                 dropped["empty_text"] += 1
             elif label is None:
@@ -104,6 +90,9 @@ class TextClassification:
                 texts.append(text)
                 labels.append(label)
         return Dataset.from_dict({"text": texts, "label": labels}), dropped
+
+    def label_counts(self, split: Dataset) -> dict:
+        return dict(sorted(Counter(split["label"]).items()))
 
     def check_labels(self, splits: dict[str, Dataset]) -> None:
         names = set(splits["train"]["label"])
@@ -122,22 +111,39 @@ class TextClassification:
         encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
         encoded["labels"] = [label2id[label] for label in batch["label"]]
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-        # A fast tokenizer keeps what truncation cut off; count it so the manifest can report it.
-        encoded["truncated"] = [bool(e.overflowing) for e in encoded.encodings]
+        # A fast tokenizer keeps what truncation cut off; count it so stats.json can report it.
+        encoded["truncated"] = [int(bool(e.overflowing)) for e in encoded.encodings]
         return encoded
 
     def collator(self, tokenizer):
         return DataCollatorWithPadding(tokenizer)
 
-    def metrics(self, labels: np.ndarray, logits: np.ndarray, names: list[str]) -> dict:
-        return classification_metrics(labels, logits.argmax(-1), names)
+    def decode(self, logits: np.ndarray, labels: np.ndarray) -> list[tuple]:
+        """(gold id, predicted id) per row."""
+        return list(zip(labels.tolist(), logits.argmax(-1).tolist()))
+
+    def metrics(self, pairs: list[tuple], names: list[str]) -> dict:
+        gold, predicted = (np.array(column) for column in zip(*pairs))
+        return classification_metrics(gold, predicted, names)
 
     def trainer_metrics(self, names: list[str]):
         def compute(eval_prediction) -> dict:
-            scores = self.metrics(eval_prediction.label_ids, eval_prediction.predictions, names)
+            scores = self.metrics(self.decode(eval_prediction.predictions, eval_prediction.label_ids), names)
             return {"accuracy": scores["accuracy"], "f1_macro": scores["f1_macro"]}
 
         return compute
+
+    def evaluation(self, raw_test: Dataset, logits: np.ndarray, labels: np.ndarray, names: list[str]) -> Evaluation:
+        scores = self.metrics(self.decode(logits, labels), names)
+        curve_summary, curves = score_curves(labels, logits, names)
+        probabilities = softmax(logits.astype(np.float64), axis=-1)
+        predictions = pd.DataFrame({"text": raw_test["text"], "actual": [names[i] for i in labels],
+                                    "predicted": [names[i] for i in probabilities.argmax(-1)],
+                                    "score": probabilities.max(-1).round(5)})
+        per_class = pd.DataFrame([{"label": name, **values} for name, values in scores["per_class"].items()])
+        return Evaluation(metrics={**{k: v for k, v in scores.items() if k != "per_class"}, **curve_summary},
+                          per_class=scores["per_class"], predictions=predictions,
+                          files={**curves, "per_class.csv": per_class})
 
     def baseline(self, train: Dataset, test: Dataset) -> dict:
         """TF-IDF + logistic regression on the same train split: the bar a transformer must clear."""
@@ -149,10 +155,3 @@ class TextClassification:
         _, _, f1, _ = precision_recall_fscore_support(truth, predictions, average="macro", zero_division=0)
         return {"model": "tfidf-logreg", "accuracy": float(accuracy_score(truth, predictions)),
                 "f1_macro": float(f1)}
-
-
-TASKS = {adapter.name: adapter for adapter in (TextClassification(),)}
-
-
-def get_task(name: str):
-    return TASKS[name]
