@@ -10,6 +10,7 @@ from stages.params import load_params, run_stage
 from stages.sources import load_source
 from stages.splits import build_splits
 from stages.tasks import get_task
+from stages.tasks.common import FIXED
 
 
 def main() -> None:
@@ -23,7 +24,7 @@ def main() -> None:
         "task": params.task,
         "source": data.source,
         "read": read,
-        "columns": {"text": data.text_column, "label": data.label_column},
+        "columns": dict(zip(task.columns, (data.text_column, data.label_column))),
         "splits_in_source": sorted(loaded),
         "splits_unused": unused,
         "splits": {
@@ -31,7 +32,10 @@ def main() -> None:
                    "labels": task.label_counts(ds)}
             for name, ds in splits.items()
         },
-        "dropped": {name: dict(counts) for name, counts in dropped.items()},
+        # Rows dropped, and (token classification) tags converted or repaired, per split and why.
+        "dropped": {name: {k: v for k, v in counts.items() if not k.startswith(FIXED)} for name, counts in dropped.items()},
+        "fixed": {name: {k.removeprefix(FIXED): v for k, v in counts.items() if k.startswith(FIXED)}
+                  for name, counts in dropped.items()},
         "max_samples": data.max_samples,
     }
     with atomic_dir(params.paths.raw) as out:
@@ -40,7 +44,7 @@ def main() -> None:
         write_json(Path(out) / "manifest.json", manifest)
 
     sizes = ", ".join(f"{name} {len(ds)}" for name, ds in splits.items())
-    total_dropped = sum(sum(c.values()) for c in dropped.values())
+    total_dropped = sum(sum(c.values()) for c in manifest["dropped"].values())
     print(f"download: {sizes} rows; dropped {total_dropped} -> {params.paths.raw}")
 
 

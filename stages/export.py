@@ -67,7 +67,7 @@ def main() -> None:
         # The card shows what is the same on every run (no timings), so the folder's bytes are too.
         scores = per_format["pytorch"]
         write_figures(out, paths.predictions, paths.train_logs, label_names)
-        write_model_card(out / "README.md", params, read_json(f"{paths.raw}/manifest.json"), scores, metrics)
+        write_model_card(out / "README.md", params, task, read_json(f"{paths.raw}/manifest.json"), scores, metrics)
 
     queries = [{k: np.array([row[k]]) for k in names} for row in test.select(range(min(ex.latency_queries, len(test))))]
     metrics["latency_ms_batch1"] = {fmt: round(median_latency_ms(run, queries), 3) for fmt, run in runners.items()}

@@ -48,8 +48,9 @@ def write_figures(out: Path, predictions_csv: str, train_logs: str, names: list[
     plt.close("all")
 
 
-def write_model_card(path: Path, params: Params, manifest: dict, scores: dict, export_metrics: dict) -> None:
+def write_model_card(path: Path, params: Params, task, manifest: dict, scores: dict, export_metrics: dict) -> None:
     """`scores`: test metrics of the exported PyTorch model (see metrics/eval.json for the full evaluation)."""
+    headline = [key for key in task.card_metrics if key in scores]
     front_matter = {
         "library_name": "transformers",
         "pipeline_tag": params.task,
@@ -58,12 +59,15 @@ def write_model_card(path: Path, params: Params, manifest: dict, scores: dict, e
         "model-index": [{"name": Path(params.paths.export).name, "results": [{
             "task": {"type": params.task},
             "dataset": {"name": params.data.source, "type": params.data.source, "split": "test"},
-            "metrics": [{"type": "accuracy", "value": round(scores["accuracy"], 4)},
-                        {"type": "f1", "name": "f1_macro", "value": round(scores["f1_macro"], 4)}],
+            "metrics": [{"type": key, "value": round(scores[key], 4)} for key in headline],
         }]}],
     }
     splits = manifest["splits"]
     fmt = export_metrics["formats"]
+    per_class = [("class", "precision", "recall", "f1", "support")] + [
+        (name, f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1']:.4f}", v["support"])
+        for name, v in scores["per_class"].items()]
+    options = "".join(f", {key}={value!r}" for key, value in task.pipeline_kwargs.items())
     card = f"""---
 {yaml.safe_dump(front_matter, sort_keys=False).strip()}
 ---
@@ -81,11 +85,13 @@ Source `{params.data.source}` (text column `{params.data.text_column}`, label co
 {_table([("param", "value")] + [(k, v) for k, v in params.finetune.model_dump().items()] + [("max_length", params.preprocess.max_length)])}
 
 ## Test metrics
-{_table([("metric", "value")] + [(k, f"{scores[k]:.4f}") for k in ("accuracy", "f1_macro", "precision_macro", "recall_macro")])}
+{_table([("metric", "value")] + [(k, f"{scores[k]:.4f}") for k in headline])}
+
+{_table(per_class)}
 
 ## Formats
-{_table([("format", "file", "test accuracy", "size (MB)")] + [
-    (f, FILES[f], f"{export_metrics['accuracy'][f]:.4f}", export_metrics["size_mb"][f]) for f in fmt])}
+{_table([("format", "file", f"test {task.headline}", "size (MB)")] + [
+    (f, FILES[f], f"{export_metrics[task.headline][f]:.4f}", export_metrics["size_mb"][f]) for f in fmt])}
 
 Latency depends on the machine: the project's `metrics/export.json` has the median batch-1 latency of each
 format on the machine that exported this folder.
@@ -97,7 +103,7 @@ format on the machine that exported this folder.
 ## Use
 ```python
 from transformers import pipeline
-classifier = pipeline("{params.task}", model="path/to/this/folder")
+model = pipeline("{params.task}", model="path/to/this/folder"{options})
 ```
 """
     path.write_text(card)

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PARAMS_FILE = "params.yaml"
-TASKS = ("text-classification",)
+TASKS = ("text-classification", "token-classification")
 SOURCE_SCHEMES = ("hf:", "pkg:", "http://", "https://", "s3://", "gs://", "gcs://")
 
 
@@ -34,6 +34,8 @@ class Data(Section):
     revision: str | None = None
     data_files: dict[Literal["train", "validation", "test"], str | list[str]] | None = None
     splits: dict[Literal["train", "validation", "test"], str] | None = None
+    format: Literal["conll"] | None = None  # conll: `word ... tag` lines; also read from a .conll suffix
+    tag_scheme: Literal["auto", "iob1", "iob2"] = "auto"  # token classification: how B-/I- tags are written
     text_column: str = Field(min_length=1)
     label_column: str = Field(min_length=1)
     exclude_labels: list[str] = []
@@ -78,6 +80,7 @@ class Model(Section):
 
 class Preprocess(Section):
     max_length: int = Field(128, ge=8, le=8192)
+    label_all_subtokens: bool = False  # token classification: tag every sub-token, not only a word's first
 
 
 class Finetune(Section):

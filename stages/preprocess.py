@@ -1,7 +1,8 @@
 """Stage 2: tokenize data/raw/ with the model's fast tokenizer, write data/processed/.
 
-Reads `task`, `model.*`, `preprocess.max_length`. Fixes the label order once (labels.json). Truncates to
-max_length and does not pad: batches are padded to their own longest row at training time.
+Reads `task`, `model.*`, `preprocess.*`. Fixes the label order once (labels.json). Truncates to max_length
+(and counts what was cut: texts, or words of a sentence) and does not pad: batches are padded to their own
+longest row at training time.
 """
 
 from pathlib import Path
@@ -29,10 +30,10 @@ def main() -> None:
 
     tokenized = splits.map(
         task.tokenize, batched=True, batch_size=1000, remove_columns=splits["train"].column_names,
-        fn_kwargs={"tokenizer": tokenizer, "max_length": params.preprocess.max_length, "label2id": label2id},
+        fn_kwargs={"tokenizer": tokenizer, "settings": params.preprocess, "label2id": label2id},
         desc="tokenize",
     )
-    truncated = {name: int(sum(ds["truncated"])) for name, ds in tokenized.items()}
+    truncated = {name: int(sum(ds["truncated"])) for name, ds in tokenized.items()}  # rows, or words cut off
     tokenized = tokenized.remove_columns("truncated")
 
     with atomic_dir(params.paths.processed) as out:
@@ -41,7 +42,7 @@ def main() -> None:
         write_json(out / "stats.json", {
             "max_length": params.preprocess.max_length,
             "rows": {name: len(ds) for name, ds in tokenized.items()},
-            "truncated_rows": truncated,
+            f"truncated_{task.truncated_unit}": truncated,
             "mean_tokens": {name: round(sum(ds["length"]) / max(len(ds), 1), 2) for name, ds in tokenized.items()},
         })
     print(f"preprocess: {len(names)} labels, truncated {truncated} -> {params.paths.processed}")

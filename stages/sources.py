@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import fsspec
-from datasets import DatasetDict, load_dataset_builder
+from datasets import Dataset, DatasetDict, load_dataset_builder
 from datasets.data_files import DataFilesDict, get_data_patterns
 from datasets.packaged_modules import _EXTENSION_TO_MODULE
 
@@ -34,15 +34,46 @@ def package_path(spec: str, key: str) -> Path:
     return path
 
 
-def file_format(name: str) -> tuple[str, dict]:
-    """The `datasets` builder and its options for a file name, looking through a compression suffix."""
+def _suffix(name: str) -> str:
     suffixes = [s.lower() for s in Path(urlparse(name).path).suffixes]
     if suffixes and suffixes[-1] in COMPRESSIONS:
         suffixes.pop()
-    if not suffixes or suffixes[-1] not in FORMATS:
-        raise ParamsError(f"data.source: cannot tell the format of '{name}'; valid: {', '.join(FORMATS)}"
+    return suffixes[-1] if suffixes else ""
+
+
+def file_format(name: str) -> tuple[str, dict]:
+    """The `datasets` builder and its options for a file name, looking through a compression suffix."""
+    if _suffix(name) not in FORMATS:
+        raise ParamsError(f"data.source: cannot tell the format of '{name}'; valid: {', '.join(FORMATS)}, .conll"
                           f" (optionally compressed: {', '.join(COMPRESSIONS)})")
-    return _EXTENSION_TO_MODULE[suffixes[-1]]
+    return _EXTENSION_TO_MODULE[_suffix(name)]
+
+
+def is_conll(data: Data, name: str) -> bool:
+    return data.format == "conll" or _suffix(name) == ".conll"
+
+
+def read_conll(files: list[str]) -> Dataset:
+    """CoNLL column files: `word ... tag` per line (space or tab separated, the tag last), a blank line between
+    sentences, `-DOCSTART-` lines dropped. Columns `tokens` and `ner_tags`."""
+    sentences, words, tags = [], [], []
+    for file in files:
+        with fsspec.open(file, "rt", encoding="utf-8", compression="infer") as lines:
+            for number, line in enumerate(lines, 1):
+                fields = line.split()
+                if fields and fields[0] != "-DOCSTART-" and len(fields) < 2:
+                    raise ParamsError(f"data.source: {Path(file).name} line {number}: '{line.strip()}' has a word"
+                                      " and no tag; CoNLL lines are `word ... tag`")
+                if fields and fields[0] != "-DOCSTART-":
+                    words.append(fields[0])
+                    tags.append(fields[-1])
+                elif words:
+                    sentences.append((words, tags))
+                    words, tags = [], []
+        if words:
+            sentences.append((words, tags))
+            words, tags = [], []
+    return Dataset.from_dict({"tokens": [w for w, _ in sentences], "ner_tags": [t for _, t in sentences]})
 
 
 def folder_files(data: Data) -> dict[str, list[str]]:
@@ -73,8 +104,11 @@ def load_source(data: Data) -> tuple[DatasetDict, dict]:
             commit = f"unresolved ({commit})"
         return loaded, {"hub_commit": commit, "revision": data.revision}
     if urlparse(source).scheme in URL_SCHEMES:
-        builder, options = file_format(source)
         with tempfile.TemporaryDirectory() as folder:  # datasets keeps its own Arrow copy once loaded
+            if is_conll(data, source):
+                local, read = _fetch(source, Path(folder))
+                return DatasetDict({"train": _parse(data, [str(local)])}), read
+            builder, options = file_format(source)
             local, read = _fetch(source, Path(folder))
             return _load(data, builder, data_files={"train": str(local)}, **options)[0], read
     path = package_path(source, "data.source") if source.startswith("pkg:") else Path(source)
@@ -87,12 +121,23 @@ def load_source(data: Data) -> tuple[DatasetDict, dict]:
                 _warn(f"data.source: split '{split}' reads {len(names)} files"
                       f" ({', '.join(Path(n).name for n in names)}); set data.data_files to choose")
         read = {"files": {split: {Path(f).name: _sha256(Path(f)) for f in names} for split, names in files.items()}}
+        if any(is_conll(data, name) for names in files.values() for name in names):
+            return DatasetDict({split: _parse(data, names) for split, names in files.items()}), read
         return _load(data, str(path), data_files=files)[0], read
-    builder, options = file_format(path.name)
     read = {"sha256": _sha256(path)}
     if source.startswith("pkg:"):
         read = {"package_version": _package_version(source.removeprefix("pkg:").split("/")[0]), **read}
+    if is_conll(data, path.name):
+        return DatasetDict({"train": _parse(data, [str(path)])}), read
+    builder, options = file_format(path.name)
     return _load(data, builder, data_files={"train": str(path)}, **options)[0], read
+
+
+def _parse(data: Data, files: list[str]) -> Dataset:
+    try:
+        return read_conll(files)
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"data.source: cannot load '{data.source}': {exc}; save the file as UTF-8") from None
 
 
 def _package_version(package: str) -> str:

@@ -61,10 +61,10 @@ def build_splits(loaded: dict, data: Data, task) -> tuple[dict, dict, dict, list
     return splits, origin, dropped, unused
 
 
-def _split_off(ds: Dataset, count: int, column: str, seed: int, why: str) -> tuple[Dataset, Dataset]:
-    """Stratified: (rest, `count` rows taken out)."""
-    labels = list(ds[column])
-    n_classes = len(set(labels))
+def _split_off(ds: Dataset, count: int, column: str | None, seed: int, why: str) -> tuple[Dataset, Dataset]:
+    """Stratified by `column` (when the task has one): (rest, `count` rows taken out)."""
+    labels = list(ds[column]) if column else None
+    n_classes = len(set(labels)) if column else 1
     if count < n_classes or len(ds) - count < n_classes:
         raise ParamsError(f"{why}: train has {len(ds)} rows, too few to take {count} out for each of its {n_classes}"
                           f" labels; use a larger dataset, a larger fraction or provide that split")
@@ -90,13 +90,15 @@ def carve_missing_splits(splits: dict[str, Dataset], data: Data, column: str) ->
     return {name: splits[name] for name in SPLITS}, origin
 
 
-def cap_rows(ds: Dataset, max_samples: int | None, column: str, seed: int) -> Dataset:
-    """A stratified seeded sample of at most `max_samples` rows (plain seeded when a label is too rare)."""
+def cap_rows(ds: Dataset, max_samples: int | None, column: str | None, seed: int) -> Dataset:
+    """A stratified seeded sample of at most `max_samples` rows (plain seeded when a label is too rare or the task
+    has no single label per row)."""
     if max_samples is None or len(ds) <= max_samples:
         return ds
     rows = np.arange(len(ds))
     try:
-        keep, _ = train_test_split(rows, train_size=max_samples, stratify=list(ds[column]), random_state=seed)
+        keep, _ = train_test_split(rows, train_size=max_samples, stratify=list(ds[column]) if column else None,
+                                   random_state=seed)
     except ValueError:  # too few rows of a label, or too few left out, to keep the proportions
         keep, _ = train_test_split(rows, train_size=max_samples, random_state=seed)
     return ds.select(np.sort(keep))

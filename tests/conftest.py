@@ -38,6 +38,30 @@ def make_reviews(n: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"review": [review(rng, label) for label in labels], "sentiment": labels})
 
 
+PEOPLE = [["john", "smith"], ["mary", "jones"], ["ali"], ["chen", "wei"], ["ana", "lopez"], ["otto"]]
+PLACES = [["paris"], ["new", "york"], ["lagos"], ["rio", "de", "janeiro"], ["oslo"]]
+COMPANIES = [["acme", "corp"], ["globex"], ["initech", "group"], ["umbrella"]]
+TEMPLATES = [["{PER}", "visited", "{LOC}", "last", "week"], ["{ORG}", "hired", "{PER}", "in", "{LOC}"],
+             ["the", "team", "from", "{ORG}", "met", "{PER}"], ["{PER}", "moved", "to", "{LOC}"],
+             ["shares", "of", "{ORG}", "fell", "in", "{LOC}", "today"], ["nothing", "happened", "here"]]
+
+
+def make_sentences(n: int, seed: int = 0) -> pd.DataFrame:
+    """A learnable named-entity corpus: people, places and companies in a few templates, tagged in IOB2.
+    Columns `text` and `label`: words and tags joined by spaces, as ../shared/data/conll2003's csv files."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words, tags = [], []
+        for slot in rng.choice(TEMPLATES):
+            kind = slot.strip("{}") if slot.startswith("{") else None
+            entity = rng.choice({"PER": PEOPLE, "LOC": PLACES, "ORG": COMPANIES}[kind]) if kind else [slot]
+            words += entity
+            tags += [f"{'B' if i == 0 else 'I'}-{kind}" if kind else "O" for i in range(len(entity))]
+        rows.append({"text": " ".join(words), "label": " ".join(tags)})
+    return pd.DataFrame(rows)
+
+
 def make_tiny_model(folder: Path, corpus: list[str]) -> Path:
     """A 2-layer BERT with a WordPiece tokenizer trained on `corpus`, saved like a Hub checkpoint."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
@@ -66,10 +90,15 @@ def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-model"), corpus)
 
 
-def write_splits(folder: Path, sizes: dict[str, int], seed: int = 0) -> Path:
+@pytest.fixture(scope="session")
+def tiny_ner_model(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-ner-model"), make_sentences(300, seed=1)["text"].tolist())
+
+
+def write_splits(folder: Path, sizes: dict[str, int], seed: int = 0, make=None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i, (split, n) in enumerate(sizes.items()):
-        make_reviews(n, seed=seed + i).to_csv(folder / f"{split}.csv", index=False)
+        (make or make_reviews)(n, seed=seed + i).to_csv(folder / f"{split}.csv", index=False)
     return folder
 
 
@@ -116,6 +145,17 @@ def make_repo(dest: Path) -> Path:
             shutil.copy2(src, target)
     run(["git", "init", "-q", "-b", "main"], dest)
     return dest
+
+
+def tiny_ner_repo(dest: Path, tiny_ner_model: Path, sizes: dict[str, int], **overrides) -> Path:
+    """A committed repo whose pipeline tags generated sentences (csv: words and tags as text) with the tiny BERT."""
+    repo = make_repo(dest)
+    write_splits(repo / "inputs", sizes, make=make_sentences)
+    set_params(repo, task="token-classification", data__source="inputs", data__text_column="text",
+               data__label_column="label", data__exclude_labels=[], model__name=str(tiny_ner_model),
+               **{"finetune__min_steps": 0, **overrides})
+    commit_all(repo, "tiny ner pipeline")
+    return repo
 
 
 def tiny_pipeline_repo(dest: Path, tiny_model: Path, sizes: dict[str, int], **overrides) -> Path:

@@ -81,7 +81,7 @@ def test_routes(server):
     info = json.loads(server.get("/info")[1])
     assert info["task"] == "text-classification" and info["labels"] == ["neg", "pos"] and info["format"] == "int8"
     assert info["max_input_length"] == 128 and info["max_client_batch_size"] == 4 and info["max_body_bytes"] == 4096
-    assert set(info["test_metrics"]) == {"accuracy", "f1_macro"}
+    assert {"accuracy", "f1_macro"} <= set(info["test_metrics"])
     status, body = server.get("/docs")
     assert status == 200 and b"swagger" in body.lower()
     spec = json.loads(server.get("/openapi.json")[1])

@@ -4,6 +4,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.special import softmax
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+from sklearn.preprocessing import label_binarize
+
+
+FIXED = "fixed:"  # in standardize's counts: tags repaired, not rows dropped
 
 
 @dataclass
@@ -34,3 +40,22 @@ def label_text(value, names: list[str] | None) -> str | None:
         value = int(value)
     text = str(value).strip()
     return text or None
+
+
+def score_curves(labels: np.ndarray, logits: np.ndarray, names: list[str]) -> tuple[dict, dict]:
+    """ROC and precision-recall on the test split: of the second class for two classes, else micro-averaged
+    one-vs-rest. Returns (summary metrics, {plot file name: rows})."""
+    probabilities = softmax(logits.astype(np.float64), axis=-1)
+    if len(names) == 2:
+        truth, scores = (labels == 1).astype(int), probabilities[:, 1]
+    else:
+        truth = label_binarize(labels, classes=list(range(len(names)))).ravel()
+        scores = probabilities.ravel()
+    fpr, tpr, _ = roc_curve(truth, scores)
+    precision, recall, _ = precision_recall_curve(truth, scores)
+    summary = {"roc_auc": float(roc_auc_score(truth, scores)), "average_precision": float(average_precision_score(truth, scores))}
+    return summary, {
+        "roc.json": [{"fpr": round(float(f), 5), "tpr": round(float(t), 5)} for f, t in zip(fpr, tpr)],
+        "precision_recall.json": [{"recall": round(float(r), 5), "precision": round(float(p), 5)}
+                                  for r, p in zip(recall, precision)],
+    }

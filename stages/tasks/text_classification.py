@@ -8,32 +8,11 @@ from datasets import ClassLabel, Dataset
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from scipy.special import softmax
-from sklearn.metrics import (accuracy_score, average_precision_score, precision_recall_curve,
-                             precision_recall_fscore_support, roc_auc_score, roc_curve)
-from sklearn.preprocessing import label_binarize
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
-from stages.params import Data, ParamsError
-from stages.tasks.common import Evaluation, label_text, sorted_labels
-
-
-def score_curves(labels: np.ndarray, logits: np.ndarray, names: list[str]) -> tuple[dict, dict]:
-    """ROC and precision-recall on the test split: of the second class for two classes, else micro-averaged
-    one-vs-rest. Returns (summary metrics, {plot file name: rows})."""
-    probabilities = softmax(logits.astype(np.float64), axis=-1)
-    if len(names) == 2:
-        truth, scores = (labels == 1).astype(int), probabilities[:, 1]
-    else:
-        truth = label_binarize(labels, classes=list(range(len(names)))).ravel()
-        scores = probabilities.ravel()
-    fpr, tpr, _ = roc_curve(truth, scores)
-    precision, recall, _ = precision_recall_curve(truth, scores)
-    summary = {"roc_auc": float(roc_auc_score(truth, scores)), "average_precision": float(average_precision_score(truth, scores))}
-    return summary, {
-        "roc.json": [{"fpr": round(float(f), 5), "tpr": round(float(t), 5)} for f, t in zip(fpr, tpr)],
-        "precision_recall.json": [{"recall": round(float(r), 5), "precision": round(float(p), 5)}
-                                  for r, p in zip(recall, precision)],
-    }
+from stages.params import Data, ParamsError, Preprocess
+from stages.tasks.common import Evaluation, label_text, score_curves, sorted_labels
 
 
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray, names: list[str]) -> dict:
@@ -61,8 +40,11 @@ class TextClassification:
     headline = "accuracy"  # the score export reports per format
     best_metric = "f1_macro"  # what finetune.metric_for_best_model: auto keeps
     validation_metrics = ("accuracy", "f1_macro")  # what trainer_metrics reports
+    card_metrics = ("accuracy", "f1_macro", "precision_macro", "recall_macro")  # the model card's test scores
+    pipeline_kwargs = {}
     margin_keys = ("accuracy", "f1_macro")  # compared with the baseline
     logits_axes = {0: "batch"}
+    truncated_unit = "rows"  # what stats.json counts as cut off by max_length
 
     def has_head(self, config) -> bool:
         """Whether a pretrained checkpoint already carries this task's head (a fine-tuned classifier)."""
@@ -107,8 +89,8 @@ class TextClassification:
     def label_names(self, train: Dataset) -> list[str]:
         return sorted_labels(train["label"])
 
-    def tokenize(self, batch: dict, tokenizer, max_length: int, label2id: dict) -> dict:
-        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+    def tokenize(self, batch: dict, tokenizer, settings: Preprocess, label2id: dict) -> dict:
+        encoded = tokenizer(batch["text"], truncation=True, max_length=settings.max_length)
         encoded["labels"] = [label2id[label] for label in batch["label"]]
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         # A fast tokenizer keeps what truncation cut off; count it so stats.json can report it.
