@@ -151,9 +151,9 @@ def tiny_ner_repo(dest: Path, tiny_ner_model: Path, sizes: dict[str, int], **ove
     """A committed repo whose pipeline tags generated sentences (csv: words and tags as text) with the tiny BERT."""
     repo = make_repo(dest)
     write_splits(repo / "inputs", sizes, make=make_sentences)
-    set_params(repo, task="token-classification", data__source="inputs", data__text_column="text",
-               data__label_column="label", data__exclude_labels=[], model__name=str(tiny_ner_model),
-               **{"finetune__min_steps": 0, **overrides})
+    set_params(repo, **{"task": "token-classification", "data__source": "inputs", "data__text_column": "text",
+                        "data__label_column": "label", "data__exclude_labels": [], "model__name": str(tiny_ner_model),
+                        "finetune__min_steps": 0, **overrides})
     commit_all(repo, "tiny ner pipeline")
     return repo
 

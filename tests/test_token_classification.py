@@ -1,0 +1,210 @@
+"""Named entities (`task: token-classification`): every input format, IOB1 -> IOB2, word-to-sub-token alignment,
+bad inputs in one line, and `dvc repro` end to end on a tiny BERT, with ONNX parity and the `pipeline()` client."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from datasets import ClassLabel, Dataset, Features, Sequence, Value
+from transformers import AutoTokenizer
+
+from stages.params import Data, ParamsError, Preprocess
+from stages.sources import load_source
+from stages.splits import build_splits
+from stages.tasks import TokenClassification
+from stages.tasks.token_classification import looks_iob1, to_iob2
+from tests.conftest import make_sentences, run, set_params, tiny_ner_repo
+
+NER = TokenClassification()
+CONLL = """-DOCSTART- -X- -X- O
+
+John NNP B-NP I-PER
+Smith NNP I-NP I-PER
+visited VBD B-VP O
+Paris NNP B-NP I-LOC
+
+ \t
+Acme\tNNP\tI-ORG
+hired\tVBD\tO
+Ali\tNNP\tI-PER
+"""
+
+
+def data(source, **overrides) -> Data:
+    fields = dict(source=str(source), text_column="tokens", label_column="ner_tags", exclude_labels=[],
+                  validation_size=0.2, test_size=0.2, seed=0)
+    return Data(**{**fields, **overrides})
+
+
+def build(source, **overrides):
+    settings = data(source, **overrides)
+    return build_splits(load_source(settings)[0], settings, NER)
+
+
+def test_conll_files_read_into_tokens_and_tags(tmp_path):
+    (tmp_path / "train.conll").write_text(CONLL * 5)
+    (tmp_path / "test.conll").write_text(CONLL)
+    loaded, read = load_source(data(tmp_path))
+    assert set(loaded) == {"train", "test"} and set(read["files"]) == {"train", "test"}
+    assert loaded["test"]["tokens"] == [["John", "Smith", "visited", "Paris"], ["Acme", "hired", "Ali"]]
+    assert loaded["test"]["ner_tags"][1] == ["I-ORG", "O", "I-PER"], "the tag is the last column, tabs or spaces"
+    other = tmp_path / "sentences.txt"
+    other.write_text(CONLL)
+    assert len(load_source(data(other, format="conll"))[0]["train"]) == 2, "data.format: conll for any name"
+
+
+def test_iob1_is_converted_to_iob2_and_counted(tmp_path):
+    (tmp_path / "data.conll").write_text(CONLL * 10)
+    splits, _, counts, _ = build(tmp_path / "data.conll")
+    tags = sorted({tuple(tags) for name in splits for tags in splits[name]["tags"]})
+    assert tags == [("B-ORG", "O", "B-PER"), ("B-PER", "I-PER", "O", "B-LOC")], "every entity starts with B-"
+    assert counts["train"]["fixed:iob1_to_iob2"] == 40, "4 entities open with I- in each of 10 copies"
+    assert to_iob2(["I-PER", "I-PER", "B-PER", "O", "I-LOC"]) == (["B-PER", "I-PER", "B-PER", "O", "B-LOC"], 2)
+    assert looks_iob1([["I-PER", "B-PER"]]) and not looks_iob1([["O", "B-PER", "I-PER"]])
+
+
+def test_an_invalid_iob2_sequence_is_repaired_and_counted():
+    split = Dataset.from_dict({"tokens": [["a", "b", "c"], ["d", "e"]], "ner_tags": [["B-LOC", "I-PER", "O"], ["B-PER", "I-PER"]]})
+    clean, counts = NER.standardize(split, data("x", tag_scheme="iob2"), "train")
+    assert clean["tags"] == [["B-LOC", "B-PER", "O"], ["B-PER", "I-PER"]]
+    assert counts == Counter({"fixed:invalid_iob2_repaired": 1})
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_words_and_tags_as_strings_or_lists_in_any_table(tmp_path, fmt):
+    frame = make_sentences(40)
+    path = tmp_path / f"ner.{fmt}"
+    if fmt == "csv":
+        frame.to_csv(path, index=False)  # space-separated words and tags, as ../shared/data/conll2003
+    else:
+        lists = pd.DataFrame({"text": frame["text"].str.split(), "label": frame["label"].str.split()})
+        lists.to_json(path, orient="records", lines=True) if fmt == "jsonl" else lists.to_parquet(path)
+    splits, *_ = build(path, text_column="text", label_column="label")
+    assert sum(len(s) for s in splits.values()) == 40
+    assert all(len(w) == len(t) for s in splits.values() for w, t in zip(s["tokens"], s["tags"]))
+    assert NER.label_names(splits["train"]) == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+
+
+def test_integer_tags_with_class_label_names_as_the_hub_has_them():
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=names))})
+    split = Dataset.from_dict({"tokens": [["ana", "lopez", "in", "oslo"], []], "ner_tags": [[1, 2, 0, 3], []]},
+                              features=features)
+    clean, counts = NER.standardize(split, data("x"), "train")
+    assert clean["tags"] == [["B-PER", "I-PER", "O", "B-LOC"]] and counts == Counter({"empty_sentence": 1})
+
+
+@pytest.mark.parametrize("rows, message", [
+    ({"tokens": [["a", "b"]], "ner_tags": [["O"]]}, "data: train row 1 has 2 words and 1 tags; each word needs one tag"),
+    ({"tokens": [["a", "b"]], "ner_tags": [["O", "PER"]]}, "data: train row 1 has the tag 'PER'; tags are O, B-<type> or I-<type> (IOB1 or IOB2)"),
+])
+def test_bad_sentences_are_one_line(rows, message):
+    with pytest.raises(ParamsError) as error:
+        NER.standardize(Dataset.from_dict(rows), data("x"), "train")
+    assert str(error.value) == message
+
+
+def test_unseen_entity_types_and_no_entities_are_one_line(tmp_path):
+    train = make_sentences(30)
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test = pd.DataFrame({"text": ["the museum opened"], "label": ["B-FAC O O"]})
+    test.to_csv(tmp_path / "test.csv", index=False)
+    with pytest.raises(ParamsError, match=r"entity types \['FAC'\] in test never appear in train"):
+        build(tmp_path, text_column="text", label_column="label")
+    pd.DataFrame({"text": ["nothing here"] * 10, "label": ["O O"] * 10}).to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(ParamsError, match="train has no entity"):
+        build(tmp_path, text_column="text", label_column="label")
+
+
+def test_first_sub_token_carries_the_tag_and_cut_words_are_counted(tiny_ner_model):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_ner_model)
+    label2id = {name: i for i, name in enumerate(["O", "B-LOC", "I-LOC", "B-PER", "I-PER"])}
+    batch = {"tokens": [["zanzi", "ali"], ["oslo"] * 20], "tags": [["B-LOC", "B-PER"], ["B-LOC"] * 20]}
+    encoded = NER.tokenize(batch, tokenizer, Preprocess(max_length=12), label2id)
+    first = encoded.word_ids(0)
+    labels = encoded["labels"][0]
+    assert first[0] is None and labels[0] == -100, "special tokens are -100"
+    assert first.count(0) > 1, "the unseen word splits into several sub-tokens"
+    assert [labels[i] for i, w in enumerate(first) if w == 0] == [1] + [-100] * (first.count(0) - 1)
+    assert labels[first.index(1)] == 3
+    assert encoded["truncated"] == [0, 20 - 10], "12 tokens hold [CLS], 10 words and [SEP]"
+    every = NER.tokenize(batch, tokenizer, Preprocess(max_length=12, label_all_subtokens=True), label2id)
+    assert [every["labels"][0][i] for i, w in enumerate(first) if w == 0] == [1] + [2] * (first.count(0) - 1)
+
+
+def test_words_cut_off_count_as_predicted_o():
+    names = ["O", "B-PER", "I-PER"]
+    raw = Dataset.from_dict({"tokens": [["ana", "met", "ali"]], "tags": [["B-PER", "O", "B-PER"]]})
+    labels = np.array([[-100, 1, 0, -100]])  # the third word was cut off by max_length
+    logits = np.zeros((1, 4, 3))
+    logits[0, 1, 1] = logits[0, 2, 0] = 5
+    evaluation = NER.evaluation(raw, logits, labels, names)
+    assert evaluation.metrics["recall"] == 0.5 and evaluation.metrics["precision"] == 1.0
+    assert evaluation.predictions["predicted"].tolist() == ["B-PER", "O", "O"]
+
+
+@pytest.fixture(scope="module")
+def ner_repo(tmp_path_factory, tiny_ner_model):
+    """The tiny NER pipeline reading the original CoNLL format: `word POS tag` lines, tags in IOB1."""
+    repo = tiny_ner_repo(tmp_path_factory.mktemp("ner") / "repo", tiny_ner_model, {"train": 240, "test": 60},
+                         data__text_column="tokens", data__label_column="ner_tags", finetune__epochs=6,
+                         finetune__warmup_ratio=0.0, finetune__learning_rate=3e-3, finetune__batch_size=16,
+                         export__latency_queries=5)
+    for split in ("train", "test"):
+        frame = pd.read_csv(repo / f"inputs/{split}.csv")
+        lines = []
+        for words, tags in zip(frame["text"].str.split(), frame["label"].str.split()):
+            iob1 = [("I-" + t[2:] if t.startswith("B-") else t) for t in tags]  # no adjacent entities: no B-
+            lines += [f"{w} NN {t}" for w, t in zip(words, iob1)] + [""]
+        (repo / f"inputs/{split}.csv").rename(repo / f"{split}-source.csv")
+        (repo / f"inputs/{split}.conll").write_text("-DOCSTART- -X- O\n\n" + "\n".join(lines))
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "conll files"], repo)
+    return repo, run(["dvc", "repro"], repo)
+
+
+def test_repro_tags_entities_end_to_end(ner_repo):
+    repo, result = ner_repo
+    manifest = json.loads((repo / "data/raw/manifest.json").read_text())
+    assert manifest["fixed"]["train"]["iob1_to_iob2"] > 200, "every train entity opened with I-"
+    assert set(manifest["splits"]["test"]["labels"]) == {"LOC", "ORG", "PER"}
+    metrics = json.loads((repo / "metrics/eval.json").read_text())
+    assert metrics["f1"] > 0.9 and set(metrics["per_class"]) == {"LOC", "ORG", "PER"}
+    assert metrics["baseline"]["model"] == "crf-word-shape" and "f1" in metrics["margin_over_baseline"]
+    predictions = pd.read_csv(repo / "metrics/predictions.csv")
+    assert list(predictions.columns) == ["sentence", "word", "actual", "predicted"]
+    sentences = pd.read_csv(repo / "metrics/plots/sentences.csv")
+    assert len(sentences) == 60 and sentences["words"][0] == pd.read_csv(repo / "test-source.csv")["text"][0]
+    stats = json.loads((repo / "data/processed/stats.json").read_text())
+    assert stats["truncated_words"] == {"train": 0, "validation": 0, "test": 0}
+    card = (repo / "models/export/README.md").read_text()
+    assert "pipeline_tag: token-classification" in card and "| PER |" in card
+
+
+def test_onnx_matches_pytorch_for_every_token(ner_repo):
+    repo, _ = ner_repo
+    export = json.loads((repo / "metrics/export.json").read_text())
+    assert export["onnx_max_abs_logit_diff"] < 1e-4
+    assert export["f1"]["onnx"] == export["f1"]["pytorch"] and export["f1"]["onnx_int8"] > 0.9
+
+
+def test_pipeline_client_returns_named_entity_groups(ner_repo):
+    from transformers import pipeline
+
+    repo, _ = ner_repo
+    tagger = pipeline("token-classification", model=str(repo / "models/export"), aggregation_strategy="simple")
+    found = [(e["entity_group"], e["word"]) for e in tagger("john smith visited new york last week")]
+    assert found == [("PER", "john smith"), ("LOC", "new york")]
+
+
+def test_cut_words_are_counted_and_scored_as_o(ner_repo):
+    repo, _ = ner_repo
+    result = run(["dvc", "exp", "run", "-S", "preprocess.max_length=8"], repo)
+    stats = json.loads((repo / "data/processed/stats.json").read_text())
+    assert stats["truncated_words"]["test"] > 0, result.stdout[-1000:]
+    cut = pd.read_csv(repo / "metrics/predictions.csv")
+    words_in_test = sum(len(t.split()) for t in pd.read_csv(repo / "test-source.csv")["text"])
+    assert len(cut) == words_in_test, "every word is scored, cut or not"
