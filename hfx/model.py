@@ -67,9 +67,14 @@ def read_folder(folder: str | Path) -> ModelInfo:
                      max_length=max_length, formats=formats, test_metrics=metrics)
 
 
+ARCHITECTURE_TASKS = {"ForSequenceClassification": "text-classification",
+                      "ForTokenClassification": "token-classification"}
+
+
 def _task_from_architectures(architectures: list[str]) -> str:
-    if any(name.endswith("ForSequenceClassification") for name in architectures):
-        return "text-classification"
+    for suffix, task in ARCHITECTURE_TASKS.items():
+        if any(name.endswith(suffix) for name in architectures):
+            return task
     raise ModelError(f"cannot tell the task of a model with architectures {architectures}; its model card"
                      " (README.md) has no pipeline_tag")
 
@@ -92,13 +97,13 @@ class OnnxRunner:
 class TorchRunner:
     """The safetensors weights through transformers and torch (imported only for this format)."""
 
-    def __init__(self, folder: Path, threads: int):
+    def __init__(self, folder: Path, threads: int, auto_model: str):
         import torch
-        from transformers import AutoModelForSequenceClassification
+        import transformers
 
         torch.set_num_threads(threads)
         self.torch = torch
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
+        self.model = getattr(transformers, auto_model).from_pretrained(folder, use_safetensors=True).eval()
         self.input_names = set(inspect.signature(self.model.forward).parameters)
 
     def __call__(self, inputs: dict) -> np.ndarray:
@@ -123,19 +128,19 @@ class LoadedModel:
         self.format = fmt
         threads = threads or len(os.sched_getaffinity(0))
         path = self.info.folder / FORMATS[fmt]
-        self.runner = TorchRunner(self.info.folder, threads) if fmt == "pytorch" else OnnxRunner(path, threads)
         self.handler = HANDLERS[self.info.task](self.info)
+        self.runner = TorchRunner(self.info.folder, threads, self.handler.auto_model) if fmt == "pytorch" \
+            else OnnxRunner(path, threads)
 
-    def __call__(self, rows: list) -> np.ndarray:
-        """Logits for tokenized rows, in one call per group of rows of similar length (`length_groups`)."""
-        groups = length_groups([self.handler.length(row) for row in rows])
-        if len(groups) == 1:
-            return self.runner(self.handler.pad(rows))
+    def __call__(self, rows: list) -> list[np.ndarray]:
+        """Each row's logits (per token: cut to the row's own length), in one call per group of rows of similar
+        length (`length_groups`)."""
+        lengths = [self.handler.length(row) for row in rows]
         logits = [None] * len(rows)
-        for group in groups:
+        for group in length_groups(lengths):
             for i, row_logits in zip(group, self.runner(self.handler.pad([rows[i] for i in group]))):
-                logits[i] = row_logits
-        return np.stack(logits)
+                logits[i] = row_logits[:lengths[i]] if row_logits.ndim == 2 else row_logits
+        return logits
 
 
 def length_groups(lengths: list[int], max_padding: float = 0.25) -> list[list[int]]:

@@ -1,8 +1,9 @@
 """Label texts with an exported model: `python -m hfx.predict [TEXT ...|-|FILE] [--output OUT]`.
 
 TEXT: texts as arguments; `-`: one text per line on stdin; FILE: a .csv, .tsv, .jsonl or .parquet file whose
-`--text-column` holds the texts. Writes JSONL ({"text", "label", "score"}, plus "scores" with --all-scores)
-to stdout or --output; a .csv or .parquet --output keeps the input's columns and adds label and score.
+`--text-column` holds the texts. Writes JSONL to stdout or --output: {"text", "label", "score"} (plus "scores"
+with --all-scores) for a text classifier, {"text", "entities": [{entity_group, score, word, start, end}]}
+for a token classifier. A .csv or .parquet --output keeps the input's columns and adds those fields.
 Rows are sorted by length and batched, each batch padded to its own longest row. Needs only the model
 folder (never params.yaml): models/export, or what `dvc get`/`dvc import` of it gives.
 """
@@ -52,7 +53,7 @@ def usable(texts: list, strict: bool) -> list[int]:
     return keep
 
 
-def predict(model: LoadedModel, texts: list[str], batch_size: int, progress: bool = False) -> list[list[dict]]:
+def predict(model: LoadedModel, texts: list[str], batch_size: int, progress: bool = False) -> list:
     """Results in the order of `texts`: rows sorted by length, so each batch pads to rows of its own size."""
     rows = model.handler.encode(texts)
     order = np.argsort([model.handler.length(row) for row in rows], kind="stable")
@@ -62,8 +63,8 @@ def predict(model: LoadedModel, texts: list[str], batch_size: int, progress: boo
     with tqdm(total=len(texts), unit="text", disable=not progress, file=sys.stderr) as bar:
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            for i, result in zip(chunk, model.handler.decode(model([rows[i] for i in chunk]))):
-                results[i] = result
+            for i, logits in zip(chunk, model([rows[i] for i in chunk])):
+                results[i] = model.handler.decode(logits, rows[i], texts[i])
             bar.update(len(chunk))
     return results
 
@@ -100,38 +101,31 @@ def main(argv=None) -> None:
         raise PredictError("--output .csv/.parquet keeps a table's columns: give a table file as input, or write .jsonl")
 
     model = LoadedModel(args.model, args.format)
+    if args.all_scores and "top_k" not in model.handler.options:
+        raise PredictError(f"--all-scores gives every label's score of a text classifier; {args.model} is"
+                           f" {model.info.task}")
     if args.max_length:
         model.handler.tokenizer.enable_truncation(min(args.max_length, model.info.max_length))
     keep = usable(texts, args.strict)
     results = predict(model, [texts[i] for i in keep], args.batch_size, progress=frame is not None)
-    write(args, texts, keep, results, frame)
+    write(args, model.handler, texts, keep, results, frame)
     if args.output:
         print(f"predict: {len(keep)} of {len(texts)} texts labelled ({args.format}) -> {args.output}", file=sys.stderr)
 
 
-def write(args, texts: list, keep: list[int], results: list[list[dict]], frame) -> None:
+def write(args, handler, texts: list, keep: list[int], results: list, frame) -> None:
+    record, columns = handler.record, handler.columns
     if args.output and Path(args.output).suffix.lower() in (".csv", ".parquet"):
-        frame = frame.copy()
-        frame["label"], frame["score"] = None, np.nan
-        frame.loc[frame.index[keep], "label"] = [r[0]["label"] for r in results]
-        frame.loc[frame.index[keep], "score"] = [r[0]["score"] for r in results]
-        if args.all_scores:
-            for label in results[0] if results else []:
-                frame[f"score_{label['label']}"] = np.nan
-            for i, result in zip(keep, results):
-                for entry in result:
-                    frame.loc[frame.index[i], f"score_{entry['label']}"] = entry["score"]
+        import pandas as pd
+
+        added = pd.DataFrame([columns(result, args.all_scores) for result in results], index=frame.index[keep])
+        frame = frame.drop(columns=[c for c in added.columns if c in frame.columns]).join(added)
         tmp = Path(args.output).with_name(Path(args.output).name + ".partial")
         frame.to_csv(tmp, index=False) if args.output.lower().endswith(".csv") else frame.to_parquet(tmp, index=False)
         tmp.replace(args.output)
         return
-    lines = []
-    for i, result in zip(keep, results):
-        line = {"text": texts[i], "label": result[0]["label"], "score": result[0]["score"]}
-        if args.all_scores:
-            line["scores"] = {entry["label"]: entry["score"] for entry in result}
-        lines.append(json.dumps(line, ensure_ascii=False))
-    text = "".join(line + "\n" for line in lines)
+    text = "".join(json.dumps({"text": texts[i], **record(result, args.all_scores)}, ensure_ascii=False) + "\n"
+                   for i, result in zip(keep, results))
     if args.output:
         tmp = Path(args.output).with_name(Path(args.output).name + ".partial")
         tmp.write_text(text)

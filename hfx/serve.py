@@ -46,9 +46,9 @@ class Settings:
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inputs: object = Field(description="a text, or a list of texts", examples=["a moving film"])
-    raw_scores: StrictBool = Field(False, description="logits instead of probabilities")
+    raw_scores: StrictBool = Field(False, description="logits instead of probabilities (text classification)")
     truncate: StrictBool = Field(True, description="cut texts to the max input length; false: 413 instead")
-    top_k: StrictInt | None = Field(None, ge=1, description="the k best labels (default: all)")
+    top_k: StrictInt | None = Field(None, ge=1, description="the k best labels (text classification; default: all)")
 
 
 class Rejected(Exception):
@@ -81,7 +81,7 @@ class Batcher:
         self.wakeup = asyncio.Event()
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
 
-    async def submit(self, rows: list) -> np.ndarray:
+    async def submit(self, rows: list) -> list[np.ndarray]:
         if self.pending + len(rows) > self.settings.max_queue:
             raise Rejected(429, f"the queue is full ({self.pending} texts waiting, max {self.settings.max_queue});"
                                 " retry later", "Overloaded")
@@ -198,7 +198,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": PredictRequest.model_json_schema()}}}})
     async def predict(request: Request):
-        """Labels with scores, best first: a list for one text, a list of lists for a batch."""
+        """Per text, labels with scores, best first (text classification) or entity spans (token
+        classification): one result for a text, a list of them for a list of texts."""
         try:
             query = PredictRequest.model_validate_json(await read_body(request, settings.max_body_bytes))
             texts, single = handler.parse(query.inputs)
@@ -206,6 +207,10 @@ def create_app(settings: Settings) -> FastAPI:
             return error(422, validation_message(exc), "Validation")
         except InputError as exc:
             return error(422, str(exc), "Validation")
+        unused = sorted(query.model_fields_set - handler.options - {"inputs", "truncate"})
+        if unused:
+            return error(422, f"{unused[0]} does not apply to a {info.task} model; it takes inputs and truncate"
+                              + "".join(f", {name}" for name in sorted(handler.options)), "Validation")
         if len(texts) > settings.max_client_batch_size:
             return error(413, f"batch of {len(texts)} texts, over the limit of {settings.max_client_batch_size}",
                          "Validation")
@@ -215,7 +220,9 @@ def create_app(settings: Settings) -> FastAPI:
             if too_long:
                 return error(413, f"inputs[{too_long[0]}] is longer than the max input length of {info.max_length}"
                                   " tokens; send truncate: true to cut it", "Validation")
-        results = handler.decode(await request.app.state.batcher.submit(rows), query.top_k, query.raw_scores)
+        options = {name: getattr(query, name) for name in query.model_fields_set & handler.options}
+        logits = await request.app.state.batcher.submit(rows)
+        results = [handler.decode(*row, **options) for row in zip(logits, rows, texts)]
         return JSONResponse(results[0] if single else results)
 
     @app.get("/health")

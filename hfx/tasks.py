@@ -1,7 +1,9 @@
 """Per-task pre- and post-processing for `predict` and `serve`, behind one small interface.
 
-A handler turns a request's `inputs` into items (`parse`), items into model rows (`encode`, `pad`) and
-logits into results (`decode`). A new task adds a handler here; the server and the command stay as they are.
+A handler turns a request's `inputs` into items (`parse`), items into model rows (`encode`, `pad`), one row's
+logits into its result (`decode(logits, row, text)`), and a result into output fields (`record` for JSON, `columns` for a table).
+`options` names the request options the task takes. A new task adds a handler here; the server and the
+command stay as they are.
 """
 
 import json
@@ -14,8 +16,15 @@ class InputError(ValueError):
     """Inputs the task cannot take: the message says which and why, in one line."""
 
 
-class TextClassification:
-    task = "text-classification"
+def softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class TextInputs:
+    """Texts in, tokenized rows out: what every text task shares."""
+
+    options: frozenset = frozenset()
 
     def __init__(self, info):
         self.labels, self.max_length = info.labels, info.max_length
@@ -66,17 +75,69 @@ class TextClassification:
             arrays["attention_mask"][i, :n] = row.attention_mask
         return arrays
 
-    def decode(self, logits: np.ndarray, top_k: int | None = None, raw_scores: bool = False) -> list[list[dict]]:
-        """Per row, [{label, score}] sorted by score: probabilities, or the logits with raw_scores."""
+
+class TextClassification(TextInputs):
+    task = "text-classification"
+    auto_model = "AutoModelForSequenceClassification"  # for the pytorch format
+    options = frozenset({"top_k", "raw_scores"})
+
+    def decode(self, logits: np.ndarray, row, text: str, top_k: int | None = None,
+               raw_scores: bool = False) -> list[dict]:
+        """[{label, score}] sorted by score: probabilities, or the logits with raw_scores."""
         logits = logits.astype(np.float64)
-        if raw_scores:
-            scores = logits
-        else:
-            exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-            scores = exp / exp.sum(axis=-1, keepdims=True)
-        order = np.argsort(-scores, axis=-1, kind="stable")[:, :top_k]
-        return [[{"label": self.labels[j], "score": float(row[j])} for j in ranks] for row, ranks in zip(scores, order)]
+        scores = logits if raw_scores else softmax(logits)
+        return [{"label": self.labels[j], "score": float(scores[j])}
+                for j in np.argsort(-scores, kind="stable")[:top_k]]
+
+    @staticmethod
+    def record(result: list[dict], all_scores: bool) -> dict:
+        fields = {"label": result[0]["label"], "score": result[0]["score"]}
+        return {**fields, "scores": {e["label"]: e["score"] for e in result}} if all_scores else fields
+
+    @staticmethod
+    def columns(result: list[dict], all_scores: bool) -> dict:
+        fields = {"label": result[0]["label"], "score": result[0]["score"]}
+        return {**fields, **{f"score_{e['label']}": e["score"] for e in result}} if all_scores else fields
 
 
-HANDLERS = {handler.task: handler for handler in (TextClassification,)}
+class TokenClassification(TextInputs):
+    """Entity spans as `pipeline("token-classification", aggregation_strategy="simple")` gives them."""
 
+    task = "token-classification"
+    auto_model = "AutoModelForTokenClassification"
+
+    def __init__(self, info):
+        super().__init__(info)
+        self.unk_id = self.tokenizer.token_to_id(str(getattr(self.tokenizer.model, "unk_token", "[UNK]")))
+
+    def decode(self, logits: np.ndarray, row, text: str) -> list[dict]:
+        """[{entity_group, score, word, start, end}]: each sub-token takes its best tag; adjacent sub-tokens of
+        one type merge unless the next starts with B-; the score is the mean of theirs; O spans are dropped."""
+        scores = softmax(logits.astype(np.float32))
+        groups = []
+        for i, token in enumerate(row.tokens):
+            if row.special_tokens_mask[i]:
+                continue
+            best = int(scores[i].argmax())
+            prefix, tag = self.labels[best].split("-", 1) if self.labels[best][:2] in ("B-", "I-") \
+                else ("I", self.labels[best])
+            start, end = row.offsets[i]
+            word = text[start:end] if row.ids[i] == self.unk_id else token  # as the pipeline: [UNK] shows the text
+            if groups and groups[-1]["tag"] == tag and prefix != "B":
+                groups[-1]["tokens"].append((word, float(scores[i, best]), end))
+            else:
+                groups.append({"tag": tag, "tokens": [(word, float(scores[i, best]), end)], "start": start})
+        return [{"entity_group": g["tag"], "score": float(np.mean([s for _, s, _ in g["tokens"]], dtype=np.float32)),
+                 "word": self.tokenizer.decoder.decode([w for w, _, _ in g["tokens"]]),
+                 "start": g["start"], "end": g["tokens"][-1][2]} for g in groups if g["tag"] != "O"]
+
+    @staticmethod
+    def record(result: list[dict], all_scores: bool) -> dict:
+        return {"entities": result}
+
+    @staticmethod
+    def columns(result: list[dict], all_scores: bool) -> dict:
+        return {"entities": json.dumps(result, ensure_ascii=False)}
+
+
+HANDLERS = {handler.task: handler for handler in (TextClassification, TokenClassification)}

@@ -1,7 +1,9 @@
 """Named entities (`task: token-classification`): every input format, IOB1 -> IOB2, word-to-sub-token alignment,
-bad inputs in one line, and `dvc repro` end to end on a tiny BERT, with ONNX parity and the `pipeline()` client."""
+bad inputs in one line, and `dvc repro` end to end on a tiny BERT, with ONNX parity, the `pipeline()` client and
+`predict`/`serve` answering with the pipeline's entity spans."""
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from stages.sources import load_source
 from stages.splits import build_splits
 from stages.tasks import TokenClassification
 from stages.tasks.token_classification import looks_iob1, to_iob2
-from tests.conftest import make_sentences, run, set_params, tiny_ner_repo
+from tests.conftest import ROOT, make_sentences, run, set_params, tiny_ner_repo
 
 NER = TokenClassification()
 CONLL = """-DOCSTART- -X- -X- O
@@ -208,3 +210,83 @@ def test_cut_words_are_counted_and_scored_as_o(ner_repo):
     cut = pd.read_csv(repo / "metrics/predictions.csv")
     words_in_test = sum(len(t.split()) for t in pd.read_csv(repo / "test-source.csv")["text"])
     assert len(cut) == words_in_test, "every word is scored, cut or not"
+
+
+SENTENCES = ["john smith visited new york last week", "Shares of ACME Corp fell in Rio de Janeiro today.",
+             "mary jones moved to oslo ☃", "nothing happened here"]
+
+
+def spans(entities: list[dict]) -> list[tuple]:
+    return [(e["entity_group"], e["word"], e["start"], e["end"]) for e in entities]
+
+
+@pytest.mark.parametrize("fmt", ["pytorch", "fp32"])
+def test_predict_gives_the_pipelines_entity_spans(ner_repo, fmt):
+    from transformers import pipeline
+
+    repo, _ = ner_repo
+    expected = pipeline("token-classification", model=str(repo / "models/export"), aggregation_strategy="simple")(
+        SENTENCES)
+    assert spans(expected[0]) == [("PER", "john smith", 0, 10), ("LOC", "new york", 19, 27)]
+    result = run([sys.executable, "-m", "hfx.predict", *SENTENCES, "--model", str(repo / "models/export"),
+                  "--format", fmt], ROOT)
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["text"] for line in lines] == SENTENCES
+    for line, want in zip(lines, expected):
+        assert spans(line["entities"]) == spans(want)
+        assert [e["score"] for e in line["entities"]] == pytest.approx([float(e["score"]) for e in want], abs=1e-4)
+
+
+def test_predict_writes_entities_into_a_table_and_refuses_all_scores(ner_repo, tmp_path):
+    repo, _ = ner_repo
+    pd.DataFrame({"id": range(len(SENTENCES)), "text": SENTENCES}).to_csv(tmp_path / "in.csv", index=False)
+    run([sys.executable, "-m", "hfx.predict", str(tmp_path / "in.csv"), "--model", str(repo / "models/export"),
+         "--output", str(tmp_path / "out.csv")], ROOT)
+    table = pd.read_csv(tmp_path / "out.csv")
+    assert list(table.columns) == ["id", "text", "entities"]
+    assert spans(json.loads(table["entities"][0]))[0][:2] == ("PER", "john smith")
+    refused = run([sys.executable, "-m", "hfx.predict", "ana", "--model", str(repo / "models/export"),
+                   "--all-scores"], ROOT, check=False)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "token-classification" in refused.stderr
+
+
+def test_serve_answers_with_entity_spans_and_rejects_text_options(ner_repo):
+    from tests.test_serve import Server
+
+    repo, _ = ner_repo
+    server = Server(repo / "models/export", "--format", "fp32")
+    try:
+        status, one = server.predict({"inputs": SENTENCES[0]})
+        assert status == 200 and spans(one)[:2] == [("PER", "john smith", 0, 10), ("LOC", "new york", 19, 27)]
+        status, many = server.predict({"inputs": SENTENCES})
+        assert status == 200 and len(many) == len(SENTENCES) and many[0] == one and many[3] == []
+        status, body = server.predict({"inputs": "ana", "top_k": 2})
+        assert status == 422 and "top_k" in body["error"] and "token-classification" in body["error"]
+        info = json.loads(server.get("/info")[1])
+        assert info["task"] == "token-classification" and info["labels"][0] == "O"
+        assert server.predict({"inputs": SENTENCES[0]}) == (200, one)
+    finally:
+        assert server.stop() == 0
+
+
+def test_spans_match_the_pipeline_for_any_logits(ner_repo):
+    """Random logits reach cases a trained model rarely shows: adjacent B- tags, [UNK] inside an entity, lone I-."""
+    import torch
+    from transformers import pipeline
+
+    from hfx.model import LoadedModel
+
+    repo, _ = ner_repo
+    tagger = pipeline("token-classification", model=str(repo / "models/export"), aggregation_strategy="simple")
+    preprocess, _, postprocess = tagger._sanitize_parameters(aggregation_strategy="simple")
+    handler = LoadedModel(repo / "models/export", "fp32").handler
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        text = SENTENCES[trial % len(SENTENCES)]
+        row = handler.encode([text])[0]
+        logits = rng.normal(scale=3, size=(len(row.ids), len(handler.labels))).astype(np.float32)
+        outputs = {**next(iter(tagger.preprocess(text, **preprocess))), "logits": torch.from_numpy(logits)[None]}
+        want = tagger.postprocess([outputs], **postprocess)
+        got = handler.decode(logits, row, text)
+        assert spans(got) == spans(want), text
+        assert [e["score"] for e in got] == pytest.approx([float(e["score"]) for e in want], abs=1e-6)
