@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 from datasets import load_dataset, load_from_disk
-from transformers import AutoTokenizer, Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 from stages.artifacts import atomic_dir, atomic_file, read_json, write_json
 from stages.params import load_params, run_stage
@@ -21,10 +21,10 @@ from stages.tasks import get_task
 def predict(model_dir: str, test, task, batch_size: int):
     """Logits and the mean loss over the test split, batched and padded per batch."""
     model = task.auto_model.from_pretrained(model_dir, use_safetensors=True)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    processor = task.saved_processor(model_dir)
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(output_dir=scratch, per_device_eval_batch_size=batch_size, report_to="none")
-        trainer = Trainer(model=model, args=args, data_collator=task.collator(tokenizer), processing_class=tokenizer)
+        trainer = Trainer(model=model, args=args, data_collator=task.collator(processor), processing_class=processor)
         output = trainer.predict(test)
     return output.predictions, output.label_ids, output.metrics["test_loss"]
 

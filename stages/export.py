@@ -9,7 +9,6 @@ each format.
 import numpy as np
 import torch
 from datasets import load_from_disk
-from transformers import AutoTokenizer
 
 from stages.artifacts import atomic_dir, read_json, write_json
 from stages.formats import FILES, Runner, batches, export_onnx, median_latency_ms, quantize
@@ -23,20 +22,19 @@ def main() -> None:
     task, paths, ex = get_task(params.task), params.paths, params.export
     threads = torch.get_num_threads()  # onnxruntime gets as many as PyTorch, for a fair latency comparison
     test = load_from_disk(paths.processed)["test"]
-    tokenizer = AutoTokenizer.from_pretrained(paths.finetuned)
+    processor = task.saved_processor(paths.finetuned)
     # PyTorch is scored and timed as `pipeline()` runs it (the default attention, SDPA where the model has it).
     model = task.auto_model.from_pretrained(paths.finetuned, use_safetensors=True).eval()
-    names = list(tokenizer.model_input_names)
+    names = task.input_names(processor)
 
-    # predict and serve truncate to the length the model was fine-tuned on, as preprocess did.
-    tokenizer.model_max_length = params.preprocess.max_length
+    task.prepare_export(processor, params)
     with atomic_dir(paths.export) as out:
         model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        processor.save_pretrained(out)
         runners = {"pytorch": Runner(model=model)}
         if ex.onnx:
             eager = task.auto_model.from_pretrained(paths.finetuned, use_safetensors=True, attn_implementation="eager")
-            export_onnx(eager, tokenizer, out / FILES["onnx"], task.logits_axes)
+            export_onnx(eager, *task.sample_inputs(processor), out / FILES["onnx"], task.logits_axes)
             runners["onnx"] = Runner(onnx_path=out / FILES["onnx"], threads=threads)
         if ex.quantize:
             quantize(out / FILES["onnx"], model.config, out / FILES["onnx_int8"])
@@ -45,7 +43,7 @@ def main() -> None:
         # Each format's predictions over the test split, and its largest logit difference from PyTorch.
         decoded = {fmt: [] for fmt in runners}
         differences = {fmt: 0.0 for fmt in runners if fmt != "pytorch"}
-        for inputs, labels in batches(test, task.collator(tokenizer), names, ex.batch_size):
+        for inputs, labels in batches(test, task.collator(processor), names, ex.batch_size):
             logits = {fmt: run(inputs) for fmt, run in runners.items()}
             for fmt in runners:
                 decoded[fmt] += task.decode(logits[fmt], labels)

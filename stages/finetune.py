@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from datasets import load_from_disk
 from dvclive import Live
-from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers import AutoConfig, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 
 from stages.artifacts import atomic_dir, read_json
 from stages.checkpoints import resumable_checkpoint, run_fingerprint
@@ -56,7 +56,8 @@ def best_metric(ft: Finetune, task) -> str:
     return metric
 
 
-def training_arguments(ft: Finetune, output_dir: str, epochs: float, metric: str) -> TrainingArguments:
+def training_arguments(ft: Finetune, output_dir: str, epochs: float, metric: str,
+                       group_by_length: bool = True) -> TrainingArguments:
     every = {"strategy": "steps", "steps": ft.eval_steps} if ft.eval_steps else {"strategy": "epoch", "steps": None}
     return TrainingArguments(
         output_dir=output_dir,
@@ -77,7 +78,8 @@ def training_arguments(ft: Finetune, output_dir: str, epochs: float, metric: str
         load_best_model_at_end=True,
         metric_for_best_model=metric,
         greater_is_better=metric != "loss",
-        train_sampling_strategy="group_by_length",  # rows of similar length share a batch: less padding
+        # rows of similar length share a batch: less padding
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
         length_column_name="length",
         logging_steps=ft.logging_steps,
         report_to="none",  # the dvclive callback below is added explicitly, with our settings
@@ -95,10 +97,11 @@ def main() -> None:
     if epochs != ft.epochs:
         print(f"finetune: {epochs} epochs of {len(splits['train'])} rows, to reach finetune.min_steps={ft.min_steps}")
     metric = best_metric(ft, task)
-    args = training_arguments(ft, paths.checkpoints, epochs, metric)  # fails on a CPU asked for fp16 before the model loads
+    # Fails on a CPU asked for fp16 before the model loads.
+    args = training_arguments(ft, paths.checkpoints, epochs, metric, task.group_by_length)
 
     set_seed(ft.seed)  # before the model: the new classification head is initialised from it
-    tokenizer = from_pretrained(AutoTokenizer, params.model)
+    processor = task.load_processor(params.model)
     pretrained = from_pretrained(AutoConfig, params.model)
     if task.has_head(pretrained) and pretrained.num_labels != len(labels["label2id"]):
         print(f"finetune: '{params.model.name}' comes with a {pretrained.num_labels}-label head; a new"
@@ -123,9 +126,9 @@ def main() -> None:
         model=model,
         args=args,
         train_dataset=splits["train"],
-        eval_dataset=by_length(splits["validation"]),
-        processing_class=tokenizer,
-        data_collator=task.collator(tokenizer),
+        eval_dataset=by_length(splits["validation"]) if task.group_by_length else splits["validation"],
+        processing_class=processor,
+        data_collator=task.collator(processor),
         compute_metrics=task.trainer_metrics(list(labels["label2id"])),
         callbacks=callbacks,
     )

@@ -17,7 +17,7 @@ FILES = {"pytorch": "model.safetensors", "onnx": "model.onnx", "onnx_int8": "mod
 
 
 class LogitsOnly(torch.nn.Module):
-    """Positional inputs in the tokenizer's order, logits out: a clean graph signature for ONNX."""
+    """Positional inputs in the processor's order, logits out: a clean graph signature for ONNX."""
 
     def __init__(self, model, input_names):
         super().__init__()
@@ -27,14 +27,14 @@ class LogitsOnly(torch.nn.Module):
         return self.model(**dict(zip(self.input_names, inputs))).logits
 
 
-def export_onnx(model, tokenizer, path: Path, logits_axes: dict) -> None:
+def export_onnx(model, sample: dict, input_axes: dict, path: Path, logits_axes: dict) -> None:
     """`model` must use eager attention: the TorchScript exporter's graph of it matches onnxruntime's
-    transformer fusion patterns, which an SDPA graph does not. `logits_axes`: the dynamic axes of the output."""
-    names = list(tokenizer.model_input_names)
-    sample = tokenizer(["a short example", "a somewhat longer example sentence"], padding=True, return_tensors="pt")
-    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": logits_axes}
+    transformer fusion patterns, which an SDPA graph does not. `sample`: named inputs to trace with, in the
+    model's input order; `input_axes`, `logits_axes`: their dynamic axes and the output's."""
+    names = list(sample)
+    axes = input_axes | {"logits": logits_axes}
     wrapper = LogitsOnly(model, names).eval()  # export restores the wrapper's mode onto the model
-    torch.onnx.export(wrapper, tuple(sample[n] for n in names), str(path), input_names=names,
+    torch.onnx.export(wrapper, tuple(sample.values()), str(path), input_names=names,
                       output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
     onnx.checker.check_model(str(path))
 

@@ -8,11 +8,9 @@ longest row at training time.
 from pathlib import Path
 
 from datasets import load_dataset
-from transformers import AutoTokenizer
 
 from stages.artifacts import atomic_dir, save_datasets, write_json
-from stages.params import ParamsError, load_params, run_stage
-from stages.sources import from_pretrained
+from stages.params import load_params, run_stage
 from stages.splits import SPLITS
 from stages.tasks import get_task
 
@@ -20,9 +18,7 @@ from stages.tasks import get_task
 def main() -> None:
     params = load_params()
     task, raw = get_task(params.task), Path(params.paths.raw)
-    tokenizer = from_pretrained(AutoTokenizer, params.model)
-    if not tokenizer.is_fast:
-        raise ParamsError(f"model.name: '{params.model.name}' has no fast tokenizer (tokenizer.json); hfx needs one")
+    tokenizer = task.load_processor(params.model)
 
     splits = load_dataset("parquet", data_files={name: str(raw / f"{name}.parquet") for name in SPLITS})
     names = task.label_names(splits["train"])  # download checked them: >= 2, none unseen in train

@@ -12,6 +12,7 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from stages.params import Data, ParamsError, Preprocess
+from stages.tasks.text_inputs import TextInputs
 from stages.tasks.common import Evaluation, label_text, score_curves, sorted_labels
 
 
@@ -32,7 +33,7 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray, names: l
     }
 
 
-class TextClassification:
+class TextClassification(TextInputs):
     name = "text-classification"
     auto_model = AutoModelForSequenceClassification
     stratify_column = "label"

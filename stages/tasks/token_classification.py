@@ -10,6 +10,7 @@ from seqeval.scheme import IOB2
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
 from stages.params import Data, ParamsError, Preprocess
+from stages.tasks.text_inputs import TextInputs
 from stages.tasks.common import FIXED, Evaluation, label_text, score_curves
 
 def entity_type(tag: str) -> str | None:
@@ -63,7 +64,7 @@ def word_features(words: list[str], i: int) -> dict:
     return features
 
 
-class TokenClassification:
+class TokenClassification(TextInputs):
     name = "token-classification"
     auto_model = AutoModelForTokenClassification
     stratify_column = None  # a sentence has many tags: carving and capping sample plainly

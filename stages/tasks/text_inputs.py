@@ -1,0 +1,33 @@
+"""What the text tasks share: a fast tokenizer is their processor, and rows have a length in tokens."""
+
+from transformers import AutoTokenizer
+
+from stages.params import Model, ParamsError, Params
+from stages.sources import from_pretrained
+
+
+class TextInputs:
+    group_by_length = True  # batches of rows of similar length pad less; rows carry a `length` column
+
+    def load_processor(self, model: Model):
+        """The model's tokenizer; a fast one, since word alignment and offsets need it."""
+        tokenizer = from_pretrained(AutoTokenizer, model)
+        if not tokenizer.is_fast:
+            raise ParamsError(f"model.name: '{model.name}' has no fast tokenizer (tokenizer.json); hfx needs one")
+        return tokenizer
+
+    def saved_processor(self, folder):
+        return AutoTokenizer.from_pretrained(folder)
+
+    def input_names(self, tokenizer) -> list[str]:
+        return list(tokenizer.model_input_names)
+
+    def sample_inputs(self, tokenizer) -> tuple[dict, dict]:
+        """Inputs to trace the ONNX graph with, and their dynamic axes."""
+        names = list(tokenizer.model_input_names)
+        sample = tokenizer(["a short example", "a somewhat longer example sentence"], padding=True, return_tensors="pt")
+        return {name: sample[name] for name in names}, {name: {0: "batch", 1: "sequence"} for name in names}
+
+    def prepare_export(self, tokenizer, params: Params) -> None:
+        # predict, serve and pipeline() truncate to the length the model was fine-tuned on, as preprocess did.
+        tokenizer.model_max_length = params.preprocess.max_length
