@@ -1,9 +1,9 @@
 """Per-task pre- and post-processing for `predict` and `serve`, behind one small interface.
 
-A handler turns a request's `inputs` into items (`parse`), items into model rows (`encode`, `pad`), one row's
-logits into its result (`decode(logits, row, text)`), and a result into output fields (`record` for JSON, `columns` for a table).
-`options` names the request options the task takes. A new task adds a handler here; the server and the
-command stay as they are.
+A handler turns a request's `inputs` into items (`parse`), items into model rows (`encode`, `pad`), one
+row's logits into its result (`decode(logits, row, text)`), and a result into output fields (`record` for
+JSON, `columns` for a table). `options` names the request options the task takes. A new task adds a handler
+here; the server and the command stay as they are.
 """
 
 import json
