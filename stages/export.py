@@ -37,7 +37,7 @@ def main() -> None:
             export_onnx(eager, *task.sample_inputs(processor), out / FILES["onnx"], task.logits_axes)
             runners["onnx"] = Runner(onnx_path=out / FILES["onnx"], threads=threads)
         if ex.quantize:
-            quantize(out / FILES["onnx"], model.config, out / FILES["onnx_int8"])
+            quantize(out / FILES["onnx"], model.config, out / FILES["onnx_int8"], task.quantize_op_types)
             runners["onnx_int8"] = Runner(onnx_path=out / FILES["onnx_int8"], threads=threads)
 
         # Each format's predictions over the test split, and its largest logit difference from PyTorch.
@@ -67,7 +67,8 @@ def main() -> None:
         write_figures(out, paths.predictions, paths.train_logs, label_names)
         write_model_card(out / "README.md", params, task, read_json(f"{paths.raw}/manifest.json"), scores, metrics)
 
-    queries = [{k: np.array([row[k]]) for k in names} for row in test.select(range(min(ex.latency_queries, len(test))))]
+    first = test.select(range(min(ex.latency_queries, len(test))))
+    queries = [inputs for inputs, _ in batches(first, task.collator(processor), names, 1)]
     metrics["latency_ms_batch1"] = {fmt: round(median_latency_ms(run, queries), 3) for fmt, run in runners.items()}
     metrics["threads"] = threads
     write_json(paths.export_metrics, metrics)

@@ -40,6 +40,13 @@ def by_length(split):
     return split.select(np.argsort(split["length"], kind="stable"), keep_in_memory=True)
 
 
+def augmented(split, transform):
+    """The train split with the task's training-time transform applied as rows are read (none for text)."""
+    if transform is not None:
+        split.set_transform(transform, output_all_columns=True)
+    return split
+
+
 def epochs_to_run(ft: Finetune, train_rows: int) -> float:
     """finetune.epochs, raised to whole epochs until the run has finetune.min_steps optimizer steps: one epoch
     of a small dataset is too few steps to learn from."""
@@ -103,12 +110,15 @@ def main() -> None:
     set_seed(ft.seed)  # before the model: the new classification head is initialised from it
     processor = task.load_processor(params.model)
     pretrained = from_pretrained(AutoConfig, params.model)
-    if task.has_head(pretrained) and pretrained.num_labels != len(labels["label2id"]):
-        print(f"finetune: '{params.model.name}' comes with a {pretrained.num_labels}-label head; a new"
-              f" {len(labels['label2id'])}-label head is trained in its place")
-    model = from_pretrained(task.auto_model, params.model, num_labels=len(labels["label2id"]),
-                            id2label={int(i): name for i, name in labels["id2label"].items()},
-                            label2id=labels["label2id"], ignore_mismatched_sizes=True)
+    head = {"num_labels": len(labels["label2id"]), "label2id": labels["label2id"],
+            "id2label": {int(i): name for i, name in labels["id2label"].items()}}
+    if params.model.init == "random":  # the architecture alone, trained from scratch
+        model = task.auto_model.from_config(from_pretrained(AutoConfig, params.model, **head))
+    else:
+        if task.has_head(pretrained) and pretrained.num_labels != len(labels["label2id"]):
+            print(f"finetune: '{params.model.name}' comes with a {pretrained.num_labels}-label head; a new"
+                  f" {len(labels['label2id'])}-label head is trained in its place")
+        model = from_pretrained(task.auto_model, params.model, ignore_mismatched_sizes=True, **head)
     if ft.freeze_token_embeddings:
         # The token-embedding matrix is half of a small model's weights: its dense gradient and optimizer update
         # cost about a fifth of a CPU step. Off by default: on the default data it cost accuracy (README).
@@ -125,7 +135,7 @@ def main() -> None:
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=splits["train"],
+        train_dataset=augmented(splits["train"], task.train_transform(params.preprocess, ft.seed)),
         eval_dataset=by_length(splits["validation"]) if task.group_by_length else splits["validation"],
         processing_class=processor,
         data_collator=task.collator(processor),

@@ -39,15 +39,16 @@ def export_onnx(model, sample: dict, input_axes: dict, path: Path, logits_axes: 
     onnx.checker.check_model(str(path))
 
 
-def quantize(onnx_path: Path, config, out_path: Path) -> None:
-    """Fuse attention/LayerNorm/GELU where onnxruntime knows the architecture, then int8 weights per channel."""
+def quantize(onnx_path: Path, config, out_path: Path, op_types: list[str] | None = None) -> None:
+    """Fuse attention/LayerNorm/GELU where onnxruntime knows the architecture, then int8 weights per channel
+    (of every op onnxruntime can quantize, or only `op_types`: a convolution would become a slow ConvInteger)."""
     source = onnx_path
     if config.model_type in MODEL_TYPES:
         fused = optimize_model(str(onnx_path), model_type=config.model_type, num_heads=config.num_attention_heads,
                                hidden_size=config.hidden_size)
         source = onnx_path.with_name("model_fused.onnx")
         fused.save_model_to_file(str(source))
-    quantize_dynamic(str(source), str(out_path), weight_type=QuantType.QInt8, per_channel=True,
+    quantize_dynamic(str(source), str(out_path), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=op_types,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     if source != onnx_path:
         source.unlink()

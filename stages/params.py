@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PARAMS_FILE = "params.yaml"
-TASKS = ("text-classification", "token-classification")
+TASKS = ("text-classification", "token-classification", "image-classification")
 SOURCE_SCHEMES = ("hf:", "pkg:", "http://", "https://", "s3://", "gs://", "gcs://")
 
 
@@ -76,11 +76,13 @@ class Model(Section):
     name: str = Field(min_length=1)
     revision: str | None = None
     trust_remote_code: bool = False
+    init: Literal["pretrained", "random"] = "pretrained"  # random: the architecture of name's config, untrained
 
 
 class Preprocess(Section):
     max_length: int = Field(128, ge=8, le=8192)
     label_all_subtokens: bool = False  # token classification: tag every sub-token, not only a word's first
+    augment: bool = True  # image classification: random pad-crop and flip of training images, as they are read
 
 
 class Finetune(Section):

@@ -18,7 +18,7 @@ from stages.tasks import get_task
 def main() -> None:
     params = load_params()
     task, raw = get_task(params.task), Path(params.paths.raw)
-    tokenizer = task.load_processor(params.model)
+    processor = task.load_processor(params.model)
 
     splits = load_dataset("parquet", data_files={name: str(raw / f"{name}.parquet") for name in SPLITS})
     names = task.label_names(splits["train"])  # download checked them: >= 2, none unseen in train
@@ -26,7 +26,7 @@ def main() -> None:
 
     tokenized = splits.map(
         task.tokenize, batched=True, batch_size=1000, remove_columns=splits["train"].column_names,
-        fn_kwargs={"tokenizer": tokenizer, "settings": params.preprocess, "label2id": label2id},
+        fn_kwargs={"processor": processor, "settings": params.preprocess, "label2id": label2id},
         desc="tokenize",
     )
     truncated = {name: int(sum(ds["truncated"])) for name, ds in tokenized.items()}  # rows, or words cut off
@@ -35,12 +35,12 @@ def main() -> None:
     with atomic_dir(params.paths.processed) as out:
         save_datasets(tokenized, out)
         write_json(out / "labels.json", {"id2label": dict(enumerate(names)), "label2id": label2id})
-        write_json(out / "stats.json", {
-            "max_length": params.preprocess.max_length,
-            "rows": {name: len(ds) for name, ds in tokenized.items()},
-            f"truncated_{task.truncated_unit}": truncated,
-            "mean_tokens": {name: round(sum(ds["length"]) / max(len(ds), 1), 2) for name, ds in tokenized.items()},
-        })
+        stats = {"max_length": params.preprocess.max_length, "rows": {name: len(ds) for name, ds in tokenized.items()}}
+        if task.truncated_unit:
+            stats[f"truncated_{task.truncated_unit}"] = truncated
+        if task.group_by_length:
+            stats["mean_tokens"] = {name: round(sum(ds["length"]) / max(len(ds), 1), 2) for name, ds in tokenized.items()}
+        write_json(out / "stats.json", stats)
     print(f"preprocess: {len(names)} labels, truncated {truncated} -> {params.paths.processed}")
 
 

@@ -14,12 +14,13 @@ from datasets import Dataset, DatasetDict, load_dataset_builder
 from datasets.data_files import DataFilesDict, get_data_patterns
 from datasets.packaged_modules import _EXTENSION_TO_MODULE
 
+from stages.images import is_idx_folder, read_idx
 from stages.params import Data, Model, ParamsError
 
 FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 COMPRESSIONS = (".bz2", ".gz", ".xz", ".zst")
 URL_SCHEMES = ("http", "https", "s3", "gs", "gcs")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model")
+PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model", "preprocessor_config.json")
 
 
 def package_path(spec: str, key: str) -> Path:
@@ -114,6 +115,8 @@ def load_source(data: Data) -> tuple[DatasetDict, dict]:
     path = package_path(source, "data.source") if source.startswith("pkg:") else Path(source)
     if not path.exists():
         raise ParamsError(f"data.source: '{source}' does not exist; give a file, a folder, a URL, hf:<id> or pkg:<package>/<path>")
+    if path.is_dir() and is_idx_folder(path):
+        return read_idx(path), {"files": {f.name: _sha256(f) for f in sorted(path.glob("*-idx?-ubyte*"))}}
     if path.is_dir():
         files = folder_files(data)
         for split, names in files.items():
@@ -208,11 +211,13 @@ def model_path(model: Model) -> str:
         return model.name  # a Hub id; from_pretrained resolves it (and reports when offline)
     if not (path / "config.json").is_file():
         raise ParamsError(f"model.name: '{model.name}' is not a model folder (no config.json in {path})")
-    if not any(path.glob("*.safetensors")):
+    if model.init == "pretrained" and not any(path.glob("*.safetensors")):
         raise ParamsError(f"model.name: '{model.name}' has no .safetensors weights in {path}; hfx never loads"
-                          " pickled weights (convert with save_pretrained(..., safe_serialization=True))")
-    if not any((path / name).is_file() for name in TOKENIZER_FILES):
-        raise ParamsError(f"model.name: '{model.name}' has no tokenizer in {path} (one of {', '.join(TOKENIZER_FILES)})")
+                          " pickled weights (convert with save_pretrained(..., safe_serialization=True); or"
+                          " model.init: random to train its architecture from scratch)")
+    if not any((path / name).is_file() for name in PROCESSOR_FILES):
+        raise ParamsError(f"model.name: '{model.name}' has no tokenizer or image processor in {path} (one of"
+                          f" {', '.join(PROCESSOR_FILES)})")
     return str(path)
 
 

@@ -33,11 +33,12 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray, names: l
     }
 
 
-class TextClassification(TextInputs):
-    name = "text-classification"
-    auto_model = AutoModelForSequenceClassification
+class SingleLabel:
+    """One label per row: label order and checks, accuracy and macro F1, the evaluation tables. Shared by text
+    and image classification; `item_column` is the column a predictions row shows."""
+
+    item_column = "text"
     stratify_column = "label"
-    columns = ("text", "label")
     headline = "accuracy"  # the score export reports per format
     best_metric = "f1_macro"  # what finetune.metric_for_best_model: auto keeps
     validation_metrics = ("accuracy", "f1_macro")  # what trainer_metrics reports
@@ -45,6 +46,56 @@ class TextClassification(TextInputs):
     pipeline_kwargs = {}
     margin_keys = ("accuracy", "f1_macro")  # compared with the baseline
     logits_axes = {0: "batch"}
+
+    def label_counts(self, split: Dataset) -> dict:
+        return dict(sorted(Counter(split["label"]).items()))
+
+    def check_labels(self, splits: dict[str, Dataset]) -> None:
+        names = set(splits["train"]["label"])
+        if len(names) < 2:
+            raise ParamsError(f"data: train has a single label {sorted(names)}; classification needs at least two")
+        for split in ("validation", "test"):
+            unseen = sorted(set(splits[split]["label"]) - names)
+            if unseen:
+                raise ParamsError(f"data: labels {unseen} in {split} never appear in train"
+                                  f" (train labels: {sorted_labels(names)})")
+
+    def label_names(self, train: Dataset) -> list[str]:
+        return sorted_labels(train["label"])
+
+    def decode(self, logits: np.ndarray, labels: np.ndarray) -> list[tuple]:
+        """(gold id, predicted id) per row."""
+        return list(zip(labels.tolist(), logits.argmax(-1).tolist()))
+
+    def metrics(self, pairs: list[tuple], names: list[str]) -> dict:
+        gold, predicted = (np.array(column) for column in zip(*pairs))
+        return classification_metrics(gold, predicted, names)
+
+    def trainer_metrics(self, names: list[str]):
+        def compute(eval_prediction) -> dict:
+            scores = self.metrics(self.decode(eval_prediction.predictions, eval_prediction.label_ids), names)
+            return {"accuracy": scores["accuracy"], "f1_macro": scores["f1_macro"]}
+
+        return compute
+
+    def evaluation(self, raw_test: Dataset, logits: np.ndarray, labels: np.ndarray, names: list[str]) -> Evaluation:
+        scores = self.metrics(self.decode(logits, labels), names)
+        curve_summary, curves = score_curves(labels, logits, names)
+        probabilities = softmax(logits.astype(np.float64), axis=-1)
+        items = raw_test[self.item_column] if self.item_column in raw_test.column_names else range(len(labels))
+        predictions = pd.DataFrame({self.item_column: items, "actual": [names[i] for i in labels],
+                                    "predicted": [names[i] for i in probabilities.argmax(-1)],
+                                    "score": probabilities.max(-1).round(5)})
+        per_class = pd.DataFrame([{"label": name, **values} for name, values in scores["per_class"].items()])
+        return Evaluation(metrics={**{k: v for k, v in scores.items() if k != "per_class"}, **curve_summary},
+                          per_class=scores["per_class"], predictions=predictions,
+                          files={**curves, "per_class.csv": per_class})
+
+
+class TextClassification(TextInputs, SingleLabel):
+    name = "text-classification"
+    auto_model = AutoModelForSequenceClassification
+    columns = ("text", "label")
     truncated_unit = "rows"  # what stats.json counts as cut off by max_length
 
     def has_head(self, config) -> bool:
@@ -74,24 +125,8 @@ class TextClassification(TextInputs):
                 labels.append(label)
         return Dataset.from_dict({"text": texts, "label": labels}), dropped
 
-    def label_counts(self, split: Dataset) -> dict:
-        return dict(sorted(Counter(split["label"]).items()))
-
-    def check_labels(self, splits: dict[str, Dataset]) -> None:
-        names = set(splits["train"]["label"])
-        if len(names) < 2:
-            raise ParamsError(f"data: train has a single label {sorted(names)}; classification needs at least two")
-        for split in ("validation", "test"):
-            unseen = sorted(set(splits[split]["label"]) - names)
-            if unseen:
-                raise ParamsError(f"data: labels {unseen} in {split} never appear in train"
-                                  f" (train labels: {sorted_labels(names)})")
-
-    def label_names(self, train: Dataset) -> list[str]:
-        return sorted_labels(train["label"])
-
-    def tokenize(self, batch: dict, tokenizer, settings: Preprocess, label2id: dict) -> dict:
-        encoded = tokenizer(batch["text"], truncation=True, max_length=settings.max_length)
+    def tokenize(self, batch: dict, processor, settings: Preprocess, label2id: dict) -> dict:
+        encoded = processor(batch["text"], truncation=True, max_length=settings.max_length)
         encoded["labels"] = [label2id[label] for label in batch["label"]]
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         # A fast tokenizer keeps what truncation cut off; count it so stats.json can report it.
@@ -100,33 +135,6 @@ class TextClassification(TextInputs):
 
     def collator(self, tokenizer):
         return DataCollatorWithPadding(tokenizer)
-
-    def decode(self, logits: np.ndarray, labels: np.ndarray) -> list[tuple]:
-        """(gold id, predicted id) per row."""
-        return list(zip(labels.tolist(), logits.argmax(-1).tolist()))
-
-    def metrics(self, pairs: list[tuple], names: list[str]) -> dict:
-        gold, predicted = (np.array(column) for column in zip(*pairs))
-        return classification_metrics(gold, predicted, names)
-
-    def trainer_metrics(self, names: list[str]):
-        def compute(eval_prediction) -> dict:
-            scores = self.metrics(self.decode(eval_prediction.predictions, eval_prediction.label_ids), names)
-            return {"accuracy": scores["accuracy"], "f1_macro": scores["f1_macro"]}
-
-        return compute
-
-    def evaluation(self, raw_test: Dataset, logits: np.ndarray, labels: np.ndarray, names: list[str]) -> Evaluation:
-        scores = self.metrics(self.decode(logits, labels), names)
-        curve_summary, curves = score_curves(labels, logits, names)
-        probabilities = softmax(logits.astype(np.float64), axis=-1)
-        predictions = pd.DataFrame({"text": raw_test["text"], "actual": [names[i] for i in labels],
-                                    "predicted": [names[i] for i in probabilities.argmax(-1)],
-                                    "score": probabilities.max(-1).round(5)})
-        per_class = pd.DataFrame([{"label": name, **values} for name, values in scores["per_class"].items()])
-        return Evaluation(metrics={**{k: v for k, v in scores.items() if k != "per_class"}, **curve_summary},
-                          per_class=scores["per_class"], predictions=predictions,
-                          files={**curves, "per_class.csv": per_class})
 
     def baseline(self, train: Dataset, test: Dataset) -> dict:
         """TF-IDF + logistic regression on the same train split: the bar a transformer must clear."""

@@ -2,12 +2,17 @@
 
 from transformers import AutoTokenizer
 
-from stages.params import Model, ParamsError, Params
+from stages.params import Model, Params, ParamsError, Preprocess
 from stages.sources import from_pretrained
 
 
 class TextInputs:
     group_by_length = True  # batches of rows of similar length pad less; rows carry a `length` column
+    quantize_op_types = None  # int8: every op onnxruntime quantizes dynamically
+
+    def train_transform(self, settings: Preprocess, seed: int = 0):
+        """What changes training rows as they are read: nothing for text."""
+        return None
 
     def load_processor(self, model: Model):
         """The model's tokenizer; a fast one, since word alignment and offsets need it."""

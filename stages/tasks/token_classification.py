@@ -131,10 +131,10 @@ class TokenClassification(TextInputs):
         """O first, then B- and I- of each entity type in train, alphabetically: a stable order."""
         return ["O"] + [f"{prefix}-{kind}" for kind in self.label_counts(train) for prefix in ("B", "I")]
 
-    def tokenize(self, batch: dict, tokenizer, settings: Preprocess, label2id: dict) -> dict:
+    def tokenize(self, batch: dict, processor, settings: Preprocess, label2id: dict) -> dict:
         """The first sub-token of each word carries its tag; the others (or, with label_all_subtokens, their
         I- form) and special tokens -100. `truncated`: words cut off by max_length."""
-        encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True,
+        encoded = processor(batch["tokens"], is_split_into_words=True, truncation=True,
                             max_length=settings.max_length)
         labels, truncated = [], []
         for i, tags in enumerate(batch["tags"]):

@@ -1,0 +1,175 @@
+"""Image classification (in progress, not yet registered in TASKS): one label per image.
+
+Images are decoded and converted to RGB once (download), resized to the processor's size and stored as uint8
+(preprocess: small on disk, fast to read); normalisation and training-time augmentation run on the fly in
+`train_transform` / `eval_transform` (`set_transform`), never stored.
+"""
+
+import io
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from datasets import ClassLabel, Dataset, Features, Image, Value
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+from stages.params import Data, Model, Params, ParamsError, Preprocess
+from stages.sources import model_path
+from stages.tasks.common import label_text
+from stages.tasks.text_classification import SingleLabel
+
+
+def open_image(value, root: Path | None = None):
+    """A PIL image in RGB from what a dataset holds: a decoded image, {bytes, path}, raw bytes or a path."""
+    from PIL import Image as PILImage
+
+    if isinstance(value, dict):
+        value = value.get("bytes") or value.get("path")
+    if isinstance(value, (bytes, bytearray)):
+        image = PILImage.open(io.BytesIO(value))
+    elif isinstance(value, str):
+        path = Path(value)
+        image = PILImage.open(path if path.is_absolute() or root is None else root / path)
+    elif hasattr(value, "convert"):
+        image = value
+    else:
+        raise ValueError(f"not an image: {type(value).__name__}")
+    image.load()  # decode now: a truncated file fails here, not in the middle of training
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+class ImageClassification(SingleLabel):
+    name = "image-classification"
+    auto_model = AutoModelForImageClassification
+    columns = ("image", "label")
+    item_column = "row"  # predictions.csv: the test row of each image
+    truncated_unit = None  # nothing is cut
+    group_by_length = False  # every image has the processor's size
+    quantize_op_types = ["MatMul", "Gemm"]  # dynamic int8 convolutions (ConvInteger) run slower than float
+
+    def has_head(self, config) -> bool:
+        return any(name.endswith("ForImageClassification") for name in config.architectures or ())
+
+    def standardize(self, split: Dataset, data: Data, split_name: str, root: Path | None = None
+                    ) -> tuple[Dataset, Counter]:
+        """Rows as {image (PNG, RGB), label}; unreadable images and missing labels are dropped and counted,
+        and a split where no image can be read is an error naming the first bad one."""
+        for key, column in (("data.text_column", data.text_column), ("data.label_column", data.label_column)):
+            if column not in split.column_names:
+                raise ParamsError(f"{key}: column '{column}' not in the {split_name} split;"
+                                  f" columns: {', '.join(split.column_names)}")
+        feature = split.features[data.label_column]
+        names = feature.names if isinstance(feature, ClassLabel) else None
+        images = split.cast_column(data.text_column, Image(decode=False)) \
+            if isinstance(split.features[data.text_column], Image) else split
+        encoded, labels, dropped, first_error = [], [], Counter(), None
+        for row, (value, raw_label) in enumerate(zip(images[data.text_column], split[data.label_column]), 1):
+            label = label_text(raw_label, names)
+            if label is None:
+                dropped["missing_label"] += 1
+                continue
+            if label in data.exclude_labels:
+                dropped[f"excluded_label:{label}"] += 1
+                continue
+            try:
+                image = open_image(value, root)
+            except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
+                dropped["unreadable_image"] += 1
+                first_error = first_error or f"row {row}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                continue
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            encoded.append({"bytes": buffer.getvalue(), "path": None})
+            labels.append(label)
+        if not encoded and dropped["unreadable_image"]:
+            raise ParamsError(f"data.text_column: no image in the {split_name} split could be read ({first_error})")
+        features = Features({"image": Image(), "label": Value("string")})
+        return Dataset.from_dict({"image": encoded, "label": labels}, features=features), dropped
+
+    def tokenize(self, batch: dict, processor, settings, label2id: dict) -> dict:
+        """Images resized (as the processor does) and stored as uint8: a quarter of float32's bytes, and
+        normalisation is one multiply-add per batch in the collator."""
+        images = [open_image(value) for value in batch["image"]]
+        pixels = processor(images, do_rescale=False, do_normalize=False, return_tensors="np")["pixel_values"]
+        return {"pixel_values": pixels.astype(np.uint8), "labels": [label2id[label] for label in batch["label"]],
+                "truncated": [0] * len(images)}
+
+    def collator(self, processor):
+        return NormalizeImages(processor)
+
+    def train_transform(self, settings: Preprocess, seed: int = 0):
+        return self.augmentation(seed=seed) if settings.augment else None
+
+    def augmentation(self, pad: int = 4, flip: bool = True, seed: int = 0):
+        """Training-time augmentation, applied as rows are read (`set_transform`) and never stored: a random
+        crop of the image padded by `pad` pixels (edges repeated) and, with `flip`, a random horizontal flip."""
+        rng = np.random.default_rng(seed)
+
+        def augment(batch: dict) -> dict:
+            out = []
+            for pixels in batch["pixel_values"]:
+                pixels = np.asarray(pixels, dtype=np.uint8)
+                height, width = pixels.shape[-2:]
+                padded = np.pad(pixels, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
+                top, left = rng.integers(0, 2 * pad + 1, size=2)
+                pixels = padded[:, top:top + height, left:left + width]
+                out.append(pixels[:, :, ::-1] if flip and rng.random() < 0.5 else pixels)
+            return {**batch, "pixel_values": out}
+
+        return augment
+
+    def load_processor(self, model: Model):
+        # The PIL backend: torchvision, the default one, does not import beside the pinned torch.
+        return AutoImageProcessor.from_pretrained(model_path(model), revision=model.revision, backend="pil")
+
+    def saved_processor(self, folder):
+        return AutoImageProcessor.from_pretrained(folder, backend="pil")
+
+    def input_names(self, processor) -> list[str]:
+        return ["pixel_values"]
+
+    def sample_inputs(self, processor) -> tuple[dict, dict]:
+        from PIL import Image as PILImage
+
+        images = [PILImage.new("RGB", (40, 30)), PILImage.new("RGB", (30, 40))]
+        pixels = processor(images, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixels}, {"pixel_values": {0: "batch"}}
+
+    def prepare_export(self, processor, params: Params) -> None:
+        pass
+
+    def baseline(self, train: Dataset, test: Dataset, side: int = 16) -> dict:
+        """Logistic regression on greyscale pixels downscaled to side x side: the bar a network must clear."""
+        def pixels(split):
+            return np.stack([np.asarray(open_image(v).convert("L").resize((side, side))).ravel() / 255.0
+                             for v in split.cast_column("image", Image(decode=False))["image"]])
+
+        classifier = LogisticRegression(max_iter=1000, C=1.0)
+        classifier.fit(pixels(train), list(train["label"]))
+        predictions = classifier.predict(pixels(test))
+        truth = list(test["label"])
+        _, _, f1, _ = precision_recall_fscore_support(truth, predictions, average="macro", zero_division=0)
+        return {"model": f"logreg-pixels-{side}x{side}", "accuracy": float(accuracy_score(truth, predictions)),
+                "f1_macro": float(f1)}
+
+
+class NormalizeImages:
+    """Batches uint8 images into the float tensor the model takes: rescaled and normalised as the processor
+    would (its rescale factor, mean and std)."""
+
+    def __init__(self, processor):
+        self.scale = float(processor.rescale_factor) if processor.do_rescale else 1.0
+        shape = (1, -1, 1, 1)
+        self.mean = np.asarray(processor.image_mean if processor.do_normalize else 0.0, dtype=np.float32).reshape(shape)
+        self.std = np.asarray(processor.image_std if processor.do_normalize else 1.0, dtype=np.float32).reshape(shape)
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        pixels = np.stack([np.asarray(f["pixel_values"], dtype=np.float32) for f in features]) * self.scale
+        batch = {"pixel_values": torch.from_numpy((pixels - self.mean) / self.std)}
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([f["labels"] for f in features])
+        return batch
