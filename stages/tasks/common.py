@@ -8,6 +8,8 @@ from scipy.special import softmax
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 from sklearn.preprocessing import label_binarize
 
+from stages.params import Data, ParamsError
+
 
 FIXED = "fixed:"  # in standardize's counts: tags repaired, not rows dropped
 
@@ -59,3 +61,11 @@ def score_curves(labels: np.ndarray, logits: np.ndarray, names: list[str]) -> tu
         "precision_recall.json": [{"recall": round(float(r), 5), "precision": round(float(p), 5)}
                                   for r, p in zip(recall, precision)],
     }
+
+
+def require_columns(split, data: Data, split_name: str) -> None:
+    """The columns `data.text_column` and `data.label_column` name, or one line listing the split's columns."""
+    for key, column in (("data.text_column", data.text_column), ("data.label_column", data.label_column)):
+        if column not in split.column_names:
+            raise ParamsError(f"{key}: column '{column}' not in the {split_name} split;"
+                              f" columns: {', '.join(split.column_names)}")

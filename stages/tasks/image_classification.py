@@ -17,7 +17,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from stages.params import Data, Model, Params, ParamsError, Preprocess
 from stages.sources import model_path
-from stages.tasks.common import label_text
+from stages.tasks.common import require_columns, label_text
 from stages.tasks.text_classification import SingleLabel
 
 
@@ -56,10 +56,7 @@ class ImageClassification(SingleLabel):
                     ) -> tuple[Dataset, Counter]:
         """Rows as {image (PNG, RGB), label}; unreadable images and missing labels are dropped and counted,
         and a split where no image can be read is an error naming the first bad one."""
-        for key, column in (("data.text_column", data.text_column), ("data.label_column", data.label_column)):
-            if column not in split.column_names:
-                raise ParamsError(f"{key}: column '{column}' not in the {split_name} split;"
-                                  f" columns: {', '.join(split.column_names)}")
+        require_columns(split, data, split_name)
         feature = split.features[data.label_column]
         names = feature.names if isinstance(feature, ClassLabel) else None
         images = split.cast_column(data.text_column, Image(decode=False)) \

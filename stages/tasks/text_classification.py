@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from stages.params import Data, ParamsError, Preprocess
 from stages.tasks.text_inputs import TextInputs
-from stages.tasks.common import Evaluation, label_text, score_curves, sorted_labels
+from stages.tasks.common import require_columns, Evaluation, label_text, score_curves, sorted_labels
 
 
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray, names: list[str]) -> dict:
@@ -104,10 +104,7 @@ class TextClassification(TextInputs, SingleLabel):
 
     def standardize(self, split: Dataset, data: Data, split_name: str) -> tuple[Dataset, Counter]:
         """Rows as {text, label} strings; drops (and counts) empty texts, missing and excluded labels."""
-        for key, column in (("data.text_column", data.text_column), ("data.label_column", data.label_column)):
-            if column not in split.column_names:
-                raise ParamsError(f"{key}: column '{column}' not in the {split_name} split;"
-                                  f" columns: {', '.join(split.column_names)}")
+        require_columns(split, data, split_name)
         feature = split.features[data.label_column]
         names = feature.names if isinstance(feature, ClassLabel) else None
         texts, labels, dropped = [], [], Counter()

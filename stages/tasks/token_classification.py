@@ -11,7 +11,7 @@ from transformers import AutoModelForTokenClassification, DataCollatorForTokenCl
 
 from stages.params import Data, ParamsError, Preprocess
 from stages.tasks.text_inputs import TextInputs
-from stages.tasks.common import FIXED, Evaluation, label_text, score_curves
+from stages.tasks.common import require_columns, FIXED, Evaluation, label_text, score_curves
 
 def entity_type(tag: str) -> str | None:
     return None if tag == "O" else tag[2:]
@@ -84,10 +84,7 @@ class TokenClassification(TextInputs):
     def standardize(self, split: Dataset, data: Data, split_name: str) -> tuple[Dataset, Counter]:
         """Rows as {tokens, tags} lists in IOB2. Drops (and counts) empty sentences; converts IOB1 and repairs
         invalid IOB2 (counted under `fixed:`); a sentence whose word and tag counts differ is an error."""
-        for key, column in (("data.text_column", data.text_column), ("data.label_column", data.label_column)):
-            if column not in split.column_names:
-                raise ParamsError(f"{key}: column '{column}' not in the {split_name} split;"
-                                  f" columns: {', '.join(split.column_names)}")
+        require_columns(split, data, split_name)
         inner = getattr(split.features[data.label_column], "feature", None)  # List(ClassLabel): Hub conll2003
         names = inner.names if isinstance(inner, ClassLabel) else None
         sentences, counts = [], Counter()
