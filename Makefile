@@ -65,9 +65,9 @@ bench-defaults: install
 
 # Label a file (.csv, .tsv, .jsonl, .parquet: TEXT_COLUMN=text) or stdin (INPUT=-): JSONL to stdout, or OUTPUT=.
 predict: install
-	@test -n "$(INPUT)" || { echo "make predict: INPUT is required: a .csv/.tsv/.jsonl/.parquet file, or - for stdin" >&2; exit 2; }
+	@test -n "$(INPUT)" || { echo "make predict: INPUT is required: a .csv/.tsv/.jsonl/.parquet file, a folder of images, or - for stdin" >&2; exit 2; }
 	python -m hfx.predict "$(INPUT)" --model "$(MODEL)" --format $(FORMAT) --text-column "$(or $(TEXT_COLUMN),text)" \
-		$(if $(OUTPUT),--output "$(OUTPUT)")
+		--image-column "$(or $(IMAGE_COLUMN),image)" $(if $(OUTPUT),--output "$(OUTPUT)")
 
 # The HTTP service on $(HOST):$(PORT): POST /predict, GET /health /info /metrics /docs.
 serve: install

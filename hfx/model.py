@@ -1,8 +1,9 @@
 """The exported model folder, the contract for everything downstream: what it holds and how to run it.
 
 A folder is what `dvc repro` writes to models/export (or `dvc get`/`dvc import` of it): config.json,
-tokenizer.json, model_quantized.onnx / model.onnx / model.safetensors, and a model card. Nothing here
-imports torch: ONNX Runtime and the `tokenizers` library run the ONNX formats; only `pytorch` needs torch.
+tokenizer.json (text) or preprocessor_config.json (images), model_quantized.onnx / model.onnx /
+model.safetensors, and a model card. Nothing here imports torch: ONNX Runtime, the `tokenizers` library and
+Pillow run the ONNX formats; only `pytorch` needs torch.
 """
 
 import inspect
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from hfx.tasks import HANDLERS
+from hfx.tasks import HANDLERS, InputError
 
 FORMATS = {"int8": "model_quantized.onnx", "fp32": "model.onnx", "pytorch": "model.safetensors"}
 
@@ -29,7 +30,7 @@ class ModelInfo:
     name: str
     task: str
     labels: list[str]
-    max_length: int
+    max_length: int | None  # tokens (text tasks)
     formats: list[str]
     test_metrics: dict = field(default_factory=dict)
 
@@ -46,21 +47,24 @@ def read_folder(folder: str | Path) -> ModelInfo:
     hint = "(an exported model: `dvc repro` writes models/export, `dvc pull models/export` fetches it)"
     if not folder.is_dir():
         raise ModelError(f"model folder '{folder}' does not exist {hint}")
-    for name in ("config.json", "tokenizer.json"):
-        if not (folder / name).is_file():
-            raise ModelError(f"'{folder}' is not an exported model folder: no {name} {hint}")
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"'{folder}' is not an exported model folder: no config.json {hint}")
     formats = [fmt for fmt, file in FORMATS.items() if (folder / file).is_file()]
     if not formats:
         raise ModelError(f"'{folder}' has no model weights: none of {', '.join(FORMATS.values())} {hint}")
     config = json.loads((folder / "config.json").read_text())
     card = _card_front_matter(folder)
     task = card.get("pipeline_tag") or _task_from_architectures(config.get("architectures") or [])
+    processor_file = HANDLERS[task].processor_file if task in HANDLERS else "tokenizer.json"
+    if not (folder / processor_file).is_file():
+        raise ModelError(f"'{folder}' is not an exported model folder: no {processor_file} {hint}")
     if "id2label" not in config:
         raise ModelError(f"'{folder}/config.json' has no id2label: not a fine-tuned classifier")
     labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
     tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text()) \
         if (folder / "tokenizer_config.json").is_file() else {}
-    max_length = min(tokenizer_config.get("model_max_length", 512), config.get("max_position_embeddings", 512))
+    max_length = min(tokenizer_config.get("model_max_length", 512), config.get("max_position_embeddings", 512)) \
+        if processor_file == "tokenizer.json" else None
     results = (card.get("model-index") or [{}])[0].get("results") or [{}]
     metrics = {m.get("name", m["type"]): m["value"] for m in results[0].get("metrics", []) if "value" in m}
     return ModelInfo(folder=folder, name=card.get("base_model", folder.name), task=task, labels=labels,
@@ -68,7 +72,8 @@ def read_folder(folder: str | Path) -> ModelInfo:
 
 
 ARCHITECTURE_TASKS = {"ForSequenceClassification": "text-classification",
-                      "ForTokenClassification": "token-classification"}
+                      "ForTokenClassification": "token-classification",
+                      "ForImageClassification": "image-classification"}
 
 
 def _task_from_architectures(architectures: list[str]) -> str:
@@ -128,7 +133,10 @@ class LoadedModel:
         self.format = fmt
         threads = threads or len(os.sched_getaffinity(0))
         path = self.info.folder / FORMATS[fmt]
-        self.handler = HANDLERS[self.info.task](self.info)
+        try:
+            self.handler = HANDLERS[self.info.task](self.info)
+        except InputError as exc:  # a processor the handler cannot run
+            raise ModelError(str(exc)) from None
         self.runner = TorchRunner(self.info.folder, threads, self.handler.auto_model) if fmt == "pytorch" \
             else OnnxRunner(path, threads)
 

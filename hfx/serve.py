@@ -1,11 +1,12 @@
 """An HTTP service for an exported model: `python -m hfx.serve --model models/export`.
 
-FastAPI on uvicorn, ONNX Runtime (int8 by default) and a fast tokenizer; no torch. Routes follow Hugging
-Face text-embeddings-inference where they apply: POST /predict, GET /health, /info, /metrics (Prometheus),
-/docs. Concurrent requests are batched dynamically: while the model runs one batch, the next one gathers
-(up to --max-batch-size texts), is padded to its own longest row and runs in a single worker thread, so the
-cores are never oversubscribed. A full queue answers 429 at once; bad input is a 4xx with a one-line JSON
-error, never a 500.
+FastAPI on uvicorn, ONNX Runtime (int8 by default) and a fast tokenizer or Pillow; no torch. Routes follow
+Hugging Face text-embeddings-inference where they apply: POST /predict, GET /health, /info, /metrics
+(Prometheus), /docs. An image model also takes the image itself as the body of POST /predict (any
+`Content-Type` but JSON), as the Hub's inference API does. Concurrent requests are batched dynamically: while
+the model runs one batch, the next one gathers (up to --max-batch-size inputs), is padded to its own longest
+row and runs in a single worker thread, so the cores are never oversubscribed. A full queue answers 429 at
+once; bad input is a 4xx with a one-line JSON error, never a 500.
 """
 
 import argparse
@@ -26,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Valida
 from starlette.exceptions import HTTPException
 
 from hfx.model import FORMATS, LoadedModel
-from hfx.tasks import InputError
+from hfx.tasks import InputError, TooLarge
 
 
 @dataclass
@@ -45,7 +46,8 @@ class Settings:
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    inputs: object = Field(description="a text, or a list of texts", examples=["a moving film"])
+    inputs: object = Field(description="a text, or a list of texts (image models: base64-encoded images)",
+                           examples=["a moving film"])
     raw_scores: StrictBool = Field(False, description="logits instead of probabilities (text classification)")
     truncate: StrictBool = Field(True, description="cut texts to the max input length; false: 413 instead")
     top_k: StrictInt | None = Field(None, ge=1, description="the k best labels (text classification; default: all)")
@@ -198,13 +200,21 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": PredictRequest.model_json_schema()}}}})
     async def predict(request: Request):
-        """Per text, labels with scores, best first (text classification) or entity spans (token
-        classification): one result for a text, a list of them for a list of texts."""
+        """Per input, labels with scores, best first (text and image classification) or entity spans (token
+        classification): one result for an input, a list of them for a list of inputs. Image models also take
+        one image as the raw body (`Content-Type: image/png`, `image/jpeg`...)."""
+        body = await read_body(request, settings.max_body_bytes)
+        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         try:
-            query = PredictRequest.model_validate_json(await read_body(request, settings.max_body_bytes))
-            texts, single = handler.parse(query.inputs)
+            if content_type != "application/json" and hasattr(handler, "read_bytes"):
+                query, (texts, single) = PredictRequest(inputs=""), ([handler.read_bytes(body, "the body")], True)
+            else:
+                query = PredictRequest.model_validate_json(body)
+                texts, single = handler.parse(query.inputs)
         except ValidationError as exc:
             return error(422, validation_message(exc), "Validation")
+        except TooLarge as exc:
+            return error(413, str(exc), "PayloadTooLarge")
         except InputError as exc:
             return error(422, str(exc), "Validation")
         unused = sorted(query.model_fields_set - handler.options - {"inputs", "truncate"})
@@ -212,7 +222,7 @@ def create_app(settings: Settings) -> FastAPI:
             return error(422, f"{unused[0]} does not apply to a {info.task} model; it takes inputs and truncate"
                               + "".join(f", {name}" for name in sorted(handler.options)), "Validation")
         if len(texts) > settings.max_client_batch_size:
-            return error(413, f"batch of {len(texts)} texts, over the limit of {settings.max_client_batch_size}",
+            return error(413, f"batch of {len(texts)} inputs, over the limit of {settings.max_client_batch_size}",
                          "Validation")
         rows = handler.encode(texts)
         if not query.truncate:

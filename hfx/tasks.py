@@ -1,12 +1,17 @@
 """Per-task pre- and post-processing for `predict` and `serve`, behind one small interface.
 
-A handler turns a request's `inputs` into items (`parse`), items into model rows (`encode`, `pad`), one
-row's logits into its result (`decode(logits, row, text)`), and a result into output fields (`record` for
-JSON, `columns` for a table). `options` names the request options the task takes. A new task adds a handler
-here; the server and the command stay as they are.
+A handler turns a request's `inputs` into items (`parse`; `read` for one item of a file or the command line),
+items into model rows (`encode`, `pad`), one row's logits into its result (`decode(logits, row, item)`), and a
+result into output fields (`record` for JSON, `columns` for a table). `options` names the request options the
+task takes; `input_field` names the input in a JSON result. A new task adds a handler here; the server and
+the command stay as they are.
 """
 
+import base64
+import binascii
+import io
 import json
+from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -14,6 +19,10 @@ from tokenizers import Tokenizer
 
 class InputError(ValueError):
     """Inputs the task cannot take: the message says which and why, in one line."""
+
+
+class TooLarge(InputError):
+    """An input over a size limit (HTTP 413)."""
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -25,6 +34,8 @@ class TextInputs:
     """Texts in, tokenized rows out: what every text task shares."""
 
     options: frozenset = frozenset()
+    input_field = "text"
+    processor_file = "tokenizer.json"
 
     def __init__(self, info):
         self.labels, self.max_length = info.labels, info.max_length
@@ -51,6 +62,14 @@ class TextInputs:
                 raise InputError(f"{where} is empty")
         return texts, single
 
+    @staticmethod
+    def read(text) -> str:
+        """One text of a file or the command line, or an InputError saying why it cannot be labelled."""
+        if isinstance(text, str) and text.strip():
+            return text
+        missing = isinstance(text, str) or text is None or text != text  # a table's empty cell reads as NaN
+        raise InputError("empty text" if missing else f"not a string ({text!r})")
+
     def encode(self, texts: list[str]) -> list:
         """Tokenized rows, truncated to the model's max length (`truncated(row)` tells which were)."""
         return self.tokenizer.encode_batch(texts)
@@ -76,12 +95,108 @@ class TextInputs:
         return arrays
 
 
-class TextClassification(TextInputs):
-    task = "text-classification"
-    auto_model = "AutoModelForSequenceClassification"  # for the pytorch format
+class ImageInputs:
+    """Images in (encoded bytes, base64 or files), pixel arrays out, resized and normalised as the folder's
+    `preprocessor_config.json` says, with Pillow and numpy (no torch): the fixed height-and-width processors
+    (`ViTImageProcessor` and those like it)."""
+
+    options: frozenset = frozenset()
+    input_field = "image"
+    processor_file = "preprocessor_config.json"
+    max_pixels = 40_000_000  # larger images are refused (413) before they are decoded
+
+    def __init__(self, info):
+        from PIL import Image
+
+        self.labels = info.labels
+        config = json.loads((info.folder / self.processor_file).read_text())
+        size = config.get("size") or {}
+        if config.get("do_center_crop") or not {"height", "width"} <= set(size):
+            raise InputError(f"{info.folder}/{self.processor_file}: {config.get('image_processor_type')} with size"
+                             f" {size} is not served yet; hfx serves processors that resize to a height and width")
+        self.size = (int(size["width"]), int(size["height"])) if config.get("do_resize", True) else None
+        self.resample = Image.Resampling(config.get("resample", Image.Resampling.BILINEAR))
+        self.scale = float(config.get("rescale_factor", 1 / 255)) if config.get("do_rescale", True) else 1.0
+        normalize = config.get("do_normalize", True)
+        self.mean = np.asarray(config.get("image_mean", 0.5) if normalize else 0.0, dtype=np.float32)
+        self.std = np.asarray(config.get("image_std", 0.5) if normalize else 1.0, dtype=np.float32)
+
+    def parse(self, inputs) -> tuple[list[np.ndarray], bool]:
+        """(pixel arrays, whether a single image was sent): each input a base64 string, with or without a
+        `data:image/...;base64,` prefix."""
+        single = isinstance(inputs, str)
+        images = [inputs] if single else inputs
+        if not isinstance(images, list) or not images:
+            raise InputError("inputs must be a base64-encoded image or a non-empty list of them")
+        rows = []
+        for i, value in enumerate(images):
+            where = "inputs" if single else f"inputs[{i}]"
+            if not isinstance(value, str):
+                raise InputError(f"{where} must be a base64 string, got {type(value).__name__}")
+            try:
+                data = base64.b64decode(value.split(",", 1)[1] if value.startswith("data:") else value, validate=True)
+            except (binascii.Error, ValueError):
+                raise InputError(f"{where} is not valid base64") from None
+            rows.append(self.read_bytes(data, where))
+        return rows, single
+
+    def read(self, path) -> np.ndarray:
+        """One image file of a folder, a table or the command line."""
+        if not isinstance(path, str) or not path.strip():
+            raise InputError("empty path" if isinstance(path, str) or path != path else f"not a path ({path!r})")
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from None
+        return self.read_bytes(data, path)
+
+    def read_bytes(self, data: bytes, where: str) -> np.ndarray:
+        """An encoded image as the model's input: RGB, resized, rescaled, normalised, channels first."""
+        from PIL import Image
+
+        if not data:
+            raise InputError(f"{where} is empty")
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError:
+            raise TooLarge(f"{where} is over the limit of {self.max_pixels:,} pixels") from None
+        except Exception:  # noqa: BLE001 - Pillow raises several types for what it cannot identify
+            raise InputError(f"{where} is not an image Pillow can read (PNG, JPEG, GIF, BMP, WebP, TIFF...)") from None
+        width, height = image.size
+        if width * height > self.max_pixels:
+            raise TooLarge(f"{where} is {width}x{height} pixels, over the limit of {self.max_pixels:,}")
+        try:
+            image = image.convert("RGB")  # decodes: a cut-short file fails here
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"{where} cannot be decoded ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        if self.size:
+            image = image.resize(self.size, resample=self.resample)
+        pixels = np.asarray(image, dtype=np.float32) * np.float32(self.scale)
+        return ((pixels - self.mean) / self.std).transpose(2, 0, 1)
+
+    @staticmethod
+    def encode(rows: list) -> list:
+        return rows  # parse and read give model rows already
+
+    @staticmethod
+    def length(row) -> int:
+        return 1  # every image has the processor's size: one group
+
+    @staticmethod
+    def truncated(row) -> bool:
+        return False
+
+    @staticmethod
+    def pad(rows: list) -> dict[str, np.ndarray]:
+        return {"pixel_values": np.stack(rows).astype(np.float32)}
+
+
+class ClassScores:
+    """One label per input: every label's score, best first."""
+
     options = frozenset({"top_k", "raw_scores"})
 
-    def decode(self, logits: np.ndarray, row, text: str, top_k: int | None = None,
+    def decode(self, logits: np.ndarray, row, item, top_k: int | None = None,
                raw_scores: bool = False) -> list[dict]:
         """[{label, score}] sorted by score: probabilities, or the logits with raw_scores."""
         logits = logits.astype(np.float64)
@@ -98,6 +213,18 @@ class TextClassification(TextInputs):
     def columns(result: list[dict], all_scores: bool) -> dict:
         fields = {"label": result[0]["label"], "score": result[0]["score"]}
         return {**fields, **{f"score_{e['label']}": e["score"] for e in result}} if all_scores else fields
+
+
+class TextClassification(TextInputs, ClassScores):
+    task = "text-classification"
+    auto_model = "AutoModelForSequenceClassification"  # for the pytorch format
+    options = ClassScores.options
+
+
+class ImageClassification(ImageInputs, ClassScores):
+    task = "image-classification"
+    auto_model = "AutoModelForImageClassification"
+    options = ClassScores.options
 
 
 class TokenClassification(TextInputs):
@@ -140,4 +267,4 @@ class TokenClassification(TextInputs):
         return {"entities": json.dumps(result, ensure_ascii=False)}
 
 
-HANDLERS = {handler.task: handler for handler in (TextClassification, TokenClassification)}
+HANDLERS = {handler.task: handler for handler in (TextClassification, TokenClassification, ImageClassification)}

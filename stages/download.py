@@ -24,7 +24,7 @@ def main() -> None:
         "task": params.task,
         "source": data.source,
         "read": read,
-        "columns": dict(zip(task.columns, (data.text_column, data.label_column))),
+        "columns": dict(zip(task.columns, (task.input_column(data), data.label_column))),
         "splits_in_source": sorted(loaded),
         "splits_unused": unused,
         "splits": {

@@ -2,8 +2,8 @@
 
 Reads `task`, `export.*` (and, for the model card, the data, model and training params it shows). Writes a
 `save_pretrained` folder that `transformers.pipeline` loads, `model.onnx` (dynamic batch and sequence axes),
-`model_quantized.onnx` (dynamic int8) and a model card; fails when ONNX disagrees with PyTorch, and times
-each format.
+`model_quantized.onnx` (int8: dynamic, or static with activation ranges from validation rows where the task
+says so) and a model card; fails when ONNX disagrees with PyTorch, and times each format.
 """
 
 import numpy as np
@@ -21,7 +21,8 @@ def main() -> None:
     params = load_params()
     task, paths, ex = get_task(params.task), params.paths, params.export
     threads = torch.get_num_threads()  # onnxruntime gets as many as PyTorch, for a fair latency comparison
-    test = load_from_disk(paths.processed)["test"]
+    processed = load_from_disk(paths.processed)
+    test, validation = processed["test"], processed["validation"]
     processor = task.saved_processor(paths.finetuned)
     # PyTorch is scored and timed as `pipeline()` runs it (the default attention, SDPA where the model has it).
     model = task.auto_model.from_pretrained(paths.finetuned, use_safetensors=True).eval()
@@ -37,7 +38,11 @@ def main() -> None:
             export_onnx(eager, *task.sample_inputs(processor), out / FILES["onnx"], task.logits_axes)
             runners["onnx"] = Runner(onnx_path=out / FILES["onnx"], threads=threads)
         if ex.quantize:
-            quantize(out / FILES["onnx"], model.config, out / FILES["onnx_int8"], task.quantize_op_types)
+            calibration = None
+            if task.static_int8:  # activation ranges from validation rows: never the test split it is scored on
+                rows = validation.select(range(min(ex.calibration_rows, len(validation))))
+                calibration = [inputs for inputs, _ in batches(rows, task.collator(processor), names, ex.batch_size)]
+            quantize(out / FILES["onnx"], model.config, out / FILES["onnx_int8"], task.quantize_op_types, calibration)
             runners["onnx_int8"] = Runner(onnx_path=out / FILES["onnx_int8"], threads=threads)
 
         # Each format's predictions over the test split, and its largest logit difference from PyTorch.
@@ -65,7 +70,9 @@ def main() -> None:
         # The card shows what is the same on every run (no timings), so the folder's bytes are too.
         scores = per_format["pytorch"]
         write_figures(out, paths.predictions, paths.train_logs, label_names)
-        write_model_card(out / "README.md", params, task, read_json(f"{paths.raw}/manifest.json"), scores, metrics)
+        figures = task.card_figures(out, test, paths.predictions)
+        write_model_card(out / "README.md", params, task, read_json(f"{paths.raw}/manifest.json"), scores, metrics,
+                         figures)
 
     first = test.select(range(min(ex.latency_queries, len(test))))
     queries = [inputs for inputs, _ in batches(first, task.collator(processor), names, 1)]

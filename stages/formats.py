@@ -10,7 +10,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quantize_dynamic, quantize_static)
 from onnxruntime.transformers.optimizer import MODEL_TYPES, optimize_model
 
 FILES = {"pytorch": "model.safetensors", "onnx": "model.onnx", "onnx_int8": "model_quantized.onnx"}
@@ -39,17 +40,36 @@ def export_onnx(model, sample: dict, input_axes: dict, path: Path, logits_axes: 
     onnx.checker.check_model(str(path))
 
 
-def quantize(onnx_path: Path, config, out_path: Path, op_types: list[str] | None = None) -> None:
+class Calibration(CalibrationDataReader):
+    """Input batches for static quantization to measure activation ranges on."""
+
+    def __init__(self, batches: list[dict]):
+        self.batches = iter(batches)
+
+    def get_next(self) -> dict | None:
+        return next(self.batches, None)
+
+
+def quantize(onnx_path: Path, config, out_path: Path, op_types: list[str] | None = None,
+             calibration: list[dict] | None = None) -> None:
     """Fuse attention/LayerNorm/GELU where onnxruntime knows the architecture, then int8 weights per channel
-    (of every op onnxruntime can quantize, or only `op_types`: a convolution would become a slow ConvInteger)."""
+    (of every op onnxruntime can quantize, or only `op_types`). With `calibration` batches, activations too
+    (static QDQ, ranges from those batches): what a CNN needs, since dynamic int8 turns a convolution into a
+    ConvInteger that runs slower than float."""
     source = onnx_path
     if config.model_type in MODEL_TYPES:
         fused = optimize_model(str(onnx_path), model_type=config.model_type, num_heads=config.num_attention_heads,
                                hidden_size=config.hidden_size)
         source = onnx_path.with_name("model_fused.onnx")
         fused.save_model_to_file(str(source))
-    quantize_dynamic(str(source), str(out_path), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=op_types,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    if calibration is not None:
+        # uint8 activations and int8 weights: the pairing onnxruntime's x86 kernels run fastest.
+        quantize_static(str(source), str(out_path), Calibration(calibration), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=op_types, calibrate_method=CalibrationMethod.MinMax)
+    else:
+        quantize_dynamic(str(source), str(out_path), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=op_types, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     if source != onnx_path:
         source.unlink()
 

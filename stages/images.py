@@ -1,7 +1,7 @@
-"""Image sources for `task: image-classification` (in progress): MNIST-style IDX files as an image dataset.
+"""Image sources for `task: image-classification`: MNIST-style IDX files as an image dataset.
 
-Not yet read by a stage: the image task adapter will call `read_idx` from `sources.load_source` for a folder
-of IDX files, such as Debian's Fashion-MNIST (`/usr/share/datasets/fashion-mnist`).
+`sources.load_source` reads a folder of IDX files with `read_idx`, such as Debian's Fashion-MNIST
+(`/usr/share/datasets/fashion-mnist`).
 """
 
 import gzip

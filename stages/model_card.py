@@ -48,8 +48,10 @@ def write_figures(out: Path, predictions_csv: str, train_logs: str, names: list[
     plt.close("all")
 
 
-def write_model_card(path: Path, params: Params, task, manifest: dict, scores: dict, export_metrics: dict) -> None:
-    """`scores`: test metrics of the exported PyTorch model (see metrics/eval.json for the full evaluation)."""
+def write_model_card(path: Path, params: Params, task, manifest: dict, scores: dict, export_metrics: dict,
+                     figures: list[tuple[str, str]] = ()) -> None:
+    """`scores`: test metrics of the exported PyTorch model (see metrics/eval.json for the full evaluation);
+    `figures`: the task's own (file, caption) pairs in the folder."""
     headline = [key for key in task.card_metrics if key in scores]
     front_matter = {
         "library_name": "transformers",
@@ -77,7 +79,7 @@ def write_model_card(path: Path, params: Params, task, manifest: dict, scores: d
 Trained by the hfx [DVC](https://dvc.org) pipeline (`dvc repro`): download, preprocess, finetune, evaluate, export.
 
 ## Data
-Source `{params.data.source}` (text column `{params.data.text_column}`, label column `{params.data.label_column}`).
+Source `{params.data.source}` ({task.input_key.replace('_', ' ')} `{task.input_column(params.data)}`, label column `{params.data.label_column}`).
 
 {_table([("split", "rows", "origin", "labels")] + [(n, s["rows"], s["origin"], s["labels"]) for n, s in splits.items()])}
 
@@ -99,7 +101,7 @@ format on the machine that exported this folder.
 ![Confusion matrix on the test split](confusion_matrix.png)
 
 ![Training loss and validation scores](training_curves.png)
-
+{"".join(f"{chr(10)}![{caption}]({file}){chr(10)}" for file, caption in figures)}
 ## Use
 ```python
 from transformers import pipeline

@@ -37,7 +37,9 @@ class Data(Section):
     format: Literal["conll"] | None = None  # conll: `word ... tag` lines; also read from a .conll suffix
     tag_scheme: Literal["auto", "iob1", "iob2"] = "auto"  # token classification: how B-/I- tags are written
     text_column: str = Field(min_length=1)
+    image_column: str = Field("image", min_length=1)  # image classification: images, their bytes or paths
     label_column: str = Field(min_length=1)
+    label_names: dict[str, str] | None = None  # classification: display names for the source's labels
     exclude_labels: list[str] = []
     validation_size: float = Field(0.1, gt=0, lt=1)
     test_size: float = Field(0.1, gt=0, lt=1)
@@ -57,6 +59,18 @@ class Data(Section):
     @classmethod
     def _labels_as_strings(cls, value):
         return [str(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("label_names", mode="before")
+    @classmethod
+    def _names_by_label(cls, value):
+        """A list names labels 0, 1, 2...; a mapping names them by their value in the source."""
+        if isinstance(value, list):
+            value = dict(enumerate(value))
+        if isinstance(value, dict):
+            value = {str(k): str(v) for k, v in value.items()}
+            if len(set(value.values())) < len(value):
+                raise ValueError("gives two labels the same name")
+        return value
 
     @field_validator("splits")
     @classmethod
@@ -112,6 +126,7 @@ class Export(Section):
     quantize: bool = True
     batch_size: int = Field(32, gt=0)
     latency_queries: int = Field(100, gt=0)
+    calibration_rows: int = Field(512, gt=0)  # static int8 (images): validation rows that set activation ranges
     parity_tolerance: float = Field(1e-3, gt=0)
 
     @model_validator(mode="after")
@@ -174,6 +189,13 @@ class Params(Section):
     evaluate: Evaluate
     export: Export
     paths: Paths
+
+    @model_validator(mode="after")
+    def _names_for_whole_rows(self):
+        if self.data.label_names is not None and self.task == "token-classification":
+            raise ValueError("data.label_names names whole-row labels (text or image classification);"
+                             " token classification reads its tags as written")
+        return self
 
 
 def printable(text: str) -> str:

@@ -21,7 +21,7 @@ def main() -> None:
     processor = task.load_processor(params.model)
 
     splits = load_dataset("parquet", data_files={name: str(raw / f"{name}.parquet") for name in SPLITS})
-    names = task.label_names(splits["train"])  # download checked them: >= 2, none unseen in train
+    names = task.label_names(splits["train"], params.data)  # download checked them: >= 2, none unseen in train
     label2id = {name: i for i, name in enumerate(names)}
 
     tokenized = splits.map(
@@ -35,13 +35,17 @@ def main() -> None:
     with atomic_dir(params.paths.processed) as out:
         save_datasets(tokenized, out)
         write_json(out / "labels.json", {"id2label": dict(enumerate(names)), "label2id": label2id})
-        stats = {"max_length": params.preprocess.max_length, "rows": {name: len(ds) for name, ds in tokenized.items()}}
+        stats = {"max_length": params.preprocess.max_length, "rows": {name: len(ds) for name, ds in tokenized.items()},
+                 # what a pass over each split reads from disk
+                 "size_mb": {name: round(sum(f.stat().st_size for f in (out / name).glob("*.arrow")) / 2**20, 2)
+                             for name in tokenized}}
         if task.truncated_unit:
             stats[f"truncated_{task.truncated_unit}"] = truncated
         if task.group_by_length:
             stats["mean_tokens"] = {name: round(sum(ds["length"]) / max(len(ds), 1), 2) for name, ds in tokenized.items()}
         write_json(out / "stats.json", stats)
-    print(f"preprocess: {len(names)} labels, truncated {truncated} -> {params.paths.processed}")
+    cut = f", truncated {task.truncated_unit} {truncated}" if task.truncated_unit else ""
+    print(f"preprocess: {len(names)} labels{cut}, {sum(stats['size_mb'].values()):.1f} MB -> {params.paths.processed}")
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def load_source(data: Data) -> tuple[DatasetDict, dict]:
     if path.is_dir():
         files = folder_files(data)
         for split, names in files.items():
-            if len(names) > 1:  # e.g. train.csv and train_fine.csv both match "train"
+            if len(names) > 1 and any(_suffix(n) in FORMATS for n in names):  # train.csv and train_fine.csv
                 _warn(f"data.source: split '{split}' reads {len(names)} files"
                       f" ({', '.join(Path(n).name for n in names)}); set data.data_files to choose")
         read = {"files": {split: {Path(f).name: _sha256(Path(f)) for f in names} for split, names in files.items()}}

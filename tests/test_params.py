@@ -51,6 +51,17 @@ def test_fractions_must_leave_room_for_train(raw):
         validate(raw)
 
 
+def test_label_names_are_a_list_or_mapping_of_distinct_names_for_whole_row_labels(raw):
+    raw["data"]["label_names"] = ["negative", "positive"]
+    assert validate(raw).data.label_names == {"0": "negative", "1": "positive"}
+    raw["data"]["label_names"] = {0: "same", 1: "same"}
+    with pytest.raises(ParamsError, match="'data.label_names'.*gives two labels the same name"):
+        validate(raw)
+    raw["task"], raw["data"]["label_names"] = "token-classification", ["O"]
+    with pytest.raises(ParamsError, match="data.label_names names whole-row labels"):
+        validate(raw)
+
+
 def test_unknown_task_lists_the_valid_ones(raw):
     raw["task"] = "translation"
     with pytest.raises(ParamsError, match="'task': 'translation'.*text-classification"):

@@ -30,7 +30,7 @@ class Server:
             [sys.executable, str(ROOT / "tests/no_torch.py"), "-m", "hfx.serve", "--model", str(model),
              "--port", str(self.port), *map(str, args)],
             cwd=ROOT, env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a loaded CI machine can take a while to import
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.process.stderr.read()
             try:
@@ -38,7 +38,7 @@ class Server:
                     return
             except OSError:
                 time.sleep(0.1)
-        raise AssertionError("the server did not start within 60 s")
+        raise AssertionError("the server did not start within 120 s")
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
         request = urllib.request.Request(self.url + path, data=body, method=method,

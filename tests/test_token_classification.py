@@ -87,7 +87,7 @@ def test_words_and_tags_as_strings_or_lists_in_any_table(tmp_path, fmt):
     splits, *_ = build(path, text_column="text", label_column="label")
     assert sum(len(s) for s in splits.values()) == 40
     assert all(len(w) == len(t) for s in splits.values() for w, t in zip(s["tokens"], s["tags"]))
-    assert NER.label_names(splits["train"]) == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    assert NER.label_names(splits["train"], None) == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 
 
 def test_integer_tags_with_class_label_names_as_the_hub_has_them():

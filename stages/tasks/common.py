@@ -63,9 +63,9 @@ def score_curves(labels: np.ndarray, logits: np.ndarray, names: list[str]) -> tu
     }
 
 
-def require_columns(split, data: Data, split_name: str) -> None:
-    """The columns `data.text_column` and `data.label_column` name, or one line listing the split's columns."""
-    for key, column in (("data.text_column", data.text_column), ("data.label_column", data.label_column)):
+def require_columns(split, data: Data, split_name: str, input_key: str = "text_column") -> None:
+    """The columns `data.<input_key>` and `data.label_column` name, or one line listing the split's columns."""
+    for key, column in ((f"data.{input_key}", getattr(data, input_key)), ("data.label_column", data.label_column)):
         if column not in split.column_names:
             raise ParamsError(f"{key}: column '{column}' not in the {split_name} split;"
                               f" columns: {', '.join(split.column_names)}")

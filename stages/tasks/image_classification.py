@@ -1,8 +1,8 @@
-"""Image classification (in progress, not yet registered in TASKS): one label per image.
+"""Image classification: one label per image.
 
 Images are decoded and converted to RGB once (download), resized to the processor's size and stored as uint8
-(preprocess: small on disk, fast to read); normalisation and training-time augmentation run on the fly in
-`train_transform` / `eval_transform` (`set_transform`), never stored.
+(preprocess: small on disk, fast to read). Normalisation runs per batch in the collator, and training-time
+augmentation as training rows are read (`train_transform`, through `set_transform`): neither is stored.
 """
 
 import io
@@ -17,7 +17,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from stages.params import Data, Model, Params, ParamsError, Preprocess
 from stages.sources import model_path
-from stages.tasks.common import require_columns, label_text
+from stages.tasks.common import require_columns
 from stages.tasks.text_classification import SingleLabel
 
 
@@ -44,30 +44,37 @@ class ImageClassification(SingleLabel):
     name = "image-classification"
     auto_model = AutoModelForImageClassification
     columns = ("image", "label")
+    input_key = "image_column"  # the data.* key naming the input column
+
+    def input_column(self, data: Data) -> str:
+        return data.image_column
     item_column = "row"  # predictions.csv: the test row of each image
     truncated_unit = None  # nothing is cut
     group_by_length = False  # every image has the processor's size
-    quantize_op_types = ["MatMul", "Gemm"]  # dynamic int8 convolutions (ConvInteger) run slower than float
+    quantize_op_types = None  # every op static int8 can take (Conv, Gemm, MatMul, Add...)
+    static_int8 = True  # activations too, with ranges from validation images (formats.quantize)
 
     def has_head(self, config) -> bool:
         return any(name.endswith("ForImageClassification") for name in config.architectures or ())
 
-    def standardize(self, split: Dataset, data: Data, split_name: str, root: Path | None = None
-                    ) -> tuple[Dataset, Counter]:
+    def standardize(self, split: Dataset, data: Data, split_name: str) -> tuple[Dataset, Counter]:
         """Rows as {image (PNG, RGB), label}; unreadable images and missing labels are dropped and counted,
-        and a split where no image can be read is an error naming the first bad one."""
-        require_columns(split, data, split_name)
+        and a split where no image can be read is an error naming the first bad one. Relative image paths are
+        read from the source's folder (a table's own folder)."""
+        source = Path(data.source)
+        root = source if source.is_dir() else source.parent
+        require_columns(split, data, split_name, self.input_key)
         feature = split.features[data.label_column]
         names = feature.names if isinstance(feature, ClassLabel) else None
-        images = split.cast_column(data.text_column, Image(decode=False)) \
-            if isinstance(split.features[data.text_column], Image) else split
+        images = split.cast_column(data.image_column, Image(decode=False)) \
+            if isinstance(split.features[data.image_column], Image) else split
         encoded, labels, dropped, first_error = [], [], Counter(), None
-        for row, (value, raw_label) in enumerate(zip(images[data.text_column], split[data.label_column]), 1):
-            label = label_text(raw_label, names)
+        for row, (value, raw_label) in enumerate(zip(images[data.image_column], split[data.label_column]), 1):
+            label = self.read_label(raw_label, names, data)
             if label is None:
                 dropped["missing_label"] += 1
                 continue
-            if label in data.exclude_labels:
+            if self.excluded(label, data):
                 dropped[f"excluded_label:{label}"] += 1
                 continue
             try:
@@ -81,7 +88,7 @@ class ImageClassification(SingleLabel):
             encoded.append({"bytes": buffer.getvalue(), "path": None})
             labels.append(label)
         if not encoded and dropped["unreadable_image"]:
-            raise ParamsError(f"data.text_column: no image in the {split_name} split could be read ({first_error})")
+            raise ParamsError(f"data.image_column: no image in the {split_name} split could be read ({first_error})")
         features = Features({"image": Image(), "label": Value("string")})
         return Dataset.from_dict({"image": encoded, "label": labels}, features=features), dropped
 
@@ -137,6 +144,16 @@ class ImageClassification(SingleLabel):
     def prepare_export(self, processor, params: Params) -> None:
         pass
 
+    def card_figures(self, out: Path, test: Dataset, predictions_csv: str, count: int = 32) -> list[tuple[str, str]]:
+        """The first `count` test images as the model sees them (processed), with predicted and true labels."""
+        import pandas as pd
+
+        test = test.select(range(min(count, len(test))))
+        predictions = pd.read_csv(predictions_csv, dtype=str).head(len(test))
+        images = [np.asarray(pixels, dtype=np.uint8).transpose(1, 2, 0) for pixels in test["pixel_values"]]
+        image_grid(out / "test_images.png", images, list(predictions["actual"]), list(predictions["predicted"]))
+        return [("test_images.png", f"The first {len(test)} test images: predicted label (true label in red where wrong)")]
+
     def baseline(self, train: Dataset, test: Dataset, side: int = 16) -> dict:
         """Logistic regression on greyscale pixels downscaled to side x side: the bar a network must clear."""
         def pixels(split):
@@ -150,6 +167,26 @@ class ImageClassification(SingleLabel):
         _, _, f1, _ = precision_recall_fscore_support(truth, predictions, average="macro", zero_division=0)
         return {"model": f"logreg-pixels-{side}x{side}", "accuracy": float(accuracy_score(truth, predictions)),
                 "f1_macro": float(f1)}
+
+
+def image_grid(path: Path, images: list, actual: list[str], predicted: list[str], columns: int = 8) -> None:
+    """Images with their predicted label above them, and the true one in red where the model is wrong."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, truth, guess in zip(axes.ravel(), images, actual, predicted):
+        ax.imshow(image)
+        right = truth == guess
+        ax.set_title(guess if right else f"{guess}\n(true: {truth})", fontsize=8, color="black" if right else "red")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 class NormalizeImages:

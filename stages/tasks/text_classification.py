@@ -60,8 +60,27 @@ class SingleLabel:
                 raise ParamsError(f"data: labels {unseen} in {split} never appear in train"
                                   f" (train labels: {sorted_labels(names)})")
 
-    def label_names(self, train: Dataset) -> list[str]:
-        return sorted_labels(train["label"])
+    def label_names(self, train: Dataset, data: Data) -> list[str]:
+        """The label order (ids): as `data.label_names` lists them, else numeric or alphabetical."""
+        present = set(train["label"])
+        if data.label_names:
+            return [name for name in data.label_names.values() if name in present]
+        return sorted_labels(present)
+
+    def read_label(self, value, names: list[str] | None, data: Data) -> str | None:
+        """A source label as the text the pipeline uses: through a ClassLabel's names, then `data.label_names`."""
+        label = label_text(value, names)
+        if label is None or data.label_names is None:
+            return label
+        if label not in data.label_names:
+            raise ParamsError(f"data.label_names: no name for label '{label}'; it names"
+                              f" {', '.join(sorted_labels(data.label_names))}")
+        return data.label_names[label]
+
+    def excluded(self, label: str, data: Data) -> bool:
+        """`data.exclude_labels` may give a label by its name or by its value in the source."""
+        source = {name: value for value, name in (data.label_names or {}).items()}
+        return label in data.exclude_labels or source.get(label) in data.exclude_labels
 
     def decode(self, logits: np.ndarray, labels: np.ndarray) -> list[tuple]:
         """(gold id, predicted id) per row."""
@@ -108,14 +127,13 @@ class TextClassification(TextInputs, SingleLabel):
         feature = split.features[data.label_column]
         names = feature.names if isinstance(feature, ClassLabel) else None
         texts, labels, dropped = [], [], Counter()
-        excluded = set(data.exclude_labels)
         for text, value in zip(split[data.text_column], split[data.label_column]):
-            label = label_text(value, names)
+            label = self.read_label(value, names, data)
             if not isinstance(text, str) or not text.strip():
                 dropped["empty_text"] += 1
             elif label is None:
                 dropped["missing_label"] += 1
-            elif label in excluded:
+            elif self.excluded(label, data):
                 dropped[f"excluded_label:{label}"] += 1
             else:
                 texts.append(text)

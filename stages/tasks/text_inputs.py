@@ -2,13 +2,22 @@
 
 from transformers import AutoTokenizer
 
-from stages.params import Model, Params, ParamsError, Preprocess
+from stages.params import Data, Model, Params, ParamsError, Preprocess
 from stages.sources import from_pretrained
 
 
 class TextInputs:
+    input_key = "text_column"  # the data.* key naming the input column
+
+    def input_column(self, data: Data) -> str:
+        return data.text_column
     group_by_length = True  # batches of rows of similar length pad less; rows carry a `length` column
     quantize_op_types = None  # int8: every op onnxruntime quantizes dynamically
+    static_int8 = False  # weights only: activation ranges are computed per batch
+
+    def card_figures(self, out, test, predictions_csv: str) -> list[tuple[str, str]]:
+        """Figures of the task's own for the model card: none beyond the shared ones for text."""
+        return []
 
     def train_transform(self, settings: Preprocess, seed: int = 0):
         """What changes training rows as they are read: nothing for text."""

@@ -124,7 +124,7 @@ class TokenClassification(TextInputs):
                 raise ParamsError(f"data: entity types {unseen} in {split} never appear in train"
                                   f" (train types: {sorted(types)})")
 
-    def label_names(self, train: Dataset) -> list[str]:
+    def label_names(self, train: Dataset, data: Data) -> list[str]:
         """O first, then B- and I- of each entity type in train, alphabetically: a stable order."""
         return ["O"] + [f"{prefix}-{kind}" for kind in self.label_counts(train) for prefix in ("B", "I")]
 
