@@ -3,10 +3,13 @@
 Reads `task`, `model.*`, `finetune.*`. Dynamic padding and length-grouped batches, whole epochs until
 `finetune.min_steps`, validation and a checkpoint every epoch (or every `eval_steps`), the best checkpoint
 kept by a validation metric, early stopping, a fixed seed. An interrupted run resumes from its last
-checkpoint. Training curves go through dvclive into metrics/train/ for `dvc plots show`.
+checkpoint. Training curves go through dvclive into metrics/train/ for `dvc plots show`. With
+`finetune.processes` or `finetune.nodes` above 1 the stage starts itself again under torchrun (DDP;
+stages/distributed.py) and rank 0 alone writes.
 """
 
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -18,10 +21,12 @@ from transformers import AutoConfig, EarlyStoppingCallback, Trainer, TrainingArg
 
 from stages.artifacts import atomic_dir, read_json
 from stages.checkpoints import resumable_checkpoint, run_fingerprint
+from stages.distributed import (RESUME_ENV, backend, in_worker, is_main_process, launch, per_process_batch,
+                                world_size)
 from stages.params import Finetune, ParamsError, load_params, run_stage
 from stages.sources import from_pretrained
 from stages.tasks import get_task
-from stages.training_log import CuratedDVCLiveCallback
+from stages.training_log import CuratedDVCLiveCallback, LogAtCheckpoints
 
 
 def precision_flags(precision: str) -> dict:
@@ -70,8 +75,8 @@ def training_arguments(ft: Finetune, output_dir: str, epochs: float, metric: str
         output_dir=output_dir,
         num_train_epochs=epochs,
         learning_rate=ft.learning_rate,
-        per_device_train_batch_size=ft.batch_size,
-        per_device_eval_batch_size=ft.batch_size * 2,
+        per_device_train_batch_size=per_process_batch(ft),
+        per_device_eval_batch_size=per_process_batch(ft) * 2,
         weight_decay=ft.weight_decay,
         optim=ft.optim,
         warmup_steps=ft.warmup_ratio,  # a float below 1 is a fraction of all steps
@@ -85,12 +90,19 @@ def training_arguments(ft: Finetune, output_dir: str, epochs: float, metric: str
         load_best_model_at_end=True,
         metric_for_best_model=metric,
         greater_is_better=metric != "loss",
-        # rows of similar length share a batch: less padding
-        train_sampling_strategy="group_by_length" if group_by_length else "random",
+        # Rows of similar length share a batch: less padding. Not under DDP: there transformers' length-grouped
+        # sampler stalled training in tests/test_distributed.py (the loss stayed at 0.69 while one process learnt).
+        train_sampling_strategy="group_by_length" if group_by_length and world_size(ft) == 1 else "random",
         length_column_name="length",
         logging_steps=ft.logging_steps,
         report_to="none",  # the dvclive callback below is added explicitly, with our settings
         full_determinism=ft.deterministic,
+        ddp_backend=backend() if world_size(ft) > 1 else None,
+        ddp_find_unused_parameters=False,  # every parameter trains: skip DDP's extra pass over the graph
+        # The classification heads average their own loss: the Trainer's token averaging across processes would
+        # multiply it by the process count (a doubled learning rate on 2 processes).
+        average_tokens_across_devices=False,
+        ddp_timeout=ft.process_timeout_s,  # a process that stops answering fails the others after this long
         **precision_flags(ft.precision),
     )
 
@@ -101,11 +113,19 @@ def main() -> None:
     labels = read_json(f"{paths.processed}/labels.json")
     splits = load_from_disk(paths.processed)
     epochs = epochs_to_run(ft, len(splits["train"]))
-    if epochs != ft.epochs:
-        print(f"finetune: {epochs} epochs of {len(splits['train'])} rows, to reach finetune.min_steps={ft.min_steps}")
     metric = best_metric(ft, task)
-    # Fails on a CPU asked for fp16 before the model loads.
+    # Fails on a CPU asked for fp16, or on a batch that does not split over the processes, before any work.
+    precision_flags(ft.precision), per_process_batch(ft)
+    distributed, main_process = world_size(ft) > 1, is_main_process()
+    if distributed and not in_worker():  # the launcher: settle the resume state once, then start the workers
+        first_node = os.environ.get("NODE_RANK", "0") == "0"
+        resume_from = resumable_checkpoint(Path(paths.checkpoints), run_fingerprint(params, paths.processed)) \
+            if first_node else None
+        launch(ft, "stages.finetune", resume_from)
+        return
     args = training_arguments(ft, paths.checkpoints, epochs, metric, task.group_by_length)
+    if main_process and epochs != ft.epochs:
+        print(f"finetune: {epochs} epochs of {len(splits['train'])} rows, to reach finetune.min_steps={ft.min_steps}")
 
     set_seed(ft.seed)  # before the model: the new classification head is initialised from it
     processor = task.load_processor(params.model)
@@ -115,7 +135,7 @@ def main() -> None:
     if params.model.init == "random":  # the architecture alone, trained from scratch
         model = task.auto_model.from_config(from_pretrained(AutoConfig, params.model, **head))
     else:
-        if task.has_head(pretrained) and pretrained.num_labels != len(labels["label2id"]):
+        if main_process and task.has_head(pretrained) and pretrained.num_labels != len(labels["label2id"]):
             print(f"finetune: '{params.model.name}' comes with a {pretrained.num_labels}-label head; a new"
                   f" {len(labels['label2id'])}-label head is trained in its place")
         model = from_pretrained(task.auto_model, params.model, ignore_mismatched_sizes=True, **head)
@@ -124,12 +144,16 @@ def main() -> None:
         # cost about a fifth of a CPU step. Off by default: on the default data it cost accuracy (README).
         model.get_input_embeddings().requires_grad_(False)
 
-    resume_from = resumable_checkpoint(Path(paths.checkpoints), run_fingerprint(params, paths.processed))
-    if resume_from:
+    if distributed:
+        resume_from = os.environ.get(RESUME_ENV) or None
+    else:
+        resume_from = resumable_checkpoint(Path(paths.checkpoints), run_fingerprint(params, paths.processed))
+    if main_process and resume_from:
         print(f"finetune: resuming from {resume_from}")
-    live = Live(paths.train_logs, dvcyaml=False, save_dvc_exp=False)  # a resumed run logs its rows again
-    logged = {"model": params.model.name, **params.finetune.model_dump()}
-    callbacks = [CuratedDVCLiveCallback(live, logged)]
+    callbacks = [LogAtCheckpoints()]
+    if main_process:  # the other ranks write nothing
+        live = Live(paths.train_logs, dvcyaml=False, save_dvc_exp=False)  # a resumed run logs its rows again
+        callbacks.append(CuratedDVCLiveCallback(live, {"model": params.model.name, **params.finetune.model_dump()}))
     if ft.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=ft.early_stopping_patience))
     trainer = Trainer(
@@ -143,6 +167,8 @@ def main() -> None:
         callbacks=callbacks,
     )
     trainer.train(resume_from_checkpoint=resume_from)
+    if not main_process:
+        return
 
     with atomic_dir(paths.finetuned) as out:
         trainer.save_model(str(out))
@@ -150,7 +176,8 @@ def main() -> None:
     for checkpoint in Path(paths.checkpoints).glob("checkpoint-*"):
         shutil.rmtree(checkpoint)
     best = trainer.state.best_metric
-    print(f"finetune: best validation {metric} {best:.4f} -> {paths.finetuned}")
+    processes = f" on {world_size(ft)} processes ({backend()})" if distributed else ""
+    print(f"finetune: best validation {metric} {best:.4f}{processes} -> {paths.finetuned}")
 
 
 if __name__ == "__main__":

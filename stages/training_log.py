@@ -2,6 +2,7 @@
 resume (metrics/train is what `dvc plots` and the model card read)."""
 
 from dvclive import Live
+from transformers import TrainerCallback
 from transformers.integrations import DVCLiveCallback
 
 
@@ -25,14 +26,6 @@ class CuratedDVCLiveCallback(DVCLiveCallback):
         super().on_train_begin(args, state, control, model=model, **kwargs)
         for entry in state.log_history:  # empty unless resumed
             self._log(args, state, control, entry)
-
-    # A training-loss point at every checkpoint too: a resumed run's first window starts at its checkpoint, so
-    # windows that end there give both runs the same points.
-    def on_step_end(self, args, state, control, **kwargs):
-        control.should_log |= control.should_save
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        control.should_log |= control.should_save
 
     def on_log(self, args, state, control, model=None, logs=None, **kwargs):
         whole_run = whole_run_train_loss(state.log_history) if "train_loss" in logs else None
@@ -62,3 +55,15 @@ def whole_run_train_loss(log_history: list[dict]) -> float:
             total += entry["loss"] * (entry["step"] - previous)
             steps, previous = steps + entry["step"] - previous, entry["step"]
     return total / steps if steps else None
+
+
+class LogAtCheckpoints(TrainerCallback):
+    """A training-loss point at every checkpoint too: a resumed run's first window starts at its checkpoint, so
+    windows that end there give both runs the same points. On every process, not only the one that writes the
+    log: logging gathers the loss across processes, and a gather only some of them join hangs or aborts."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        control.should_log |= control.should_save
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        control.should_log |= control.should_save

@@ -1,0 +1,73 @@
+"""Training on several processes and machines through PyTorch's own launcher, `torchrun`.
+
+With `finetune.processes` x `finetune.nodes` above 1, the finetune stage starts itself again under `torchrun`
+(`python -m torch.distributed.run`) and the Trainer runs DDP in each worker: `gloo` on CPUs, `nccl` on GPUs.
+Rank 0 alone writes the outputs. On several machines each one runs the same stage with `NODE_RANK` (0 on the
+machine that keeps the outputs), `MASTER_ADDR` and `MASTER_PORT` (where rank 0 listens) in its environment.
+"""
+
+import os
+import subprocess
+import sys
+
+import torch
+
+from stages.params import Finetune, ParamsError, StageError
+
+RESUME_ENV = "HFX_RESUME_FROM"  # the checkpoint the launcher found, for every worker to resume from
+
+
+def world_size(ft: Finetune) -> int:
+    return ft.processes * ft.nodes
+
+
+def in_worker() -> bool:
+    """Whether this process was started by torchrun."""
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def is_main_process() -> bool:
+    """Rank 0 of the whole job (or the only process): the one that writes."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def backend() -> str:
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def per_process_batch(ft: Finetune) -> int:
+    """finetune.batch_size is the global batch (rows per optimizer step, over every process): the same steps
+    and learning-rate schedule whatever the process count."""
+    processes = world_size(ft)
+    if ft.batch_size % processes:
+        raise ParamsError(f"finetune.batch_size: {ft.batch_size} rows per step do not split evenly over"
+                          f" {processes} processes (finetune.processes x finetune.nodes); use a multiple of {processes}")
+    return ft.batch_size // processes
+
+
+def torchrun_command(ft: Finetune, module: str) -> list[str]:
+    """The launcher command for `python -m <module>`: standalone on one machine, a static rendezvous at
+    MASTER_ADDR:MASTER_PORT across machines."""
+    per_process_batch(ft)  # a bad split fails here, before any worker starts
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={ft.processes}",
+               f"--nnodes={ft.nodes}", "--max-restarts=0"]
+    if ft.nodes == 1:
+        command.append("--standalone")
+    else:
+        missing = [name for name in ("NODE_RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+        if missing:
+            raise ParamsError(f"finetune.nodes: {ft.nodes} machines need {', '.join(missing)} in the environment"
+                              " of each (NODE_RANK 0 on the machine that keeps the outputs; README, 'Many machines')")
+        command += [f"--node-rank={os.environ['NODE_RANK']}", f"--master-addr={os.environ['MASTER_ADDR']}",
+                    f"--master-port={os.environ['MASTER_PORT']}"]
+    return command + ["-m", module]
+
+
+def launch(ft: Finetune, module: str, resume_from: str | None) -> None:
+    """Run `module` under torchrun and wait. torchrun stops every worker when one fails; the stage then fails
+    with one line, and no output has been written (rank 0 writes only at the end)."""
+    env = {**os.environ, RESUME_ENV: resume_from or ""}
+    result = subprocess.run(torchrun_command(ft, module), env=env)
+    if result.returncode != 0:
+        raise StageError(f"finetune: a training process failed (torchrun exit {result.returncode}); see its"
+                         " output above. Nothing was written; the next run resumes from the last checkpoint")
