@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install repro test check report remote push pull bench bench-defaults predict serve loadtest clean
+.PHONY: install repro test check report remote push pull bench bench-defaults bench-processes predict serve loadtest clean
 
 # predict and serve read an exported model folder and nothing else.
 MODEL ?= models/export
@@ -62,6 +62,10 @@ bench: install
 # baseline: benchmarks/defaults.json. Reads ../shared/data (or $$HFX_SHARED_DATA). About half an hour on 2 cores.
 bench-defaults: install
 	python -m benchmarks.defaults
+
+# finetune as 1 process x all cores against 1 process per core (DDP, gloo): benchmarks/processes.json.
+bench-processes: install
+	python -m benchmarks.processes
 
 # Label a file (.csv, .tsv, .jsonl, .parquet: TEXT_COLUMN=text) or stdin (INPUT=-): JSONL to stdout, or OUTPUT=.
 predict: install

@@ -28,6 +28,8 @@ def shell_commands() -> list[str]:
             inner = re.findall(r"\$\(([^)]*)\)", line)  # `$(dvc exp list --name-only)`: a command of its own
             commands += inner
             words = shlex.split(re.sub(r"\$\([^)]*\)", "", line), comments=True)
+            while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # `NODE_RANK=1 ...`: the environment
+                words = words[1:]
             text = shlex.join(words)
             commands += [part.strip() for part in text.split(" '&&' ")] if words else []
     return commands
@@ -66,6 +68,9 @@ def test_readme_command_is_valid(command):
         help_text = dvc_help(subcommand)
         for option in (w.split("=", 1)[0] for w in words[1:] if w.startswith("-")):
             assert re.search(rf"(^|[\s,\[]){re.escape(option)}\b", help_text), f"README: {command}: dvc has no {option}"
+    elif words[:2] == ["python", "-m"] and words[2].startswith("stages."):
+        # A stage takes no arguments (it reads params.yaml): running it with --help would run the stage.
+        assert len(words) == 3 and (ROOT / (words[2].replace(".", "/") + ".py")).is_file(), f"README: {command}"
     elif words[:2] == ["python", "-m"]:
         help_text = subprocess.run([sys.executable, "-m", words[2], "--help"], cwd=ROOT, capture_output=True,
                                    text=True, env=stage_env())
