@@ -31,6 +31,11 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def is_first_node() -> bool:
+    """The machine that keeps the outputs and the resume checkpoints (the only one on a single machine)."""
+    return os.environ.get("NODE_RANK", "0") == "0"
+
+
 def backend() -> str:
     return "nccl" if torch.cuda.is_available() else "gloo"
 

@@ -21,8 +21,8 @@ from transformers import AutoConfig, EarlyStoppingCallback, Trainer, TrainingArg
 
 from stages.artifacts import atomic_dir, read_json
 from stages.checkpoints import resumable_checkpoint, run_fingerprint
-from stages.distributed import (RESUME_ENV, backend, in_worker, is_main_process, launch, per_process_batch,
-                                world_size)
+from stages.distributed import (RESUME_ENV, backend, in_worker, is_first_node, is_main_process, launch,
+                                per_process_batch, world_size)
 from stages.params import Finetune, ParamsError, load_params, run_stage
 from stages.sources import from_pretrained
 from stages.tasks import get_task
@@ -118,9 +118,8 @@ def main() -> None:
     precision_flags(ft.precision), per_process_batch(ft)
     distributed, main_process = world_size(ft) > 1, is_main_process()
     if distributed and not in_worker():  # the launcher: settle the resume state once, then start the workers
-        first_node = os.environ.get("NODE_RANK", "0") == "0"
         resume_from = resumable_checkpoint(Path(paths.checkpoints), run_fingerprint(params, paths.processed)) \
-            if first_node else None
+            if is_first_node() else None
         launch(ft, "stages.finetune", resume_from)
         return
     args = training_arguments(ft, paths.checkpoints, epochs, metric, task.group_by_length)

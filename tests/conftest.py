@@ -188,3 +188,29 @@ def exported_model(tmp_path_factory, tiny_model) -> Path:
                               finetune__batch_size=16, export__latency_queries=3)
     run(["dvc", "repro"], repo)
     return repo / "models/export"
+
+
+@pytest.fixture(scope="session")
+def image_repo(tmp_path_factory):
+    """The whole pipeline on generated 28x28 images (IDX files, as Fashion-MNIST ships) and the ResNet preset,
+    trained from scratch."""
+    import numpy as np
+
+    from tests.test_images import write_idx
+
+    repo = make_repo(tmp_path_factory.mktemp("images") / "repo")
+    (repo / "inputs").mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 240), ("t10k", 60)):
+        labels = np.arange(n) % 3
+        images = rng.integers(0, 60, (n, 28, 28))
+        images[labels == 1] += 150  # bright
+        images[labels == 2, :, ::4] = 255  # stripes
+        write_idx(repo / f"inputs/{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(repo / f"inputs/{prefix}-labels-idx1-ubyte.gz", labels)
+    set_params(repo, task="image-classification", data__source="inputs", data__image_column="image",
+               data__label_column="label", data__label_names=["dark", "bright", "striped"], data__exclude_labels=[],
+               model__name=str(ROOT / "presets/resnet-small"), model__init="random", finetune__min_steps=0, finetune__epochs=3, finetune__learning_rate=3e-3,
+               finetune__batch_size=32, export__latency_queries=5)
+    commit_all(repo, "tiny image pipeline")
+    return repo, run(["dvc", "repro"], repo, check=False)

@@ -1,4 +1,6 @@
-"""The image-classification adapter (in progress): images from any column form, RGB conversion, bad images."""
+"""The image-classification adapter and pipeline: images from every source form, RGB conversion, bad images,
+label names, augmentation, a pretrained model with a new head, and `dvc repro` end to end (predict and serve:
+tests/test_image_serving.py)."""
 
 import io
 
@@ -111,31 +113,6 @@ def test_augmentation_keeps_shape_and_content_and_varies_by_draw():
     assert any(np.array_equal(out, pixels) or np.array_equal(out, pixels[:, :, ::-1]) for out in outs)
 
 
-@pytest.fixture(scope="module")
-def image_repo(tmp_path_factory):
-    """The whole pipeline on generated 28x28 images (IDX files, as Fashion-MNIST ships) and the ResNet preset,
-    trained from scratch."""
-    from tests.conftest import ROOT, commit_all, make_repo, run, set_params
-    from tests.test_images import write_idx
-
-    repo = make_repo(tmp_path_factory.mktemp("images") / "repo")
-    (repo / "inputs").mkdir()
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 240), ("t10k", 60)):
-        labels = np.arange(n) % 3
-        images = rng.integers(0, 60, (n, 28, 28))
-        images[labels == 1] += 150  # bright
-        images[labels == 2, :, ::4] = 255  # stripes
-        write_idx(repo / f"inputs/{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(repo / f"inputs/{prefix}-labels-idx1-ubyte.gz", labels)
-    set_params(repo, task="image-classification", data__source="inputs", data__image_column="image",
-               data__label_column="label", data__label_names=["dark", "bright", "striped"], data__exclude_labels=[], model__name=str(ROOT / "presets/resnet-small"),
-               model__init="random", finetune__min_steps=0, finetune__epochs=3, finetune__learning_rate=3e-3,
-               finetune__batch_size=32, export__latency_queries=5)
-    commit_all(repo, "tiny image pipeline")
-    return repo, run(["dvc", "repro"], repo, check=False)
-
-
 def test_a_pretrained_image_classifier_keeps_its_weights_and_gets_a_new_head(image_repo, tmp_path):
     """The Hub path (a local folder loads as a Hub id does): a 5-label classifier's weights, a new 3-label head."""
     import shutil
@@ -190,124 +167,3 @@ def test_repro_classifies_images_end_to_end(image_repo):
     assert export["size_mb"]["onnx_int8"] < export["size_mb"]["onnx"] / 2
     assert (repo / "models/export/test_images.png").is_file()
     assert "![The first 32 test images" in (repo / "models/export/README.md").read_text()
-
-
-def test_served_pixels_equal_the_image_processor_without_torch():
-    """hfx resizes and normalises with Pillow and numpy as the folder's processor does with transformers."""
-    from types import SimpleNamespace
-
-    from transformers import AutoImageProcessor
-
-    from hfx.tasks import ImageClassification as Handler
-    from tests.conftest import ROOT
-
-    folder = ROOT / "presets/resnet-small"
-    handler = Handler(SimpleNamespace(folder=folder, labels=["a", "b"]))
-    processor = AutoImageProcessor.from_pretrained(folder, backend="pil")
-    for mode, size in (("L", (28, 28)), ("RGBA", (50, 37)), ("RGB", (17, 90))):
-        image = PILImage.fromarray(np.random.default_rng(1).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).convert(mode)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        expected = processor(image.convert("RGB"), return_tensors="np")["pixel_values"][0]
-        assert np.allclose(handler.read_bytes(buffer.getvalue(), "x"), expected, atol=1e-5), mode
-
-
-def write_images(folder, rng, labels):
-    """PNGs drawn as the training images were: dark, bright or striped."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, label in enumerate(labels):
-        pixels = rng.integers(0, 60, (28, 28)).astype(np.uint8)
-        if label == 1:
-            pixels += 150
-        elif label == 2:
-            pixels[:, ::4] = 255
-        paths.append(folder / f"{i}-{label}.png")
-        PILImage.fromarray(pixels).save(paths[-1])
-    return paths
-
-
-def test_predict_labels_files_a_folder_and_a_csv_of_paths_as_the_pipeline_does(image_repo, tmp_path):
-    import json
-    import subprocess
-    import sys
-
-    import pandas as pd
-    from transformers import pipeline
-
-    from tests.conftest import ROOT, stage_env
-
-    repo, result = image_repo
-    export = repo / "models/export"
-    paths = write_images(tmp_path / "images", np.random.default_rng(5), [0, 1, 2, 1])
-    (tmp_path / "images" / "broken.png").write_bytes(png("L")[:30])
-
-    def predict(*args):
-        out = subprocess.run([sys.executable, str(ROOT / "tests/no_torch.py"), "-m", "hfx.predict", *map(str, args),
-                              "--model", export, "--format", "fp32"], cwd=ROOT, env=stage_env(), capture_output=True,
-                             text=True, timeout=300)
-        assert out.returncode == 0, out.stderr[-2000:]
-        return [json.loads(line) for line in out.stdout.splitlines()], out.stderr
-
-    expected = pipeline("image-classification", model=str(export))([str(p) for p in paths])
-    files, _ = predict(*paths)
-    assert [row["image"] for row in files] == [str(p) for p in paths]
-    assert [row["label"] for row in files] == [e[0]["label"] for e in expected] == ["dark", "bright", "striped", "bright"]
-    assert all(abs(row["score"] - e[0]["score"]) < 1e-4 for row, e in zip(files, expected))
-    folder, warnings = predict(tmp_path / "images")  # sorted paths; the cut-short file is reported and skipped
-    assert [row["label"] for row in folder] == ["dark", "bright", "striped", "bright"]
-    assert "broken.png cannot be decoded" in warnings or "broken.png is not an image" in warnings
-    table = tmp_path / "images.csv"
-    pd.DataFrame({"id": [1, 2], "file": ["images/0-0.png", "images/2-2.png"]}).to_csv(table, index=False)
-    rows, _ = predict(table, "--image-column", "file", "--output", tmp_path / "labelled.csv")
-    assert pd.read_csv(tmp_path / "labelled.csv")[["id", "label"]].values.tolist() == [[1, "dark"], [2, "striped"]]
-
-
-def test_serve_takes_raw_and_base64_images_and_answers_bad_ones_with_a_4xx(image_repo, tmp_path):
-    import base64
-    import json
-
-    from tests.test_serve import Server
-
-    repo, result = image_repo
-    dark, bright = (path.read_bytes() for path in write_images(tmp_path, np.random.default_rng(6), [0, 1]))
-    server = Server(repo / "models/export")
-    try:
-        status, body = server.request("POST", "/predict", dark, headers={"Content-Type": "image/png"})
-        assert status == 200 and json.loads(body)[0]["label"] == "dark"
-        status, batch = server.predict({"inputs": [base64.b64encode(bright).decode(),
-                                                   "data:image/png;base64," + base64.b64encode(dark).decode()],
-                                        "top_k": 1})
-        assert status == 200 and [r[0]["label"] for r in batch] == ["bright", "dark"]
-        huge = io.BytesIO()
-        PILImage.new("L", (8000, 6000)).save(huge, format="PNG")  # 48M pixels, a few kB of PNG
-        for payload, headers, expected in (
-                (b"not an image", {"Content-Type": "image/png"}, 422),
-                (b"", {"Content-Type": "image/jpeg"}, 422),
-                (dark[:40], {"Content-Type": "image/png"}, 422),
-                (huge.getvalue(), {"Content-Type": "image/png"}, 413),
-                (json.dumps({"inputs": "%%% not base64"}).encode(), {}, 422),
-                (json.dumps({"inputs": [base64.b64encode(b"text").decode()]}).encode(), {}, 422),
-                (json.dumps({"inputs": 3}).encode(), {}, 422)):
-            status, answer = server.request("POST", "/predict", payload, headers=headers)
-            assert status == expected, (payload[:20], answer)
-            assert "\n" not in json.loads(answer)["error"]
-        info = json.loads(server.get("/info")[1])
-        assert info["task"] == "image-classification" and info["labels"] == ["dark", "bright", "striped"]
-        assert server.get("/health")[0] == 200
-    finally:
-        assert server.stop() == 0
-
-
-def test_a_center_cropping_processor_is_refused_in_one_line_when_the_model_loads(tmp_path):
-    import json
-
-    from hfx.model import LoadedModel, ModelError
-
-    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["ConvNextForImageClassification"],
-                                                      "id2label": {"0": "a", "1": "b"}}))
-    (tmp_path / "preprocessor_config.json").write_text(json.dumps({
-        "image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 224}, "crop_pct": 0.875}))
-    (tmp_path / "model.onnx").write_bytes(b"")
-    with pytest.raises(ModelError, match=r"ConvNextImageProcessor with size \{'shortest_edge': 224\} is not served yet"):
-        LoadedModel(tmp_path, "fp32")
