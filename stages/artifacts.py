@@ -50,7 +50,8 @@ def atomic_file(path: str | Path):
 
 def save_datasets(splits, out: Path) -> None:
     """`DatasetDict.save_to_disk`, with each split's fingerprint a hash of its own bytes: `datasets` stores a
-    random one, which would give identical data a new DVC hash on every run and rerun everything downstream."""
+    random one, which would give identical data a new DVC hash on every run and rerun everything downstream.
+    Likewise the split's name, which a map over several processes drops."""
     splits.save_to_disk(str(out))
     for name in splits:
         state_file = Path(out) / name / "state.json"
@@ -60,6 +61,7 @@ def save_datasets(splits, out: Path) -> None:
             with open(state_file.parent / data_file["filename"], "rb") as f:
                 digest.update(hashlib.file_digest(f, "sha256").digest())
         state["_fingerprint"] = digest.hexdigest()[:16]
+        state["_split"] = name
         state_file.write_text(json.dumps(state, indent=2, sort_keys=True))
 
 

@@ -10,7 +10,7 @@ from stages.params import load_params, run_stage
 from stages.sources import load_source
 from stages.splits import build_splits
 from stages.tasks import get_task
-from stages.tasks.common import FIXED
+from stages.tasks.common import BATCH_ROWS, FIXED
 
 
 def main() -> None:
@@ -40,7 +40,8 @@ def main() -> None:
     }
     with atomic_dir(params.paths.raw) as out:
         for name, ds in splits.items():
-            ds.to_parquet(str(Path(out) / f"{name}.parquet"))
+            # Row groups of a batch each: the next stage then reads a batch at a time, not the whole split.
+            ds.to_parquet(str(Path(out) / f"{name}.parquet"), batch_size=BATCH_ROWS)
         write_json(Path(out) / "manifest.json", manifest)
 
     sizes = ", ".join(f"{name} {len(ds)}" for name, ds in splits.items())

@@ -97,6 +97,7 @@ class Preprocess(Section):
     max_length: int = Field(128, ge=8, le=8192)
     label_all_subtokens: bool = False  # token classification: tag every sub-token, not only a word's first
     augment: bool = True  # image classification: random pad-crop and flip of training images, as they are read
+    num_proc: int = Field(1, ge=1, le=512)  # processes that tokenize; the output is the same for any count
 
 
 class Finetune(Section):

@@ -2,7 +2,8 @@
 
 Reads `task`, `model.*`, `preprocess.*`. Fixes the label order once (labels.json). Truncates to max_length
 (and counts what was cut: texts, or words of a sentence) and does not pad: batches are padded to their own
-longest row at training time.
+longest row at training time. Splits are read and written a batch at a time (memory-mapped Arrow), so memory
+stays bounded whatever their size.
 """
 
 from pathlib import Path
@@ -13,6 +14,7 @@ from stages.artifacts import atomic_dir, save_datasets, write_json
 from stages.params import load_params, run_stage
 from stages.splits import SPLITS
 from stages.tasks import get_task
+from stages.tasks.common import BATCH_ROWS, column_sum
 
 
 def main() -> None:
@@ -25,11 +27,11 @@ def main() -> None:
     label2id = {name: i for i, name in enumerate(names)}
 
     tokenized = splits.map(
-        task.tokenize, batched=True, batch_size=1000, remove_columns=splits["train"].column_names,
+        task.tokenize, batched=True, batch_size=BATCH_ROWS, remove_columns=splits["train"].column_names,
         fn_kwargs={"processor": processor, "settings": params.preprocess, "label2id": label2id},
-        desc="tokenize",
+        num_proc=params.preprocess.num_proc if params.preprocess.num_proc > 1 else None, desc="tokenize",
     )
-    truncated = {name: int(sum(ds["truncated"])) for name, ds in tokenized.items()}  # rows, or words cut off
+    truncated = {name: column_sum(ds, "truncated") for name, ds in tokenized.items()}  # rows, or words cut off
     tokenized = tokenized.remove_columns("truncated")
 
     with atomic_dir(params.paths.processed) as out:
@@ -42,7 +44,7 @@ def main() -> None:
         if task.truncated_unit:
             stats[f"truncated_{task.truncated_unit}"] = truncated
         if task.group_by_length:
-            stats["mean_tokens"] = {name: round(sum(ds["length"]) / max(len(ds), 1), 2) for name, ds in tokenized.items()}
+            stats["mean_tokens"] = {name: round(column_sum(ds, "length") / max(len(ds), 1), 2) for name, ds in tokenized.items()}
         write_json(out / "stats.json", stats)
     cut = f", truncated {task.truncated_unit} {truncated}" if task.truncated_unit else ""
     print(f"preprocess: {len(names)} labels{cut}, {sum(stats['size_mb'].values()):.1f} MB -> {params.paths.processed}")

@@ -7,6 +7,7 @@ from datasets import Dataset
 from sklearn.model_selection import train_test_split
 
 from stages.params import Data, ParamsError
+from stages.tasks.common import label_codes
 
 SPLITS = ("train", "validation", "test")
 # Other names sources use for the same splits (Hub datasets, competitions, papers).
@@ -63,8 +64,8 @@ def build_splits(loaded: dict, data: Data, task) -> tuple[dict, dict, dict, list
 
 def _split_off(ds: Dataset, count: int, column: str | None, seed: int, why: str) -> tuple[Dataset, Dataset]:
     """Stratified by `column` (when the task has one): (rest, `count` rows taken out)."""
-    labels = list(ds[column]) if column else None
-    n_classes = len(set(labels)) if column else 1
+    labels = label_codes(ds, column) if column else None
+    n_classes = len(np.unique(labels)) if column else 1
     if count < n_classes or len(ds) - count < n_classes:
         raise ParamsError(f"{why}: train has {len(ds)} rows, too few to take {count} out for each of its {n_classes}"
                           f" labels; use a larger dataset, a larger fraction or provide that split")
@@ -97,7 +98,7 @@ def cap_rows(ds: Dataset, max_samples: int | None, column: str | None, seed: int
         return ds
     rows = np.arange(len(ds))
     try:
-        keep, _ = train_test_split(rows, train_size=max_samples, stratify=list(ds[column]) if column else None,
+        keep, _ = train_test_split(rows, train_size=max_samples, stratify=label_codes(ds, column) if column else None,
                                    random_state=seed)
     except ValueError:  # too few rows of a label, or too few left out, to keep the proportions
         keep, _ = train_test_split(rows, train_size=max_samples, random_state=seed)

@@ -1,9 +1,14 @@
-"""What the task adapters share: label names and order, and the shape of an evaluation."""
+"""What the task adapters share: label names and order, reading a split batch by batch, and the shape of an
+evaluation."""
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets import Dataset
 from scipy.special import softmax
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 from sklearn.preprocessing import label_binarize
@@ -12,6 +17,8 @@ from stages.params import Data, ParamsError
 
 
 FIXED = "fixed:"  # in standardize's counts: tags repaired, not rows dropped
+DROPPED = "dropped"  # a column `clean_rows` functions return: why a row is left out, or None to keep it
+BATCH_ROWS = 1000  # rows in memory at a time while a split is read, cleaned or written
 
 
 @dataclass
@@ -69,3 +76,48 @@ def require_columns(split, data: Data, split_name: str, input_key: str = "text_c
         if column not in split.column_names:
             raise ParamsError(f"{key}: column '{column}' not in the {split_name} split;"
                               f" columns: {', '.join(split.column_names)}")
+
+
+# A split is read as Arrow batches (memory-mapped on disk), never whole: memory stays bounded by the batch.
+
+def column_batches(split: Dataset, column: str, rows: int = 10 * BATCH_ROWS):
+    """A column, one Arrow array of at most `rows` values at a time (selections and filters applied)."""
+    for batch in split.select_columns([column]).with_format("arrow").iter(batch_size=rows):
+        yield batch.column(column)
+
+
+def value_counts(split: Dataset, column: str) -> Counter:
+    counts = Counter()
+    for values in column_batches(split, column):
+        counts.update({item["values"]: item["counts"] for item in pc.value_counts(values).to_pylist()})
+    return counts
+
+
+def column_sum(split: Dataset, column: str) -> int:
+    return int(sum(pc.sum(values).as_py() or 0 for values in column_batches(split, column)))
+
+
+def label_codes(split: Dataset, column: str) -> np.ndarray:
+    """Each row's label as an index into the sorted labels: what stratified sampling needs, at 4 bytes a row."""
+    labels = pa.array(sorted(value_counts(split, column)))
+    codes = [pc.index_in(values, value_set=labels).to_numpy(zero_copy_only=False) for values in column_batches(split, column)]
+    return np.concatenate(codes) if codes else np.zeros(0, dtype=np.int32)
+
+
+def clean_rows(split: Dataset, function, features, **kwargs) -> tuple[Dataset, Counter, str | None]:
+    """`function(batch, indices, **kwargs)` turns a batch of source rows into the task's columns plus `dropped`
+    (why each row is left out, or None) and optionally `error` (what went wrong with a dropped row): a batched
+    map, so a split of any size is read a batch at a time.
+    Returns the kept rows, how many were dropped by reason, and the first error."""
+    cleaned = split.map(function, batched=True, batch_size=BATCH_ROWS, with_indices=True, fn_kwargs=kwargs,
+                        remove_columns=split.column_names, features=features, desc="read")
+    dropped = value_counts(cleaned, DROPPED)
+    dropped.pop(None, None)
+    first_error = None
+    if "error" in cleaned.column_names:
+        errors = (pc.drop_null(values) for values in column_batches(cleaned, "error"))
+        first_error = next((values[0].as_py() for values in errors if len(values)), None)
+        cleaned = cleaned.remove_columns("error")
+    kept = cleaned.filter(lambda reasons: [reason is None for reason in reasons], batched=True,
+                          batch_size=BATCH_ROWS, input_columns=DROPPED, desc="keep")
+    return kept.remove_columns(DROPPED), dropped, first_error

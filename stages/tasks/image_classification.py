@@ -17,7 +17,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from stages.params import Data, Model, Params, ParamsError, Preprocess
 from stages.sources import model_path
-from stages.tasks.common import require_columns
+from stages.tasks.common import DROPPED, clean_rows, require_columns
 from stages.tasks.text_classification import SingleLabel
 
 
@@ -62,35 +62,38 @@ class ImageClassification(SingleLabel):
         and a split where no image can be read is an error naming the first bad one. Relative image paths are
         read from the source's folder (a table's own folder)."""
         source = Path(data.source)
-        root = source if source.is_dir() else source.parent
         require_columns(split, data, split_name, self.input_key)
         feature = split.features[data.label_column]
         names = feature.names if isinstance(feature, ClassLabel) else None
         images = split.cast_column(data.image_column, Image(decode=False)) \
             if isinstance(split.features[data.image_column], Image) else split
-        encoded, labels, dropped, first_error = [], [], Counter(), None
-        for row, (value, raw_label) in enumerate(zip(images[data.image_column], split[data.label_column]), 1):
-            label = self.read_label(raw_label, names, data)
-            if label is None:
-                dropped["missing_label"] += 1
-                continue
-            if self.excluded(label, data):
-                dropped[f"excluded_label:{label}"] += 1
-                continue
-            try:
-                image = open_image(value, root)
-            except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
-                dropped["unreadable_image"] += 1
-                first_error = first_error or f"row {row}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                continue
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-            encoded.append({"bytes": buffer.getvalue(), "path": None})
-            labels.append(label)
-        if not encoded and dropped["unreadable_image"]:
+        features = Features({"image": Image(), "label": Value("string"), "error": Value("string"),
+                             DROPPED: Value("string")})
+        kept, dropped, first_error = clean_rows(images, self._clean, features, data=data, names=names,
+                                                root=source if source.is_dir() else source.parent)
+        if len(kept) == 0 and dropped["unreadable_image"]:
             raise ParamsError(f"data.image_column: no image in the {split_name} split could be read ({first_error})")
-        features = Features({"image": Image(), "label": Value("string")})
-        return Dataset.from_dict({"image": encoded, "label": labels}, features=features), dropped
+        return kept, dropped
+
+    def _clean(self, batch: dict, indices: list[int], data: Data, names: list[str] | None, root: Path) -> dict:
+        rows = {"image": [], "label": [], "error": [], DROPPED: []}
+        for index, value, raw_label in zip(indices, batch[data.image_column], batch[data.label_column]):
+            label, image, reason, error = self.read_label(raw_label, names, data), None, None, None
+            if label is None:
+                reason = "missing_label"
+            elif self.excluded(label, data):
+                reason = f"excluded_label:{label}"
+            else:
+                try:
+                    buffer = io.BytesIO()
+                    open_image(value, root).save(buffer, format="PNG")
+                    image = {"bytes": buffer.getvalue(), "path": None}
+                except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
+                    reason = "unreadable_image"
+                    error = f"row {index + 1}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            rows["image"].append(image), rows["label"].append(label if reason is None else None)
+            rows["error"].append(error), rows[DROPPED].append(reason)
+        return rows
 
     def tokenize(self, batch: dict, processor, settings, label2id: dict) -> dict:
         """Images resized (as the processor does) and stored as uint8: a quarter of float32's bytes, and

@@ -4,7 +4,7 @@ from collections import Counter
 
 import numpy as np
 import pandas as pd
-from datasets import ClassLabel, Dataset
+from datasets import ClassLabel, Dataset, Features, Value
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from scipy.special import softmax
@@ -13,7 +13,8 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from stages.params import Data, ParamsError, Preprocess
 from stages.tasks.text_inputs import TextInputs
-from stages.tasks.common import require_columns, Evaluation, label_text, score_curves, sorted_labels
+from stages.tasks.common import (DROPPED, Evaluation, clean_rows, label_text, require_columns, score_curves,
+                                 sorted_labels, value_counts)
 
 
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray, names: list[str]) -> dict:
@@ -48,21 +49,21 @@ class SingleLabel:
     logits_axes = {0: "batch"}
 
     def label_counts(self, split: Dataset) -> dict:
-        return dict(sorted(Counter(split["label"]).items()))
+        return dict(sorted(value_counts(split, "label").items()))
 
     def check_labels(self, splits: dict[str, Dataset]) -> None:
-        names = set(splits["train"]["label"])
+        names = set(value_counts(splits["train"], "label"))
         if len(names) < 2:
             raise ParamsError(f"data: train has a single label {sorted(names)}; classification needs at least two")
         for split in ("validation", "test"):
-            unseen = sorted(set(splits[split]["label"]) - names)
+            unseen = sorted(set(value_counts(splits[split], "label")) - names)
             if unseen:
                 raise ParamsError(f"data: labels {unseen} in {split} never appear in train"
                                   f" (train labels: {sorted_labels(names)})")
 
     def label_names(self, train: Dataset, data: Data) -> list[str]:
         """The label order (ids): as `data.label_names` lists them, else numeric or alphabetical."""
-        present = set(train["label"])
+        present = set(value_counts(train, "label"))
         if data.label_names:
             return [name for name in data.label_names.values() if name in present]
         return sorted_labels(present)
@@ -126,19 +127,26 @@ class TextClassification(TextInputs, SingleLabel):
         require_columns(split, data, split_name)
         feature = split.features[data.label_column]
         names = feature.names if isinstance(feature, ClassLabel) else None
-        texts, labels, dropped = [], [], Counter()
-        for text, value in zip(split[data.text_column], split[data.label_column]):
+        features = Features({"text": Value("string"), "label": Value("string"), DROPPED: Value("string")})
+        kept, dropped, _ = clean_rows(split, self._clean, features, data=data, names=names)
+        return kept, dropped
+
+    def _clean(self, batch: dict, indices: list[int], data: Data, names: list[str] | None) -> dict:
+        rows = {"text": [], "label": [], DROPPED: []}
+        for text, value in zip(batch[data.text_column], batch[data.label_column]):
             label = self.read_label(value, names, data)
             if not isinstance(text, str) or not text.strip():
-                dropped["empty_text"] += 1
+                reason = "empty_text"
             elif label is None:
-                dropped["missing_label"] += 1
+                reason = "missing_label"
             elif self.excluded(label, data):
-                dropped[f"excluded_label:{label}"] += 1
+                reason = f"excluded_label:{label}"
             else:
-                texts.append(text)
-                labels.append(label)
-        return Dataset.from_dict({"text": texts, "label": labels}), dropped
+                reason = None
+            rows["text"].append(text if reason is None else None)
+            rows["label"].append(label if reason is None else None)
+            rows[DROPPED].append(reason)
+        return rows
 
     def tokenize(self, batch: dict, processor, settings: Preprocess, label2id: dict) -> dict:
         encoded = processor(batch["text"], truncation=True, max_length=settings.max_length)

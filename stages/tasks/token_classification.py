@@ -4,14 +4,16 @@ from collections import Counter
 
 import numpy as np
 import pandas as pd
-from datasets import ClassLabel, Dataset
+from datasets import ClassLabel, Dataset, Features, List, Value
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
 from stages.params import Data, ParamsError, Preprocess
 from stages.tasks.text_inputs import TextInputs
-from stages.tasks.common import require_columns, FIXED, Evaluation, label_text, score_curves
+from stages.tasks.common import (BATCH_ROWS, DROPPED, FIXED, Evaluation, clean_rows, column_batches, column_sum,
+                                 label_text, require_columns, score_curves)
+
 
 def entity_type(tag: str) -> str | None:
     return None if tag == "O" else tag[2:]
@@ -29,17 +31,23 @@ def to_iob2(tags: list[str]) -> tuple[list[str], int]:
     return fixed, changed
 
 
-def looks_iob1(sentences: list[list[str]]) -> bool:
-    """IOB1 writes B- only between two adjacent entities of one type, so every entity it opens follows one."""
-    opens_with_i = False
+def iob1_evidence(sentences, seen: tuple[bool, bool] = (False, False)) -> tuple[bool, bool]:
+    """IOB1 writes B- only between two adjacent entities of one type, so every entity it opens follows one.
+    Folds a batch of tag sequences into (an entity opened with B-, an entity opened with I-); the data looks
+    IOB1 when, over all batches, only the second is seen."""
+    opens_with_b, opens_with_i = seen
     for tags in sentences:
         previous = "O"
         for tag in tags:
-            if tag.startswith("B-") and entity_type(previous) != tag[2:]:
-                return False
-            opens_with_i |= tag.startswith("I-") and entity_type(previous) != tag[2:]
+            opens = tag != "O" and entity_type(previous) != tag[2:]
+            opens_with_b |= opens and tag.startswith("B-")
+            opens_with_i |= opens and tag.startswith("I-")
             previous = tag
-    return opens_with_i
+    return opens_with_b, opens_with_i
+
+
+def looks_iob1(sentences) -> bool:
+    return iob1_evidence(sentences) == (False, True)
 
 
 def _as_list(value, names: list[str] | None) -> list[str] | None:
@@ -48,6 +56,27 @@ def _as_list(value, names: list[str] | None) -> list[str] | None:
     if isinstance(value, str):
         return value.split()
     return [label_text(v, names) or "" for v in value]
+
+
+def _clean_sentences(batch: dict, indices: list[int], data: Data, names: list[str] | None, split_name: str) -> dict:
+    rows = {"tokens": [], "tags": [], "changed": [], DROPPED: []}
+    for index, words, tags in zip(indices, batch[data.text_column], batch[data.label_column]):
+        words, tags = _as_list(words, None), _as_list(tags, names)
+        if not words:
+            rows["tokens"].append([]), rows["tags"].append([]), rows["changed"].append(0)
+            rows[DROPPED].append("empty_sentence")
+            continue
+        if tags is None or len(tags) != len(words):
+            raise ParamsError(f"data: {split_name} row {index + 1} has {len(words)} words and"
+                              f" {len(tags or [])} tags; each word needs one tag")
+        bad = next((t for t in tags if t != "O" and (t[:2] not in ("B-", "I-") or len(t) < 3)), None)
+        if bad is not None:
+            raise ParamsError(f"data: {split_name} row {index + 1} has the tag '{bad}'; tags are O, B-<type> or"
+                              " I-<type> (IOB1 or IOB2)")
+        tags, changed = to_iob2(tags)
+        rows["tokens"].append(list(words)), rows["tags"].append(tags), rows["changed"].append(changed)
+        rows[DROPPED].append(None)
+    return rows
 
 
 def word_features(words: list[str], i: int) -> dict:
@@ -87,32 +116,26 @@ class TokenClassification(TextInputs):
         require_columns(split, data, split_name)
         inner = getattr(split.features[data.label_column], "feature", None)  # List(ClassLabel): Hub conll2003
         names = inner.names if isinstance(inner, ClassLabel) else None
-        sentences, counts = [], Counter()
-        for row, (words, tags) in enumerate(zip(split[data.text_column], split[data.label_column]), 1):
-            words, tags = _as_list(words, None), _as_list(tags, names)
-            if not words:
-                counts["empty_sentence"] += 1
-                continue
-            if tags is None or len(tags) != len(words):
-                raise ParamsError(f"data: {split_name} row {row} has {len(words)} words and"
-                                  f" {len(tags or [])} tags; each word needs one tag")
-            bad = next((t for t in tags if t != "O" and (t[:2] not in ("B-", "I-") or len(t) < 3)), None)
-            if bad is not None:
-                raise ParamsError(f"data: {split_name} row {row} has the tag '{bad}'; tags are O, B-<type> or"
-                                  " I-<type> (IOB1 or IOB2)")
-            sentences.append((list(words), tags))
-        iob1 = data.tag_scheme == "iob1" or (data.tag_scheme == "auto" and looks_iob1([t for _, t in sentences]))
-        fixed_tags = []
-        for _, tags in sentences:
-            tags, changed = to_iob2(tags)
-            fixed_tags.append(tags)
-            counts[f"{FIXED}{'iob1_to_iob2' if iob1 else 'invalid_iob2_repaired'}"] += changed
-        counts = Counter({k: v for k, v in counts.items() if v})
-        return Dataset.from_dict({"tokens": [w for w, _ in sentences], "tags": fixed_tags}), counts
+        iob1 = data.tag_scheme == "iob1"
+        if data.tag_scheme == "auto":  # a first pass over the tags alone
+            seen = (False, False)
+            for tags in column_batches(split, data.label_column, BATCH_ROWS):
+                seen = iob1_evidence((_as_list(t, names) or [] for t in tags.to_pylist()), seen)
+            iob1 = seen == (False, True)  # as looks_iob1, over every batch
+        features = Features({"tokens": List(Value("string")), "tags": List(Value("string")), "changed": Value("int64"),
+                             DROPPED: Value("string")})
+        kept, counts, _ = clean_rows(split, _clean_sentences, features, data=data, names=names, split_name=split_name)
+        changed = column_sum(kept, "changed")
+        if changed:
+            counts[f"{FIXED}{'iob1_to_iob2' if iob1 else 'invalid_iob2_repaired'}"] = changed
+        return kept.remove_columns("changed"), counts
 
     def label_counts(self, split: Dataset) -> dict:
         """Entities per type."""
-        return dict(sorted(Counter(t[2:] for tags in split["tags"] for t in tags if t.startswith("B-")).items()))
+        counts = Counter()
+        for batch in column_batches(split, "tags", BATCH_ROWS):
+            counts.update(t[2:] for tags in batch.to_pylist() for t in tags if t.startswith("B-"))
+        return dict(sorted(counts.items()))
 
     def check_labels(self, splits: dict[str, Dataset]) -> None:
         types = set(self.label_counts(splits["train"]))
