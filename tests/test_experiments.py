@@ -1,4 +1,5 @@
-"""Experiments: a queued learning-rate grid, `dvc exp show` / `dvc plots diff` over it, the offline report."""
+"""Experiments: a queued learning-rate grid run two at a time, `dvc exp show` / `dvc plots diff` over it, the offline
+report."""
 
 import json
 import re
@@ -9,20 +10,21 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, run, tiny_pipeline_repo
+from tests.conftest import ROOT, run, set_params, tiny_pipeline_repo
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
 def queued_grid(tmp_path_factory, tiny_model):
-    """Two experiments queued from git with `dvc exp run --queue` and run by `dvc queue start`."""
+    """Two experiments queued from git with `dvc exp run --queue` and run side by side by `dvc queue start -j 2`:
+    both read the same source through the same `datasets` cache at the same time."""
     # Queued runs start from this commit.
     repo = tiny_pipeline_repo(tmp_path_factory.mktemp("experiments") / "repo", tiny_model, {"train": 240, "test": 60},
                               finetune__epochs=2, finetune__warmup_ratio=0.0, finetune__batch_size=16,
                               export__latency_queries=3)
     run(["dvc", "exp", "run", "--queue", "-S", "finetune.learning_rate=1e-3,3e-3"], repo)
-    run(["dvc", "queue", "start", "-j", "1"], repo)
+    run(["dvc", "queue", "start", "-j", "2"], repo)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         status = run(["dvc", "queue", "status"], repo).stdout
@@ -48,6 +50,24 @@ def test_queued_grid_shows_both_runs_with_their_params_and_metrics(queued_grid):
     assert set(found) == {1e-3, 3e-3}
     assert found[1e-3]["loss"] != found[3e-3]["loss"], "different learning rates, different models"
     assert {"accuracy", "f1_macro", "roc_auc", "baseline"} <= set(found[1e-3])
+
+
+def test_side_by_side_runs_match_a_run_on_its_own(queued_grid):
+    """Each queued run has its own workspace and checkpoints: its model is the one a lone run makes."""
+    repo, _ = queued_grid
+    assert run(["git", "status", "--porcelain"], repo).stdout == "", "the queue changed the workspace"
+    assert not (repo / "models").exists()
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    queued = {exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["finetune"]["learning_rate"]:
+              exp["revs"][0]["data"]["metrics"]["metrics/eval.json"]["data"]
+              for rev in shown for exp in (rev.get("experiments") or [])}
+    set_params(repo, finetune__learning_rate=3e-3)
+    try:
+        run(["dvc", "repro", "--no-run-cache"], repo)  # really train, alone, rather than restore the queued run
+        alone = json.loads((repo / "metrics/eval.json").read_text())
+    finally:
+        run(["git", "checkout", "params.yaml"], repo)
+    assert alone["loss"] == queued[3e-3]["loss"] and alone["accuracy"] == queued[3e-3]["accuracy"]
 
 
 def test_plots_diff_overlays_both_experiments(queued_grid):

@@ -1,0 +1,75 @@
+"""How the finetune stage sets up the Trainer: precision, how many epochs, which validation score keeps the best
+checkpoint, and the TrainingArguments, for one process or many."""
+
+import math
+
+import torch
+from transformers import TrainingArguments
+
+from stages.distributed import backend, per_process_batch, world_size
+from stages.params import Finetune, ParamsError
+
+
+def precision_flags(precision: str) -> dict:
+    """auto: bf16 (or fp16 on older GPUs) on CUDA, fp32 on a CPU."""
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    if precision == "fp16" and not cuda:
+        raise ParamsError("finetune.precision: fp16 needs a CUDA GPU; on a CPU use auto, fp32 or bf16")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16", "use_cpu": not cuda}
+
+
+def epochs_to_run(ft: Finetune, train_rows: int) -> float:
+    """finetune.epochs, raised to whole epochs until the run has finetune.min_steps optimizer steps: one epoch
+    of a small dataset is too few steps to learn from."""
+    steps_per_epoch = math.ceil(train_rows / ft.batch_size)
+    return max(ft.epochs, math.ceil(ft.min_steps / steps_per_epoch))
+
+
+def best_metric(ft: Finetune, task) -> str:
+    """finetune.metric_for_best_model, with `auto` the task's own (text: macro F1; entities: entity F1)."""
+    metric = task.best_metric if ft.metric_for_best_model == "auto" else ft.metric_for_best_model
+    if metric not in (*task.validation_metrics, "loss"):
+        raise ParamsError(f"finetune.metric_for_best_model: {task.name} validates with"
+                          f" {', '.join(task.validation_metrics)} and loss, not {metric}")
+    return metric
+
+
+def training_arguments(ft: Finetune, output_dir: str, epochs: float, metric: str,
+                       group_by_length: bool = True) -> TrainingArguments:
+    every = {"strategy": "steps", "steps": ft.eval_steps} if ft.eval_steps else {"strategy": "epoch", "steps": None}
+    return TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=epochs,
+        learning_rate=ft.learning_rate,
+        per_device_train_batch_size=per_process_batch(ft),
+        per_device_eval_batch_size=per_process_batch(ft) * 2,
+        weight_decay=ft.weight_decay,
+        optim=ft.optim,
+        warmup_steps=ft.warmup_ratio,  # a float below 1 is a fraction of all steps
+        seed=ft.seed,
+        data_seed=ft.seed,
+        eval_strategy=every["strategy"],
+        eval_steps=every["steps"],
+        save_strategy=every["strategy"],  # a checkpoint at every evaluation: what resume restarts from
+        save_steps=every["steps"],
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model=metric,
+        greater_is_better=metric != "loss",
+        # Rows of similar length share a batch: less padding. Not under DDP: there transformers' length-grouped
+        # sampler stalled training in tests/test_distributed.py (the loss stayed at 0.69 while one process learnt).
+        train_sampling_strategy="group_by_length" if group_by_length and world_size(ft) == 1 else "random",
+        length_column_name="length",
+        logging_steps=ft.logging_steps,
+        report_to="none",  # the dvclive callback below is added explicitly, with our settings
+        full_determinism=ft.deterministic,
+        ddp_backend=backend() if world_size(ft) > 1 else None,
+        ddp_find_unused_parameters=False,  # every parameter trains: skip DDP's extra pass over the graph
+        # The classification heads average their own loss: the Trainer's token averaging across processes would
+        # multiply it by the process count (a doubled learning rate on 2 processes).
+        average_tokens_across_devices=False,
+        ddp_timeout=ft.process_timeout_s,  # a process that stops answering fails the others after this long
+        **precision_flags(ft.precision),
+    )
