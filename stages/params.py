@@ -146,7 +146,6 @@ PROTECTED = (".git", ".dvc", "stages", "tests", "params.yaml", "dvc.yaml", "dvc.
 
 class Paths(Section):
     raw: str
-    data_card: str
     processed: str
     finetuned: str
     checkpoints: str
