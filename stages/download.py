@@ -1,11 +1,16 @@
 """Stage 1: fetch the dataset, clean it, settle train/validation/test, write data/raw/.
 
-Reads `task`, `data.*`. Writes one parquet file per split and manifest.json (what was read, what was dropped).
+Reads `task`, `data.*`. Writes one parquet file per split and manifest.json (what was read, what was dropped),
+and the data card (metrics/data.json, for `dvc exp show`): rows per split, duplicates in train, and leakage,
+the validation and test rows that also appear in train.
 """
+
+import sys
 
 from pathlib import Path
 
 from stages.artifacts import atomic_dir, write_json
+from stages.data_card import data_card
 from stages.params import load_params, run_stage
 from stages.sources import load_source
 from stages.splits import build_splits
@@ -38,11 +43,19 @@ def main() -> None:
                   for name, counts in dropped.items()},
         "max_samples": data.max_samples,
     }
+    card = {"rows": {name: len(ds) for name, ds in splits.items()}, **data_card(splits, task.columns[0])}
+    leaked = card["leakage"]["test_in_train"]
+    if leaked["normalised"]:
+        print(f"warning: data: {leaked['exact']} test rows also appear in train ({leaked['normalised']} once case,"
+              " spaces and punctuation are ignored); test scores overstate how the model does on new data"
+              f" ({params.paths.data_card})", file=sys.stderr)
+
     with atomic_dir(params.paths.raw) as out:
         for name, ds in splits.items():
             # Row groups of a batch each: the next stage then reads a batch at a time, not the whole split.
             ds.to_parquet(str(Path(out) / f"{name}.parquet"), batch_size=BATCH_ROWS)
         write_json(Path(out) / "manifest.json", manifest)
+    write_json(params.paths.data_card, card)
 
     sizes = ", ".join(f"{name} {len(ds)}" for name, ds in splits.items())
     total_dropped = sum(sum(c.values()) for c in manifest["dropped"].values())

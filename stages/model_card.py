@@ -48,10 +48,21 @@ def write_figures(out: Path, predictions_csv: str, train_logs: str, names: list[
     plt.close("all")
 
 
+def _overlap(data_card: dict | None) -> str:
+    """The data card in one paragraph: rows seen in training that are scored again."""
+    if not data_card:
+        return ""
+    leak, repeated = data_card["leakage"], data_card["duplicates_in_train"]
+    return (f"\nTest rows also in train: {leak['test_in_train']['exact']} ({leak['test_in_train']['normalised']} ignoring"
+            f" case, spaces and punctuation); validation rows also in train: {leak['validation_in_train']['exact']}"
+            f" ({leak['validation_in_train']['normalised']}); duplicate rows within train: {repeated['exact']}"
+            f" ({repeated['normalised']}).\n")
+
+
 def write_model_card(path: Path, params: Params, task, manifest: dict, scores: dict, export_metrics: dict,
-                     figures: list[tuple[str, str]] = ()) -> None:
+                     figures: list[tuple[str, str]] = (), data_card: dict | None = None) -> None:
     """`scores`: test metrics of the exported PyTorch model (see metrics/eval.json for the full evaluation);
-    `figures`: the task's own (file, caption) pairs in the folder."""
+    `figures`: the task's own (file, caption) pairs in the folder; `data_card`: duplicates and leakage."""
     headline = [key for key in task.card_metrics if key in scores]
     front_matter = {
         "library_name": "transformers",
@@ -82,7 +93,7 @@ Trained by the hfx [DVC](https://dvc.org) pipeline (`dvc repro`): download, prep
 Source `{params.data.source}` ({task.input_key.replace('_', ' ')} `{task.input_column(params.data)}`, label column `{params.data.label_column}`).
 
 {_table([("split", "rows", "origin", "labels")] + [(n, s["rows"], s["origin"], s["labels"]) for n, s in splits.items()])}
-
+{_overlap(data_card)}
 ## Training
 {_table([("param", "value")] + [(k, v) for k, v in params.finetune.model_dump().items()] + [("max_length", params.preprocess.max_length)])}
 

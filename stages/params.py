@@ -146,6 +146,7 @@ PROTECTED = (".git", ".dvc", "stages", "tests", "params.yaml", "dvc.yaml", "dvc.
 
 class Paths(Section):
     raw: str
+    data_card: str
     processed: str
     finetuned: str
     checkpoints: str

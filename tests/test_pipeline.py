@@ -121,7 +121,7 @@ def test_plots_and_metrics_are_registered(pipeline_repo):
     repo, _ = pipeline_repo
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
     files = next(iter(shown.values()))["data"]
-    assert set(files) == {"metrics/eval.json", "metrics/export.json"}
+    assert set(files) == {"metrics/data.json", "metrics/eval.json", "metrics/export.json"}
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
     names = set(plots["data"] if "data" in plots else plots)
     assert {"Training and validation loss", "Validation scores", "Learning rate", "Confusion matrix (test)", "ROC (test)", "Precision-recall (test)", "Per-class F1 (test)"} <= names
