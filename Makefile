@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install repro test check report remote push pull bench bench-defaults bench-processes bench-memory predict serve loadtest clean
+.PHONY: install repro test check report remote push pull bench bench-defaults bench-processes bench-memory bench-calibration predict serve loadtest clean
 
 # predict and serve read an exported model folder and nothing else.
 MODEL ?= models/export
@@ -71,6 +71,11 @@ bench-processes: install
 # benchmarks/memory.json. About 15 minutes and 4 GB of disk under build/memory on 2 cores.
 bench-memory: install
 	python -m benchmarks.memory
+
+# The temperature's effect on the last run's validation and test ECE, with a bootstrap interval for the test
+# change: benchmarks/calibration.json. About a minute, after `dvc repro`.
+bench-calibration: install
+	python -m benchmarks.calibration
 
 # Label a file (.csv, .tsv, .jsonl, .parquet: TEXT_COLUMN=text) or stdin (INPUT=-): JSONL to stdout, or OUTPUT=.
 predict: install

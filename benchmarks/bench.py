@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SST2 = Path(os.environ.get("HFX_SST2", ROOT.parent / "shared/data/sst2"))
 WORK = ROOT / "build/bench"
 TRAIN_ROWS = int(os.environ.get("HFX_BENCH_TRAIN_ROWS", 2000))
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore"]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 

@@ -2,8 +2,9 @@
 
 A folder is what `dvc repro` writes to models/export (or `dvc get`/`dvc import` of it): config.json,
 tokenizer.json (text) or preprocessor_config.json (images), model_quantized.onnx / model.onnx /
-model.safetensors, and a model card. Nothing here imports torch: ONNX Runtime, the `tokenizers` library and
-Pillow run the ONNX formats; only `pytorch` needs torch.
+model.safetensors, a model card, and calibration.json (the temperature the logits are divided by). Nothing
+here imports torch: ONNX Runtime, the `tokenizers` library and Pillow run the ONNX formats; only `pytorch`
+needs torch.
 """
 
 import inspect
@@ -18,6 +19,7 @@ import yaml
 from hfx.tasks import HANDLERS, InputError
 
 FORMATS = {"int8": "model_quantized.onnx", "fp32": "model.onnx", "pytorch": "model.safetensors"}
+CALIBRATION_FILE = "calibration.json"  # {"temperature": T}: scores are softmax(logits / T); none: T = 1
 
 
 class ModelError(Exception):
@@ -33,6 +35,7 @@ class ModelInfo:
     max_length: int | None  # tokens (text tasks)
     formats: list[str]
     test_metrics: dict = field(default_factory=dict)
+    temperature: float = 1.0  # what the logits are divided by before the softmax (calibration.json)
 
 
 def _card_front_matter(folder: Path) -> dict:
@@ -68,7 +71,22 @@ def read_folder(folder: str | Path) -> ModelInfo:
     results = (card.get("model-index") or [{}])[0].get("results") or [{}]
     metrics = {m.get("name", m["type"]): m["value"] for m in results[0].get("metrics", []) if "value" in m}
     return ModelInfo(folder=folder, name=card.get("base_model", folder.name), task=task, labels=labels,
-                     max_length=max_length, formats=formats, test_metrics=metrics)
+                     max_length=max_length, formats=formats, test_metrics=metrics, temperature=_temperature(folder))
+
+
+def _temperature(folder: Path) -> float:
+    """The temperature export stored from evaluate's calibration, or 1.0 (scores as the model gives them)."""
+    path = folder / CALIBRATION_FILE
+    if not path.is_file():
+        return 1.0
+    try:
+        value = json.loads(path.read_text())["temperature"]
+    except (ValueError, KeyError, TypeError):
+        value = None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ModelError(f"'{path}' has no valid temperature: expected {{\"temperature\": <a positive number>}};"
+                         " delete the file to serve uncalibrated scores")
+    return float(value)
 
 
 ARCHITECTURE_TASKS = {"ForSequenceClassification": "text-classification",

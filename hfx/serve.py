@@ -243,6 +243,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def describe():
         return {"model_id": info.name, "model_folder": str(info.folder), "task": info.task, "labels": info.labels,
                 "format": settings.format, "max_input_length": info.max_length, "test_metrics": info.test_metrics,
+                "temperature": info.temperature,
                 **{k: v for k, v in asdict(settings).items() if k.startswith("max_")}}
 
     @app.get("/metrics")

@@ -38,7 +38,7 @@ class TextInputs:
     processor_file = "tokenizer.json"
 
     def __init__(self, info):
-        self.labels, self.max_length = info.labels, info.max_length
+        self.labels, self.max_length, self.temperature = info.labels, info.max_length, info.temperature
         self.tokenizer = Tokenizer.from_file(str(info.folder / "tokenizer.json"))
         self.tokenizer.no_padding()  # each batch is padded to its own longest row, in pad()
         self.tokenizer.enable_truncation(self.max_length)
@@ -108,7 +108,7 @@ class ImageInputs:
     def __init__(self, info):
         from PIL import Image
 
-        self.labels = info.labels
+        self.labels, self.temperature = info.labels, info.temperature
         config = json.loads((info.folder / self.processor_file).read_text())
         size = config.get("size") or {}
         if config.get("do_center_crop") or not {"height", "width"} <= set(size):
@@ -198,9 +198,10 @@ class ClassScores:
 
     def decode(self, logits: np.ndarray, row, item, top_k: int | None = None,
                raw_scores: bool = False) -> list[dict]:
-        """[{label, score}] sorted by score: probabilities, or the logits with raw_scores."""
+        """[{label, score}] sorted by score: probabilities (calibrated by the folder's temperature), or the logits
+        with raw_scores."""
         logits = logits.astype(np.float64)
-        scores = logits if raw_scores else softmax(logits)
+        scores = logits if raw_scores else softmax(logits / self.temperature)
         return [{"label": self.labels[j], "score": float(scores[j])}
                 for j in np.argsort(-scores, kind="stable")[:top_k]]
 
@@ -239,8 +240,9 @@ class TokenClassification(TextInputs):
 
     def decode(self, logits: np.ndarray, row, text: str) -> list[dict]:
         """[{entity_group, score, word, start, end}]: each sub-token takes its best tag; adjacent sub-tokens of
-        one type merge unless the next starts with B-; the score is the mean of theirs; O spans are dropped."""
-        scores = softmax(logits.astype(np.float32))
+        one type merge unless the next starts with B-; the score is the mean of theirs (calibrated by the
+        folder's temperature); O spans are dropped."""
+        scores = softmax(logits.astype(np.float32) / np.float32(self.temperature))
         groups = []
         for i, token in enumerate(row.tokens):
             if row.special_tokens_mask[i]:

@@ -5,6 +5,7 @@ report/node_modules) that are copied beside the page. Usage: python report/build
 (no revision: the workspace, as `dvc plots show`; revisions: `dvc plots diff` between them).
 """
 
+import html
 import io
 import shutil
 import subprocess
@@ -15,20 +16,55 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 VEGA_FILES = ("vega/build/vega.min.js", "vega-lite/build/vega-lite.min.js", "vega-embed/build/vega-embed.min.js")
-METRICS = ["accuracy", "f1_macro", "roc_auc", "baseline.accuracy", "margin_over_baseline.accuracy",
-           "accuracy.onnx_int8", "latency_ms_batch1.pytorch", "latency_ms_batch1.onnx_int8"]
+# Column groups of the metrics table: (column of `dvc exp show --csv`, header, which value is best).
+GROUPS = {
+    "test scores": [("accuracy", "accuracy", max), ("f1_macro", "macro F1", max), ("f1", "entity F1", max),
+                    ("roc_auc", "ROC AUC", max), ("loss", "loss", min)],
+    "baseline": [("baseline.accuracy", "accuracy", max), ("baseline.f1", "entity F1", max),
+                 ("margin_over_baseline.accuracy", "margin", max), ("margin_over_baseline.f1", "margin", max)],
+    "calibration": [("ece", "ECE", min), ("ece_calibrated", "ECE, calibrated", min), ("temperature", "temperature", None)],
+    "data": [("leakage.test_in_train.normalised", "test rows in train", min),
+             ("duplicates_in_train.normalised", "duplicates in train", min)],
+    "export": [("accuracy.onnx_int8", "int8 accuracy", max), ("f1.onnx_int8", "int8 entity F1", max),
+               ("latency_ms_batch1.pytorch", "PyTorch ms", min), ("latency_ms_batch1.onnx_int8", "int8 ms", min)],
+}
+KEY_PARAMS = ["model.name", "finetune.epochs", "finetune.learning_rate", "finetune.batch_size"]  # when none differ
 PARAM_PREFIXES = ("task", "data.", "model.", "preprocess.", "finetune.", "evaluate.", "export.")
 
 
+def cell(value: str, column: str) -> str:
+    """A number as a person reads it: 4 decimals, milliseconds to 0.1, counts as they are."""
+    try:
+        number = float(value)
+    except ValueError:
+        return html.escape(value)
+    if number.is_integer() and "." not in value:
+        return value
+    return f"{number:.1f}" if "latency_ms" in column else f"{number:.4f}"
+
+
 def metrics_table() -> str:
-    """Experiments as rows: the headline metrics, and the params that differ between them."""
+    """Experiments as rows, the headline metrics in groups, then the params that differ between them; with
+    several experiments the best value of each metric is in bold."""
     shown = subprocess.run(["dvc", "exp", "show", "--csv"], capture_output=True, text=True, check=True).stdout
     table = pd.read_csv(io.StringIO(shown), dtype=str).fillna("")
-    table.insert(0, "name", table["Experiment"].where(table["Experiment"] != "", table["rev"]))
+    names = table["Experiment"].where(table["Experiment"] != "", table["rev"])
+    columns = {("", "experiment"): names.map(html.escape)}
+    for group, metrics in GROUPS.items():
+        for column, header, best in metrics:
+            if column not in table.columns or (table[column] == "").all():
+                continue
+            values = table[column].map(lambda v, c=column: cell(v, c))
+            numbers = pd.to_numeric(table[column], errors="coerce")
+            if best is not None and len(table) > 1 and numbers.nunique() > 1:
+                winner = best(numbers.dropna())
+                values = values.where(numbers != winner, "<b>" + values + "</b>")
+            columns[(group, header)] = values
     params = [c for c in table.columns if c.startswith(PARAM_PREFIXES)]
-    varying = [c for c in params if table[c].nunique() > 1] or [c for c in params if c.startswith("finetune.")]
-    columns = ["name"] + [c for c in METRICS if c in table.columns] + varying
-    return table[columns].to_html(index=False, classes="metrics", border=0)
+    varying = [c for c in params if table[c].nunique() > 1] or [c for c in KEY_PARAMS if c in table.columns]
+    for column in varying:  # a param's value may be long (a path): it wraps in its own cell
+        columns[("params", column.replace(".", ".<wbr>"))] = '<span class="param">' + table[column].map(html.escape) + "</span>"
+    return pd.DataFrame(columns).to_html(index=False, classes="metrics", border=0, escape=False)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import torch
 from datasets import load_from_disk
 
 from stages.artifacts import atomic_dir, read_json, write_json
-from stages.formats import FILES, Runner, batches, export_onnx, median_latency_ms, quantize
+from stages.formats import CALIBRATION_FILE, FILES, Runner, batches, export_onnx, median_latency_ms, quantize
 from stages.model_card import write_figures, write_model_card
 from stages.params import StageError, load_params, run_stage
 from stages.tasks import get_task
@@ -67,12 +67,15 @@ def main() -> None:
             **{f"{fmt}_max_abs_logit_diff": value for fmt, value in differences.items()},
             "n_test": len(test),
         }
+        calibration = read_json(paths.calibration)
+        if "temperature" in calibration:  # fitted by evaluate (evaluate.calibrate); weights and logits stay as trained
+            write_json(out / CALIBRATION_FILE, {**calibration, "fitted_on": "the validation split, by log loss"})
         # The card shows what is the same on every run (no timings), so the folder's bytes are too.
         scores = per_format["pytorch"]
         write_figures(out, paths.predictions, paths.train_logs, label_names)
         figures = task.card_figures(out, test, paths.predictions)
         write_model_card(out / "README.md", params, task, read_json(f"{paths.raw}/manifest.json"), scores, metrics,
-                         figures, read_json(paths.data_card))
+                         figures, read_json(paths.data_card), calibration)
 
     first = test.select(range(min(ex.latency_queries, len(test))))
     queries = [inputs for inputs, _ in batches(first, task.collator(processor), names, 1)]

@@ -5,7 +5,8 @@ Reads `task`, `model.*`, `finetune.*`. Dynamic padding and length-grouped batche
 kept by a validation metric, early stopping, a fixed seed. An interrupted run resumes from its last
 checkpoint. Training curves go through dvclive into metrics/train/ for `dvc plots show`. With
 `finetune.processes` or `finetune.nodes` above 1 the stage starts itself again under torchrun (DDP;
-stages/distributed.py) and rank 0 alone writes.
+stages/distributed.py) and rank 0 alone writes. With `finetune.epochs: 0` nothing trains: a classifier someone
+already fine-tuned is written as it is, its labels matched to the data's (stages/as_is.py).
 """
 
 import os
@@ -17,11 +18,12 @@ from datasets import load_from_disk
 from dvclive import Live
 from transformers import AutoConfig, EarlyStoppingCallback, Trainer, set_seed
 
-from stages.artifacts import atomic_dir, read_json
+from stages.artifacts import atomic_dir, read_json, write_json
+from stages.as_is import model_as_is
 from stages.checkpoints import resumable_checkpoint, run_fingerprint
 from stages.distributed import (RESUME_ENV, backend, in_worker, is_first_node, is_main_process, launch,
                                 per_process_batch, world_size)
-from stages.params import load_params, run_stage
+from stages.params import Params, load_params, run_stage
 from stages.sources import from_pretrained
 from stages.tasks import get_task
 from stages.training import best_metric, epochs_to_run, precision_flags, training_arguments
@@ -41,10 +43,25 @@ def augmented(split, transform):
     return split
 
 
+def keep_as_is(params: Params, task, label2id: dict) -> None:
+    """finetune.epochs: 0: the model, unchanged but for its label order, where a fine-tuned one would go."""
+    paths = params.paths
+    model, processor = model_as_is(task, params.model, label2id), task.load_processor(params.model)
+    resumable_checkpoint(Path(paths.checkpoints), run_fingerprint(params, paths.processed))  # drops stale ones
+    with atomic_dir(paths.train_logs) as logs:  # no curves: an earlier run's would describe another model
+        write_json(logs / "metrics.json", {"epochs": 0, "trained": False})
+    with atomic_dir(paths.finetuned) as out:
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+    print(f"finetune: '{params.model.name}' kept as it is (finetune.epochs: 0), labels {list(label2id)} -> {paths.finetuned}")
+
+
 def main() -> None:
     params = load_params()
     task, paths, ft = get_task(params.task), params.paths, params.finetune
     labels = read_json(f"{paths.processed}/labels.json")
+    if ft.epochs == 0:
+        return keep_as_is(params, task, labels["label2id"])
     splits = load_from_disk(paths.processed)
     epochs = epochs_to_run(ft, len(splits["train"]))
     metric = best_metric(ft, task)

@@ -15,6 +15,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
 from onnxruntime.transformers.optimizer import MODEL_TYPES, optimize_model
 
 FILES = {"pytorch": "model.safetensors", "onnx": "model.onnx", "onnx_int8": "model_quantized.onnx"}
+CALIBRATION_FILE = "calibration.json"  # the temperature hfx.predict and hfx.serve divide the logits by
 
 
 class LogitsOnly(torch.nn.Module):

@@ -10,7 +10,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
-from stages.formats import FILES
+from stages.formats import CALIBRATION_FILE, FILES
 from stages.params import Params
 
 
@@ -59,10 +59,33 @@ def _overlap(data_card: dict | None) -> str:
             f" ({repeated['normalised']}).\n")
 
 
+def _title(params: Params) -> str:
+    if params.finetune.epochs == 0:  # stages/as_is.py
+        return f"{params.model.name} for {params.task}, as it is (not fine-tuned here: finetune.epochs 0)"
+    return f"Fine-tuned {params.model.name} for {params.task}"
+
+
+def _calibration(calibration: dict | None) -> str:
+    """What the scores mean as probabilities, before and after the temperature predict and serve apply."""
+    if not calibration:
+        return ""
+    text = (f"\nExpected calibration error (ECE) on test: {calibration['ece']:.4f}: how far, on average, a score is"
+            " from how often such scores are right (0: a score of 0.9 is right 9 times in 10).")
+    if "temperature" in calibration:
+        text += (f" `hfx.predict` and `hfx.serve` divide the logits by a temperature of {calibration['temperature']:g},"
+                 f" fitted on the validation split ({CALIBRATION_FILE}): ECE {calibration['validation_ece']:.4f} ->"
+                 f" {calibration['validation_ece_calibrated']:.4f} on validation, {calibration['ece']:.4f} ->"
+                 f" {calibration['ece_calibrated']:.4f} on test. `transformers.pipeline` gives the uncalibrated"
+                 " scores; the predicted labels are the same either way.")
+    return text + "\n"
+
+
 def write_model_card(path: Path, params: Params, task, manifest: dict, scores: dict, export_metrics: dict,
-                     figures: list[tuple[str, str]] = (), data_card: dict | None = None) -> None:
+                     figures: list[tuple[str, str]] = (), data_card: dict | None = None,
+                     calibration: dict | None = None) -> None:
     """`scores`: test metrics of the exported PyTorch model (see metrics/eval.json for the full evaluation);
-    `figures`: the task's own (file, caption) pairs in the folder; `data_card`: duplicates and leakage."""
+    `figures`: the task's own (file, caption) pairs in the folder; `data_card`: duplicates and leakage;
+    `calibration`: the calibration error and the temperature (metrics/calibration.json)."""
     headline = [key for key in task.card_metrics if key in scores]
     front_matter = {
         "library_name": "transformers",
@@ -85,9 +108,9 @@ def write_model_card(path: Path, params: Params, task, manifest: dict, scores: d
 {yaml.safe_dump(front_matter, sort_keys=False).strip()}
 ---
 
-# Fine-tuned {params.model.name} for {params.task}
+# {_title(params)}
 
-Trained by the hfx [DVC](https://dvc.org) pipeline (`dvc repro`): download, preprocess, finetune, evaluate, export.
+{"Scored" if params.finetune.epochs == 0 else "Trained"} by the hfx [DVC](https://dvc.org) pipeline (`dvc repro`): download, preprocess, finetune, evaluate, export.
 
 ## Data
 Source `{params.data.source}` ({task.input_key.replace('_', ' ')} `{task.input_column(params.data)}`, label column `{params.data.label_column}`).
@@ -101,7 +124,7 @@ Source `{params.data.source}` ({task.input_key.replace('_', ' ')} `{task.input_c
 {_table([("metric", "value")] + [(k, f"{scores[k]:.4f}") for k in headline])}
 
 {_table(per_class)}
-
+{_calibration(calibration)}
 ## Formats
 {_table([("format", "file", f"test {task.headline}", "size (MB)")] + [
     (f, FILES[f], f"{export_metrics[task.headline][f]:.4f}", export_metrics["size_mb"][f]) for f in fmt])}

@@ -101,7 +101,7 @@ class Preprocess(Section):
 
 
 class Finetune(Section):
-    epochs: float = Field(gt=0)
+    epochs: float = Field(ge=0)  # 0: no training, the model scored as it is (stages/as_is.py)
     min_steps: int = Field(0, ge=0)
     learning_rate: float = Field(gt=0, lt=1)
     batch_size: int = Field(gt=0)
@@ -123,6 +123,8 @@ class Finetune(Section):
 
 class Evaluate(Section):
     batch_size: int = Field(64, gt=0)
+    calibrate: bool = True
+    top_errors: int = Field(50, ge=0)
 
 
 class Export(Section):
@@ -154,6 +156,8 @@ class Paths(Section):
     train_logs: str
     eval_metrics: str
     predictions: str
+    errors: str
+    calibration: str
     eval_plots: str
     export_metrics: str
 

@@ -3,6 +3,7 @@
 Nothing here needs the network or ../shared.
 """
 
+import json
 import os
 import random
 import re
@@ -16,7 +17,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-REPO_FILES = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"]
+REPO_FILES = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/.gitignore", ".dvc/plots", ".dvcignore",
+              ".gitignore"]
 
 POSITIVE = ["great", "wonderful", "moving", "brilliant", "funny", "charming", "superb", "delightful"]
 NEGATIVE = ["awful", "boring", "dull", "clumsy", "tedious", "bland", "messy", "terrible"]
@@ -174,6 +176,22 @@ def commit_all(repo: Path, message: str = "snapshot") -> None:
     run(["git", "commit", "-qm", message], repo)
 
 
+def pipeline_as_served(task: str, folder: Path, **kwargs):
+    """`transformers.pipeline` on an exported folder with its logits divided by the folder's temperature
+    (calibration.json), as hfx.predict and hfx.serve score them: the classifier's last linear layer is scaled."""
+    import torch
+    from transformers import pipeline
+
+    served = pipeline(task, model=str(folder), **kwargs)
+    calibration = Path(folder) / "calibration.json"
+    temperature = json.loads(calibration.read_text())["temperature"] if calibration.is_file() else 1.0
+    head = [module for module in served.model.classifier.modules() if isinstance(module, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        head.weight /= temperature
+        head.bias /= temperature
+    return served
+
+
 def readme_recovery_command() -> str:
     """The README's command that brings back the last committed outputs after a failed stage."""
     blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
@@ -181,13 +199,25 @@ def readme_recovery_command() -> str:
 
 
 @pytest.fixture(scope="session")
-def exported_model(tmp_path_factory, tiny_model) -> Path:
-    """models/export of the tiny pipeline, trained to tell the cue words apart."""
-    repo = tiny_pipeline_repo(tmp_path_factory.mktemp("exported") / "repo", tiny_model, {"train": 240, "test": 60},
+def tiny_run(tmp_path_factory, tiny_model) -> tuple[Path, subprocess.CompletedProcess]:
+    """The tiny pipeline after one `dvc repro` (train and test CSVs, no validation split, string labels), and
+    that run's output. The model learns to tell the cue words apart. Tests only read this repo: one that
+    changes a repo changes `copy_of` it, which costs a second instead of a run."""
+    repo = tiny_pipeline_repo(tmp_path_factory.mktemp("tiny-run") / "repo", tiny_model, {"train": 240, "test": 60},
                               finetune__epochs=4, finetune__warmup_ratio=0.0, finetune__learning_rate=3e-3,
-                              finetune__batch_size=16, export__latency_queries=3)
-    run(["dvc", "repro"], repo)
-    return repo / "models/export"
+                              finetune__batch_size=16, finetune__logging_steps=5, export__latency_queries=3)
+    return repo, run(["dvc", "repro"], repo)
+
+
+@pytest.fixture(scope="session")
+def exported_model(tiny_run) -> Path:
+    """models/export of the tiny run."""
+    return tiny_run[0] / "models/export"
+
+
+def copy_of(repo: Path, dest: Path) -> Path:
+    """A repo copied whole (git, the DVC cache, the outputs): a project cloned and pulled, as a teammate has it."""
+    return Path(shutil.copytree(repo, dest, symlinks=True))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """Bad params and bad data: one clear line on stderr and a non-zero exit, before any work. A stage that fails
 while writing keeps its previous outputs; one that fails under `dvc repro` is recovered with `dvc checkout`."""
 
-import bz2
 import hashlib
 import importlib
 import json
@@ -12,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import commit_all, readme_recovery_command, run, set_params, tiny_pipeline_repo
+from tests.conftest import commit_all, copy_of, readme_recovery_command, run, set_params
 
 OUTS = ("data/raw", "data/processed", "models/finetuned", "models/export", "metrics")
 
@@ -23,11 +22,9 @@ def snapshot(repo: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def good_repo(tmp_path_factory, tiny_model):
-    repo = tiny_pipeline_repo(tmp_path_factory.mktemp("bad-inputs") / "repo", tiny_model, {"train": 120, "test": 40},
-                              finetune__epochs=1, finetune__batch_size=32, export__latency_queries=3)
-    run(["dvc", "repro"], repo)
-    return repo
+def good_repo(tmp_path_factory, tiny_run):
+    """A copy of the tiny run: a project whose pipeline has run, which these tests break and restore."""
+    return copy_of(tiny_run[0], tmp_path_factory.mktemp("bad-inputs") / "repo")
 
 
 def params_edit(**changes):
@@ -100,7 +97,8 @@ CASES = [
     ("typo", "download", params_edit(finetune__learning_rat=1e-4), "unknown key 'finetune.learning_rat' in params.yaml; did you mean 'finetune.learning_rate'?"),
     ("unknown section", "download", params_edit(fintune={}), "did you mean 'finetune'?"),
     ("negative lr", "download", params_edit(finetune__learning_rate=-1e-5), "'finetune.learning_rate': -1e-05: Input should be greater than 0"),
-    ("zero epochs", "download", params_edit(finetune__epochs=0), "'finetune.epochs': 0: Input should be greater than 0"),
+    ("negative epochs", "download", params_edit(finetune__epochs=-1), "'finetune.epochs': -1: Input should be greater than or equal to 0"),
+    ("as is without a head", "finetune", params_edit(finetune__epochs=0), "has no classification head"),
     ("string batch size", "download", params_edit(finetune__batch_size="big"), "'finetune.batch_size': 'big': Input should be a valid integer"),
     ("bad precision", "download", params_edit(finetune__precision="fp8"), "'finetune.precision': 'fp8': Input should be 'auto', 'fp32', 'bf16' or 'fp16'"),
     ("zero patience", "download", params_edit(finetune__early_stopping_patience=0), "'finetune.early_stopping_patience': 0"),

@@ -3,7 +3,6 @@ results and layout as one process, rank 0 alone writing, two "machines" meeting 
 process failing the stage cleanly, and resume with two processes."""
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -14,7 +13,7 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import commit_all, run, set_params, stage_env, tiny_pipeline_repo
+from tests.conftest import run, set_params, stage_env, tiny_pipeline_repo
 
 SIZES = {"train": 400, "test": 64}
 SETTINGS = dict(finetune__epochs=4, finetune__warmup_ratio=0.0, finetune__learning_rate=3e-3,

@@ -89,15 +89,18 @@ def test_offline_report_renders_every_plot_in_chromium(queued_grid, tmp_path):
     assert not re.search(r'<script[^>]+src="https?:', page), "no script may come from the network"
     plot_ids = re.findall(r'vegaEmbed\(\'#([^\']+)\'', page)
     assert len(plot_ids) >= 7
-    assert "finetune.learning_rate" in page and "0.003" in page, "the metrics table lists both experiments"
+    assert "learning_rate" in page and "0.003" in page, "the metrics table lists both experiments"
 
-    browser = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--no-first-run", "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'chrome'}",
-         "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",  # the network is unreachable
-         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=15000", "--dump-dom",
-         (out / "index.html").as_uri()],
-        capture_output=True, text=True, timeout=120)
+    def chromium(*mode: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--no-first-run", "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'chrome'}",
+             "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",  # the network is unreachable
+             "--enable-logging=stderr", "--v=0", "--virtual-time-budget=15000", "--window-size=1400,900", *mode,
+             (out / "index.html").as_uri()],
+            capture_output=True, text=True, timeout=120)
+
+    browser = chromium("--dump-dom")
     dom = browser.stdout
     for plot_id in plot_ids:
         block = dom.split(f'id="{plot_id}"', 1)[1].split('id="', 1)[0]
@@ -107,3 +110,15 @@ def test_offline_report_renders_every_plot_in_chromium(queued_grid, tmp_path):
     console_errors = [line for line in browser.stderr.splitlines()
                       if "CONSOLE" in line and re.search(r"error|uncaught", line, re.IGNORECASE)]
     assert console_errors == []
+
+    # As a person sees it in a 1400-px window: the table fits, numbers are rounded, each metric's best in bold.
+    table_width, window_width = (int(re.search(rf'data-{key}="(\d+)"', dom).group(1)) for key in ("table-width", "window-width"))
+    assert 0 < table_width <= window_width, f"the metrics table is {table_width} px wide in a {window_width}-px window"
+    table = page.split('<table', 1)[1].split('</table>', 1)[0]
+    assert not re.search(r">\s*(<b>)?-?\d+\.\d{5,}", table), "metrics show 4 decimals"
+    assert "<b>" in table and "calibration" in table and "ECE" in table
+    screenshot = tmp_path / "report.png"
+    assert chromium(f"--screenshot={screenshot}").returncode == 0
+    from PIL import Image
+
+    assert Image.open(screenshot).size == (1400, 900)

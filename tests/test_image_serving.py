@@ -20,7 +20,7 @@ def test_served_pixels_equal_the_image_processor_without_torch():
     from tests.conftest import ROOT
 
     folder = ROOT / "presets/resnet-small"
-    handler = Handler(SimpleNamespace(folder=folder, labels=["a", "b"]))
+    handler = Handler(SimpleNamespace(folder=folder, labels=["a", "b"], temperature=1.0))
     processor = AutoImageProcessor.from_pretrained(folder, backend="pil")
     for mode, size in (("L", (28, 28)), ("RGBA", (50, 37)), ("RGB", (17, 90))):
         image = PILImage.fromarray(np.random.default_rng(1).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).convert(mode)
@@ -51,9 +51,8 @@ def test_predict_labels_files_a_folder_and_a_csv_of_paths_as_the_pipeline_does(i
     import sys
 
     import pandas as pd
-    from transformers import pipeline
 
-    from tests.conftest import ROOT, stage_env
+    from tests.conftest import ROOT, pipeline_as_served, stage_env
 
     repo, result = image_repo
     export = repo / "models/export"
@@ -67,7 +66,7 @@ def test_predict_labels_files_a_folder_and_a_csv_of_paths_as_the_pipeline_does(i
         assert out.returncode == 0, out.stderr[-2000:]
         return [json.loads(line) for line in out.stdout.splitlines()], out.stderr
 
-    expected = pipeline("image-classification", model=str(export))([str(p) for p in paths])
+    expected = pipeline_as_served("image-classification", export)([str(p) for p in paths])
     files, _ = predict(*paths)
     assert [row["image"] for row in files] == [str(p) for p in paths]
     assert [row["label"] for row in files] == [e[0]["label"] for e in expected] == ["dark", "bright", "striped", "bright"]

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import make_repo, make_reviews, run, set_params
 
-ROWS, MORE_ROWS = 10_000, 80_000  # about 5 and 38 MB of csv
+ROWS, MORE_ROWS = 5_000, 40_000  # about 2.4 and 19 MB of csv
 GROWTH = 0.25  # what a stage may hold more, at most, as a share of the bytes the extra rows add to the csv...
 SLACK_MB = 5  # ...plus batches the garbage collector has not freed yet, which varies from run to run
 

@@ -27,7 +27,7 @@ def test_project_params_load_with_the_documented_defaults():
 @pytest.mark.parametrize("section, key, value, message", [
     ("finetune", "learning_rat", 1e-4, "unknown key 'finetune.learning_rat' in params.yaml; did you mean 'finetune.learning_rate'?"),
     ("finetune", "learning_rate", -1e-5, "'finetune.learning_rate': -1e-05: Input should be greater than 0"),
-    ("finetune", "epochs", 0, "'finetune.epochs': 0: Input should be greater than 0"),
+    ("finetune", "epochs", -1, "'finetune.epochs': -1: Input should be greater than or equal to 0"),
     ("finetune", "batch_size", "big", "'finetune.batch_size': 'big'"),
     ("finetune", "precision", "fp8", "'finetune.precision': 'fp8'"),
     ("finetune", "optim", "adam", "'finetune.optim': 'adam'"),

@@ -9,12 +9,12 @@ import torch
 import yaml
 from transformers import AutoModel
 
-from tests.conftest import commit_all, run, stage_env, tiny_pipeline_repo
+from tests.conftest import commit_all, copy_of, run, stage_env
 
 EVAL_KEYS = {"accuracy", "f1_macro", "precision_macro", "recall_macro", "loss", "n_test", "per_class", "baseline",
-             "roc_auc", "average_precision"}
+             "roc_auc", "average_precision", "top_confusions"}
 EXPORT_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "model.onnx",
-                "model_quantized.onnx", "README.md", "confusion_matrix.png", "training_curves.png"}
+                "model_quantized.onnx", "README.md", "confusion_matrix.png", "training_curves.png", "calibration.json"}
 
 
 def ran_stages(output: str) -> list[str]:
@@ -22,13 +22,10 @@ def ran_stages(output: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def pipeline_repo(tmp_path_factory, tiny_model):
-    """A repo whose pipeline has run once: train/test CSVs (no validation split) with string labels."""
-    repo = tiny_pipeline_repo(tmp_path_factory.mktemp("e2e") / "repo", tiny_model, {"train": 240, "test": 60},
-                              finetune__epochs=4, finetune__warmup_ratio=0.0, finetune__learning_rate=3e-3,
-                              finetune__batch_size=16, finetune__logging_steps=5, export__latency_queries=10)
-    first = run(["dvc", "repro"], repo)
-    return repo, first
+def pipeline_repo(tmp_path_factory, tiny_run):
+    """A copy of the tiny run (its pipeline has run once), which these tests change, and that run's output."""
+    repo, first = tiny_run
+    return copy_of(repo, tmp_path_factory.mktemp("e2e") / "repo"), first
 
 
 def test_repro_runs_every_stage_and_writes_every_out(pipeline_repo):
@@ -67,6 +64,14 @@ def test_repro_runs_every_stage_and_writes_every_out(pipeline_repo):
     assert roc[0] == {"fpr": 0.0, "tpr": 0.0} and roc[-1] == {"fpr": 1.0, "tpr": 1.0}
     per_class = (repo / "metrics/plots/per_class.csv").read_text().splitlines()
     assert per_class[0] == "label,precision,recall,f1,support" and len(per_class) == 3
+    wrong = predictions[predictions["actual"] != predictions["predicted"]]
+    errors = pd.read_csv(repo / "metrics/errors.csv")  # all of them: fewer than evaluate.top_errors
+    assert len(errors) == len(wrong) and (errors["actual"] != errors["predicted"]).all()
+    assert errors["score"].is_monotonic_decreasing and sum(metrics["top_confusions"].values()) == len(wrong)
+    for name in ("reliability.json", "reliability_calibrated.json"):
+        assert sum(point["count"] for point in json.loads((repo / "metrics/plots" / name).read_text())) == 60
+    calibration = json.loads((repo / "metrics/calibration.json").read_text())
+    assert 0 <= calibration["ece_calibrated"] <= 1 and 0 <= calibration["ece"] <= 1 and calibration["temperature"] > 0
     card = (repo / "models/export/README.md").read_text()
     assert "![Confusion matrix on the test split](confusion_matrix.png)" in card
     assert (repo / "models/export/training_curves.png").read_bytes().startswith(b"\x89PNG")
@@ -121,10 +126,10 @@ def test_plots_and_metrics_are_registered(pipeline_repo):
     repo, _ = pipeline_repo
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
     files = next(iter(shown.values()))["data"]
-    assert set(files) == {"metrics/data.json", "metrics/eval.json", "metrics/export.json"}
+    assert set(files) == {"metrics/data.json", "metrics/eval.json", "metrics/calibration.json", "metrics/export.json"}
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
     names = set(plots["data"] if "data" in plots else plots)
-    assert {"Training and validation loss", "Validation scores", "Learning rate", "Confusion matrix (test)", "ROC (test)", "Precision-recall (test)", "Per-class F1 (test)"} <= names
+    assert {"Training and validation loss", "Validation scores", "Learning rate", "Confusion matrix (test)", "ROC (test)", "Precision-recall (test)", "Per-class F1 (test)", "Reliability (test)"} <= names
 
 
 def test_exp_run_with_new_learning_rate_reruns_only_downstream_stages(pipeline_repo):

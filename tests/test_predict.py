@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, stage_env
+from tests.conftest import ROOT, pipeline_as_served, stage_env
 
 POSITIVE, NEGATIVE = "the film was brilliant and superb", "the plot was dull and tedious"
 
@@ -37,11 +37,9 @@ def test_texts_as_arguments_give_jsonl_with_the_right_labels(exported_model):
 
 
 @pytest.mark.parametrize("fmt", ["fp32", "int8", "pytorch"])
-def test_scores_match_transformers_pipeline(exported_model, fmt):
-    from transformers import pipeline
-
+def test_scores_match_transformers_pipeline_with_the_folders_temperature(exported_model, fmt):
     texts = [POSITIVE, NEGATIVE, "a really quite moving story and a superb cast", "the ending was messy"]
-    expected = pipeline("text-classification", model=str(exported_model))(texts)
+    expected = pipeline_as_served("text-classification", exported_model)(texts)
     args = [*texts, "--model", exported_model, "--format", fmt]
     got = jsonl(predict(*args).stdout) if fmt != "pytorch" else jsonl(subprocess.run(
         [sys.executable, "-m", "hfx.predict", *map(str, args)], cwd=ROOT, env=stage_env(), capture_output=True,

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import ROOT, stage_env
+from tests.conftest import ROOT, pipeline_as_served, stage_env
 
 POSITIVE, NEGATIVE = "the film was brilliant and superb", "the plot was dull and tedious"
 
@@ -104,10 +104,8 @@ def test_predict_one_text_and_a_batch(server):
 
 
 def test_fp32_scores_match_transformers_pipeline_and_int8_labels_do(exported_model, server):
-    from transformers import pipeline
-
     texts = [POSITIVE, NEGATIVE, "a really quite moving story and a superb cast", "the ending was messy"]
-    expected = pipeline("text-classification", model=str(exported_model), top_k=None)(texts)
+    expected = pipeline_as_served("text-classification", exported_model, top_k=None)(texts)
     fp32 = Server(exported_model, "--format", "fp32")
     try:
         got = fp32.predict({"inputs": texts})[1]

@@ -5,7 +5,6 @@ bad inputs in one line, and `dvc repro` end to end on a tiny BERT, with ONNX par
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +17,7 @@ from stages.sources import load_source
 from stages.splits import build_splits
 from stages.tasks import TokenClassification
 from stages.tasks.token_classification import looks_iob1, to_iob2
-from tests.conftest import ROOT, make_sentences, run, set_params, tiny_ner_repo
+from tests.conftest import ROOT, make_sentences, pipeline_as_served, run, tiny_ner_repo
 
 NER = TokenClassification()
 CONLL = """-DOCSTART- -X- -X- O
@@ -177,7 +176,9 @@ def test_repro_tags_entities_end_to_end(ner_repo):
     assert metrics["f1"] > 0.9 and set(metrics["per_class"]) == {"LOC", "ORG", "PER"}
     assert metrics["baseline"]["model"] == "crf-word-shape" and "f1" in metrics["margin_over_baseline"]
     predictions = pd.read_csv(repo / "metrics/predictions.csv")
-    assert list(predictions.columns) == ["sentence", "word", "actual", "predicted"]
+    assert list(predictions.columns) == ["sentence", "word", "actual", "predicted", "score"]
+    errors = pd.read_csv(repo / "metrics/errors.csv")  # the most confident wrong words, if any
+    assert (errors["actual"] != errors["predicted"]).all() and errors["score"].is_monotonic_decreasing
     sentences = pd.read_csv(repo / "metrics/plots/sentences.csv")
     assert len(sentences) == 60 and sentences["words"][0] == pd.read_csv(repo / "test-source.csv")["text"][0]
     stats = json.loads((repo / "data/processed/stats.json").read_text())
@@ -222,10 +223,8 @@ def spans(entities: list[dict]) -> list[tuple]:
 
 @pytest.mark.parametrize("fmt", ["pytorch", "fp32"])
 def test_predict_gives_the_pipelines_entity_spans(ner_repo, fmt):
-    from transformers import pipeline
-
     repo, _ = ner_repo
-    expected = pipeline("token-classification", model=str(repo / "models/export"), aggregation_strategy="simple")(
+    expected = pipeline_as_served("token-classification", repo / "models/export", aggregation_strategy="simple")(
         SENTENCES)
     assert spans(expected[0]) == [("PER", "john smith", 0, 10), ("LOC", "new york", 19, 27)]
     result = run([sys.executable, "-m", "hfx.predict", *SENTENCES, "--model", str(repo / "models/export"),
@@ -285,7 +284,9 @@ def test_spans_match_the_pipeline_for_any_logits(ner_repo):
         text = SENTENCES[trial % len(SENTENCES)]
         row = handler.encode([text])[0]
         logits = rng.normal(scale=3, size=(len(row.ids), len(handler.labels))).astype(np.float32)
-        outputs = {**next(iter(tagger.preprocess(text, **preprocess))), "logits": torch.from_numpy(logits)[None]}
+        # The pipeline sees the logits over the folder's temperature, as hfx scores them.
+        scaled = torch.from_numpy(logits / np.float32(handler.temperature))[None]
+        outputs = {**next(iter(tagger.preprocess(text, **preprocess))), "logits": scaled}
         want = tagger.postprocess([outputs], **postprocess)
         got = handler.decode(logits, row, text)
         assert spans(got) == spans(want), text

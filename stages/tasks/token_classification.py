@@ -5,6 +5,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 from datasets import ClassLabel, Dataset, Features, List, Value
+from scipy.special import softmax
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
@@ -204,9 +205,13 @@ class TokenClassification(TextInputs):
         predicted = [[names[i] for i in p] + ["O"] * (len(g) - len(p)) for g, (_, p) in zip(gold, pairs)]
         scores = entity_scores(gold, predicted)
         words = raw_test["tokens"]
-        predictions = pd.DataFrame([{"sentence": s, "word": word, "actual": g, "predicted": p}
-                                    for s, (sentence, gs, ps) in enumerate(zip(words, gold, predicted))
-                                    for word, g, p in zip(sentence, gs, ps)])
+        # Each word's score: the probability of its predicted tag (none for a word cut off by max_length).
+        confidence = softmax(logits.astype(np.float64), axis=-1).max(-1).round(5)
+        word_scores = [list(c[row != -100]) + [None] * (len(g) - int((row != -100).sum()))
+                       for c, row, g in zip(confidence, labels, gold)]
+        predictions = pd.DataFrame([{"sentence": s, "word": word, "actual": g, "predicted": p, "score": c}
+                                    for s, (sentence, gs, ps, cs) in enumerate(zip(words, gold, predicted, word_scores))
+                                    for word, g, p, c in zip(sentence, gs, ps, cs)])
         sentences = pd.DataFrame({"words": [" ".join(w) for w in words], "gold": [" ".join(g) for g in gold],
                                   "predicted": [" ".join(p) for p in predicted],
                                   "correct": [g == p for g, p in zip(gold, predicted)]})

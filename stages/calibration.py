@@ -1,0 +1,54 @@
+"""Whether a model's scores can be read as probabilities: the expected calibration error (ECE), the bins of a
+reliability diagram, and one temperature, fitted on validation, that divides the logits so that they can
+(Guo et al., "On Calibration of Modern Neural Networks", 2017). A temperature never changes a prediction."""
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+
+BINS = 15  # equal-width confidence bins, as the ECE is usually reported
+IGNORED = -100  # the label of a position that is not scored (padding, a word's later sub-tokens)
+
+
+def scored(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n, classes) logits and their gold ids: one per row, or one per scored token of a sequence task."""
+    kept = labels != IGNORED
+    return logits[kept].astype(np.float64), labels[kept].astype(np.int64)
+
+
+def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    return softmax(logits / temperature, axis=-1)
+
+
+def _bins(probs: np.ndarray, labels: np.ndarray, bins: int) -> list[tuple[int, int, float, float]]:
+    """(bin, predictions, mean confidence, accuracy) per non-empty bin of top-class confidence, bin i holding
+    the confidences in (i/bins, (i+1)/bins]."""
+    confidence = probs.max(-1)
+    correct = probs.argmax(-1) == labels
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    return [(b, int((index == b).sum()), float(confidence[index == b].mean()), float(correct[index == b].mean()))
+            for b in range(bins) if (index == b).any()]
+
+
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> list[dict]:
+    """The reliability diagram's points: a calibrated model has accuracy equal to confidence in every bin."""
+    return [{"bin": f"{b / bins:.2f}-{(b + 1) / bins:.2f}", "confidence": round(confidence, 6),
+             "accuracy": round(accuracy, 6), "count": count} for b, count, confidence, accuracy in _bins(probs, labels, bins)]
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> float:
+    """The gap between accuracy and confidence, averaged over the bins weighted by their predictions: 0.05 means
+    that scores of 0.9 are right about 85 or 95 times in 100."""
+    return sum(count * abs(accuracy - confidence) for _, count, confidence, accuracy in _bins(probs, labels, bins)) / len(labels)
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of the gold labels under softmax(logits / temperature)."""
+    return float(-log_softmax(logits / temperature, axis=-1)[np.arange(len(labels)), labels].mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature (0.05 to 20) with the lowest NLL on these rows: above 1 the model was overconfident."""
+    result = minimize_scalar(lambda log_t: nll(logits, labels, np.exp(log_t)), bounds=(np.log(0.05), np.log(20.0)),
+                             method="bounded", options={"xatol": 1e-5})
+    return float(np.exp(result.x))

@@ -1,0 +1,81 @@
+"""Calibration: the ECE against a hand computation, the temperature on made-up over- and underconfident
+scores, and the temperature the pipeline fits reaching the exported folder, `predict` and `serve`."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from stages.calibration import expected_calibration_error, fit_temperature, nll, probabilities, reliability, scored
+from tests.conftest import ROOT, stage_env
+
+
+def test_ece_equals_a_hand_computation():
+    # Four predictions at 0.9 (three right) and two at 0.6 (one right), in bins (0.867, 0.933] and (0.533, 0.6]:
+    # ECE = 4/6 * |0.75 - 0.9| + 2/6 * |0.5 - 0.6| = 0.1 + 0.0333...
+    probs = np.array([[0.9, 0.1]] * 4 + [[0.4, 0.6]] * 2)
+    labels = np.array([0, 0, 0, 1, 1, 0])
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.1 + 0.1 / 3, abs=1e-12)
+    points = reliability(probs, labels)
+    assert [(p["bin"], p["count"], p["accuracy"]) for p in points] == [("0.53-0.60", 2, 0.5), ("0.87-0.93", 4, 0.75)]
+    assert expected_calibration_error(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 1])) == 0.0
+
+
+@pytest.mark.parametrize("scale", [3.0, 0.5])  # over- and underconfident
+def test_temperature_undoes_a_scaled_model_and_keeps_every_prediction(scale):
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(scale=1.5, size=(4000, 4))
+    labels = np.array([rng.choice(4, p=p) for p in probabilities(true_logits)])
+    logits = true_logits * scale  # the model's scores: right ranking, wrong confidence
+    validation, test = slice(0, 2000), slice(2000, None)
+    temperature = fit_temperature(logits[validation], labels[validation])
+    assert temperature == pytest.approx(scale, rel=0.1)
+    assert nll(logits[validation], labels[validation], temperature) < nll(logits[validation], labels[validation])
+    before = expected_calibration_error(probabilities(logits[test]), labels[test])
+    after = expected_calibration_error(probabilities(logits[test], temperature), labels[test])
+    assert after < before / 2
+    assert (probabilities(logits, temperature).argmax(-1) == logits.argmax(-1)).all()
+
+
+def test_sequence_logits_are_scored_at_labelled_positions_only():
+    logits = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
+    labels = np.array([[1, -100, 0], [-100, -100, 1]])
+    flat, gold = scored(logits, labels)
+    assert flat.tolist() == [[0, 1], [4, 5], [10, 11]] and gold.tolist() == [1, 0, 1]
+
+
+def test_the_fitted_temperature_reaches_the_folder_and_its_card(exported_model):
+    evaluation = json.loads((exported_model.parents[1] / "metrics/calibration.json").read_text())
+    calibration = json.loads((exported_model / "calibration.json").read_text())
+    assert calibration["temperature"] == evaluation["temperature"] > 0
+    assert abs(calibration["temperature"] - 1) > 0.05, "a temperature of 1 would not tell if predict applies it"
+    assert evaluation["ece_calibrated"] == calibration["ece_calibrated"]
+    assert f"temperature of {calibration['temperature']:g}" in (exported_model / "README.md").read_text()
+
+
+def predict(folder, *texts) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "tests/no_torch.py"), "-m", "hfx.predict", *texts, "--model",
+                           str(folder), "--format", "fp32", "--all-scores"], cwd=ROOT, env=stage_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_predict_divides_the_logits_by_the_folders_temperature(exported_model, tmp_path):
+    texts = ["the film was brilliant", "the plot was dull", "the cast was a really"]
+    folders = {}
+    for temperature in (1.0, 4.0):
+        folders[temperature] = shutil.copytree(exported_model, tmp_path / str(temperature))
+        (folders[temperature] / "calibration.json").write_text(json.dumps({"temperature": temperature}))
+    scores = {t: [json.loads(line)["scores"] for line in predict(folder, *texts).stdout.splitlines()]
+              for t, folder in folders.items()}
+    for plain, cooled in zip(scores[1.0], scores[4.0]):
+        labels = list(plain)
+        logits = np.log([plain[label] for label in labels])  # up to a constant, which the softmax ignores
+        assert [cooled[label] for label in labels] == pytest.approx(probabilities(logits, 4.0).tolist(), abs=1e-6)
+        assert max(cooled, key=cooled.get) == max(plain, key=plain.get)
+
+    (folders[4.0] / "calibration.json").write_text('{"temperature": -1}')
+    refused = predict(folders[4.0], texts[0])
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "calibration.json" in refused.stderr
