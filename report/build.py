@@ -44,8 +44,8 @@ def cell(value: str, column: str) -> str:
 
 
 def metrics_table() -> str:
-    """Experiments as rows, the headline metrics in groups, then the params that differ between them; with
-    several experiments the best value of each metric is in bold."""
+    """Two tables, experiments as rows: the headline metrics in groups (with several experiments, the best
+    value of each in bold), then the params that differ between them. Two, so each fits the window."""
     shown = subprocess.run(["dvc", "exp", "show", "--csv"], capture_output=True, text=True, check=True).stdout
     table = pd.read_csv(io.StringIO(shown), dtype=str).fillna("")
     names = table["Experiment"].where(table["Experiment"] != "", table["rev"])
@@ -62,9 +62,11 @@ def metrics_table() -> str:
             columns[(group, header)] = values
     params = [c for c in table.columns if c.startswith(PARAM_PREFIXES)]
     varying = [c for c in params if table[c].nunique() > 1] or [c for c in KEY_PARAMS if c in table.columns]
+    settings = {"experiment": names.map(html.escape)}
     for column in varying:  # a param's value may be long (a path): it wraps in its own cell
-        columns[("params", column.replace(".", ".<wbr>"))] = '<span class="param">' + table[column].map(html.escape) + "</span>"
-    return pd.DataFrame(columns).to_html(index=False, classes="metrics", border=0, escape=False)
+        settings[column.replace(".", ".<wbr>")] = '<span class="param">' + table[column].map(html.escape) + "</span>"
+    return "\n".join(pd.DataFrame(part).to_html(index=False, classes="metrics", border=0, escape=False)
+                     for part in (columns, settings))
 
 
 def main() -> None:

@@ -1,11 +1,13 @@
-"""What a person should know about the data before trusting a score: duplicates inside train, and test or
-validation rows that also appear in train (leakage), exactly and once normalised (case, whitespace and
-punctuation ignored). Rows are compared by an 8-byte hash, read a batch at a time: 16 bytes of memory a row."""
+"""What a person should know about the data before trusting a score: rows and labels per split, what was
+dropped, duplicates inside train, and test or validation rows that also appear in train (leakage), exactly and
+once normalised (case, whitespace and punctuation ignored); after tokenizing, how long the texts are and how
+many were cut. Rows are compared by an 8-byte hash, read a batch at a time: 16 bytes of memory a row."""
 
 import hashlib
 import re
 
 import numpy as np
+import pandas as pd
 from datasets import Dataset
 
 from stages.tasks.common import column_batches
@@ -52,7 +54,7 @@ def overlap(rows: np.ndarray, train: np.ndarray) -> int:
     return int(np.isin(rows, train).sum())
 
 
-def data_card(splits: dict[str, Dataset], column: str) -> dict:
+def overlaps(splits: dict[str, Dataset], column: str) -> dict:
     """Duplicates inside train and rows of validation and test also in train, exact and normalised."""
     train_exact, train_loose = fingerprints(splits["train"], column)
     card = {"duplicates_in_train": {"exact": repeats(train_exact), "normalised": repeats(train_loose)},
@@ -62,3 +64,38 @@ def data_card(splits: dict[str, Dataset], column: str) -> dict:
         card["leakage"][f"{name}_in_train"] = {"exact": overlap(exact, train_exact),
                                                "normalised": overlap(loose, train_loose)}
     return card
+
+
+def data_card(splits: dict[str, Dataset], task, dropped: dict) -> dict:
+    """Rows, labels (entities per type for token classification) and dropped rows per split, what the task
+    says of its inputs (image sizes), and the overlaps."""
+    inputs = {name: task.input_summary(split) for name, split in splits.items()}
+    return {"rows": {name: len(split) for name, split in splits.items()},
+            "labels": {name: task.label_counts(split) for name, split in splits.items()},
+            "dropped": dropped,
+            **{key: {name: summary[key] for name, summary in inputs.items()} for key in inputs["train"]},
+            **overlaps(splits, task.columns[0])}
+
+
+def length_card(lengths: dict[str, np.ndarray], truncated: dict[str, int], max_length: int) -> dict:
+    """Per split: text length in tokens (median, 90th and 99th percentile, longest, after truncation) and
+    the share of rows cut at `max_length`."""
+    return {name: {"tokens": {"p50": int(np.percentile(values, 50)), "p90": int(np.percentile(values, 90)),
+                              "p99": int(np.percentile(values, 99)), "max": int(values.max(initial=0))},
+                   "truncated_share": round(truncated[name] / max(len(values), 1), 4), "max_length": max_length}
+            for name, values in lengths.items()}
+
+
+def length_histogram(lengths: dict[str, np.ndarray], max_length: int, bins: int = 32) -> pd.DataFrame:
+    """The share of each split's rows per length bin (tokens: the bin's lower edge), for a DVC plot."""
+    edges = np.linspace(0, max_length, bins + 1)
+    shares = {name: np.histogram(values, bins=edges)[0] / max(len(values), 1) for name, values in lengths.items()}
+    return pd.DataFrame({"tokens": edges[:-1].round(1), **{name: share.round(5) for name, share in shares.items()}})
+
+
+def label_balance(labels: dict[str, dict[str, int]]) -> pd.DataFrame:
+    """Each label's share of each split (entities per type for token classification), one bar a label and
+    split, for a DVC plot."""
+    names = sorted({label for counts in labels.values() for label in counts})
+    return pd.DataFrame([{"label": f"{name} ({split})", "share": round(counts.get(name, 0) / max(sum(counts.values()), 1), 5)}
+                         for name in names for split, counts in labels.items()])

@@ -1,8 +1,8 @@
 """Stage 1: fetch the dataset, clean it, settle train/validation/test, write data/raw/.
 
 Reads `task`, `data.*`. Writes one parquet file per split and manifest.json (what was read, what was dropped),
-and the data card (metrics/data.json, for `dvc exp show`): rows per split, duplicates in train, and leakage,
-the validation and test rows that also appear in train.
+and the data card (metrics/data.json, for `dvc exp show`): rows, labels and dropped rows per split, image
+sizes, duplicates in train, and leakage, the validation and test rows that also appear in train.
 """
 
 import sys
@@ -43,7 +43,7 @@ def main() -> None:
                   for name, counts in dropped.items()},
         "max_samples": data.max_samples,
     }
-    card = {"rows": {name: len(ds) for name, ds in splits.items()}, **data_card(splits, task.columns[0])}
+    card = data_card(splits, task, manifest["dropped"])
     leaked = card["leakage"]["test_in_train"]
     if leaked["normalised"]:
         print(f"warning: data: {leaked['exact']} test rows also appear in train ({leaked['normalised']} once case,"

@@ -75,7 +75,8 @@ def main() -> None:
         write_figures(out, paths.predictions, paths.train_logs, label_names)
         figures = task.card_figures(out, test, paths.predictions)
         write_model_card(out / "README.md", params, task, read_json(f"{paths.raw}/manifest.json"), scores, metrics,
-                         figures, read_json(paths.data_card), calibration)
+                         figures, read_json(paths.data_card), calibration,
+                         read_json(f"{paths.data_plots}/lengths.json"))
 
     first = test.select(range(min(ex.latency_queries, len(test))))
     queries = [inputs for inputs, _ in batches(first, task.collator(processor), names, 1)]

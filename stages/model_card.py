@@ -65,6 +65,20 @@ def _title(params: Params) -> str:
     return f"Fine-tuned {params.model.name} for {params.task}"
 
 
+def _inputs(data_card: dict | None, lengths: dict | None) -> str:
+    """How long the texts are in tokens and how many were cut, or the image sizes."""
+    text = ""
+    if lengths:
+        parts = [f"{name} {s['tokens']['p50']} / {s['tokens']['p90']} / {s['tokens']['p99']} / {s['tokens']['max']}"
+                 for name, s in lengths.items()]
+        cut = ", ".join(f"{100 * s['truncated_share']:.1f}% of {name}" for name, s in lengths.items())
+        text += (f"\nLength in tokens (median / 90th percentile / 99th / longest): {'; '.join(parts)}. Cut at"
+                 f" preprocess.max_length ({next(iter(lengths.values()))['max_length']}): {cut}.\n")
+    for name, sizes in ((data_card or {}).get("image_sizes") or {}).items():
+        text += f"\nImage sizes in {name}: " + ", ".join(f"{size} ({n})" for size, n in sizes.items()) + ".\n"
+    return text
+
+
 def _calibration(calibration: dict | None) -> str:
     """What the scores mean as probabilities, before and after the temperature predict and serve apply."""
     if not calibration:
@@ -82,10 +96,11 @@ def _calibration(calibration: dict | None) -> str:
 
 def write_model_card(path: Path, params: Params, task, manifest: dict, scores: dict, export_metrics: dict,
                      figures: list[tuple[str, str]] = (), data_card: dict | None = None,
-                     calibration: dict | None = None) -> None:
+                     calibration: dict | None = None, lengths: dict | None = None) -> None:
     """`scores`: test metrics of the exported PyTorch model (see metrics/eval.json for the full evaluation);
     `figures`: the task's own (file, caption) pairs in the folder; `data_card`: duplicates and leakage;
-    `calibration`: the calibration error and the temperature (metrics/calibration.json)."""
+    `calibration`: the calibration error and the temperature (metrics/calibration.json); `lengths`: the texts'
+    length in tokens (metrics/data_plots/lengths.json)."""
     headline = [key for key in task.card_metrics if key in scores]
     front_matter = {
         "library_name": "transformers",
@@ -116,7 +131,7 @@ def write_model_card(path: Path, params: Params, task, manifest: dict, scores: d
 Source `{params.data.source}` ({task.input_key.replace('_', ' ')} `{task.input_column(params.data)}`, label column `{params.data.label_column}`).
 
 {_table([("split", "rows", "origin", "labels")] + [(n, s["rows"], s["origin"], s["labels"]) for n, s in splits.items()])}
-{_overlap(data_card)}
+{_overlap(data_card)}{_inputs(data_card, lengths)}
 ## Training
 {_table([("param", "value")] + [(k, v) for k, v in params.finetune.model_dump().items()] + [("max_length", params.preprocess.max_length)])}
 

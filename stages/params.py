@@ -149,6 +149,7 @@ PROTECTED = (".git", ".dvc", "stages", "tests", "params.yaml", "dvc.yaml", "dvc.
 class Paths(Section):
     raw: str
     data_card: str
+    data_plots: str
     processed: str
     finetuned: str
     checkpoints: str

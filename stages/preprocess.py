@@ -2,19 +2,22 @@
 
 Reads `task`, `model.*`, `preprocess.*`. Fixes the label order once (labels.json). Truncates to max_length
 (and counts what was cut: texts, or words of a sentence) and does not pad: batches are padded to their own
-longest row at training time. Splits are read and written a batch at a time (memory-mapped Arrow), so memory
+longest row at training time. Writes the rest of the data card to metrics/data_plots/: each split's label
+balance and, for texts, their length in tokens (lengths.json: percentiles and the share cut; a histogram). Splits are read and written a batch at a time (memory-mapped Arrow), so memory
 stays bounded whatever their size.
 """
 
 from pathlib import Path
 
+import numpy as np
 from datasets import load_dataset
 
-from stages.artifacts import atomic_dir, save_datasets, write_json
+from stages.artifacts import atomic_dir, read_json, save_datasets, write_json
+from stages.data_card import label_balance, length_card, length_histogram
 from stages.params import load_params, run_stage
 from stages.splits import SPLITS
 from stages.tasks import get_task
-from stages.tasks.common import BATCH_ROWS, column_sum
+from stages.tasks.common import BATCH_ROWS, column_batches, column_sum
 
 
 def main() -> None:
@@ -46,6 +49,14 @@ def main() -> None:
         if task.group_by_length:
             stats["mean_tokens"] = {name: round(column_sum(ds, "length") / max(len(ds), 1), 2) for name, ds in tokenized.items()}
         write_json(out / "stats.json", stats)
+    with atomic_dir(params.paths.data_plots) as plots:
+        labels = {name: split["labels"] for name, split in read_json(raw / "manifest.json")["splits"].items()}
+        label_balance(labels).to_csv(plots / "label_balance.csv", index=False)
+        lengths = {}  # in tokens, for texts; images have none
+        if task.group_by_length:
+            lengths = {name: np.concatenate([b.to_numpy() for b in column_batches(ds, "length")]) for name, ds in tokenized.items()}
+            length_histogram(lengths, params.preprocess.max_length).to_csv(plots / "length_histogram.csv", index=False)
+        write_json(plots / "lengths.json", length_card(lengths, truncated, params.preprocess.max_length))
     cut = f", truncated {task.truncated_unit} {truncated}" if task.truncated_unit else ""
     print(f"preprocess: {len(names)} labels{cut}, {sum(stats['size_mb'].values()):.1f} MB -> {params.paths.processed}")
 

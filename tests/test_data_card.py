@@ -1,11 +1,15 @@
-"""The data card: duplicates inside train and validation/test rows that also appear in train (leakage)."""
+"""The data card: rows, labels and what was dropped per split, duplicates inside train, validation/test rows that
+also appear in train (leakage), text lengths in tokens and image sizes."""
 
 import json
 import sys
 
+import numpy as np
+import pandas as pd
+
 from datasets import Dataset
 
-from stages.data_card import data_card, normalised
+from stages.data_card import label_balance, length_card, length_histogram, normalised, overlaps
 from tests.conftest import make_repo, make_reviews, run, set_params
 
 
@@ -15,7 +19,7 @@ def splits(train, validation, test, column="text"):
 
 
 def test_finds_planted_duplicates_and_near_duplicates_and_nothing_else():
-    card = data_card(splits(
+    card = overlaps(splits(
         train=["The movie was great", "a dull film", "A  DULL film!", "a dull film", "unique one"],
         validation=["nothing alike", "a dull, film"],
         test=["the movie was great.", "a dull film", "brand new text", "the movie was good"]), "text")
@@ -30,12 +34,12 @@ def test_normalising_ignores_case_spaces_and_punctuation_only():
 
 
 def test_sentences_and_images_are_compared_whole():
-    card = data_card(splits(train=[["Paris", "is", "big"], ["Oslo"]], validation=[["oslo"]],
+    card = overlaps(splits(train=[["Paris", "is", "big"], ["Oslo"]], validation=[["oslo"]],
                             test=[["Paris", "is", "big"], ["Paris", "is"]], column="tokens"), "tokens")
     assert card["leakage"]["test_in_train"] == {"exact": 1, "normalised": 1}
     assert card["leakage"]["validation_in_train"] == {"exact": 0, "normalised": 1}
     image = {"bytes": b"\x89PNG same", "path": None}
-    card = data_card(splits(train=[image, {"bytes": b"\x89PNG other", "path": None}], validation=[image],
+    card = overlaps(splits(train=[image, {"bytes": b"\x89PNG other", "path": None}], validation=[image],
                             test=[{"bytes": b"\x89PNG new", "path": None}], column="image"), "image")
     assert card["leakage"] == {"test_in_train": {"exact": 0, "normalised": 0},
                                "validation_in_train": {"exact": 1, "normalised": 1}}
@@ -56,6 +60,7 @@ def test_download_writes_the_card_and_warns_when_test_rows_are_in_train(tmp_path
     assert card["leakage"]["test_in_train"]["normalised"] >= 3
     assert card["leakage"]["test_in_train"]["exact"] == exact_in_test
     assert card["rows"]["test"] == 40
+    assert card["labels"]["test"] == test["sentiment"].value_counts().sort_index().to_dict()
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: data:")]
     assert len(warnings) == 1 and "test rows also appear in train" in warnings[0]
 
@@ -65,3 +70,34 @@ def test_model_card_states_the_leakage_of_its_data(exported_model):
     leaked = card["leakage"]["test_in_train"]
     text = (exported_model / "README.md").read_text()
     assert f"Test rows also in train: {leaked['exact']} ({leaked['normalised']} ignoring" in text
+
+
+def test_lengths_are_percentiles_of_the_tokens_and_shares_add_up():
+    lengths = {"train": np.arange(1, 101), "test": np.array([3, 3, 128, 128])}
+    card = length_card(lengths, {"train": 0, "test": 2}, max_length=128)
+    assert card["train"]["tokens"] == {"p50": int(np.percentile(lengths["train"], 50)), "p90": 90, "p99": 99, "max": 100}
+    assert card["test"]["truncated_share"] == 0.5 and card["test"]["tokens"]["max"] == 128
+    histogram = length_histogram(lengths, 128, bins=8)
+    assert list(histogram["tokens"]) == [0, 16, 32, 48, 64, 80, 96, 112]
+    assert histogram["train"].sum() == 1 and histogram["test"].tolist() == [0.5, 0, 0, 0, 0, 0, 0, 0.5]
+    balance = label_balance({"train": {"neg": 3, "pos": 1}, "test": {"pos": 2}})
+    assert balance.to_dict("records") == [{"label": "neg (train)", "share": 0.75}, {"label": "neg (test)", "share": 0.0},
+                                          {"label": "pos (train)", "share": 0.25}, {"label": "pos (test)", "share": 1.0}]
+
+
+def test_the_runs_card_holds_labels_lengths_and_drops_and_the_model_card_states_them(exported_model):
+    from datasets import load_from_disk
+
+    repo = exported_model.parents[1]
+    card = json.loads((repo / "metrics/data.json").read_text())
+    manifest = json.loads((repo / "data/raw/manifest.json").read_text())
+    assert card["labels"] == {name: split["labels"] for name, split in manifest["splits"].items()}
+    assert card["dropped"] == manifest["dropped"]
+    lengths = json.loads((repo / "metrics/data_plots/lengths.json").read_text())
+    test_lengths = np.array(load_from_disk(repo / "data/processed")["test"]["length"])
+    assert lengths["test"]["tokens"]["p90"] == int(np.percentile(test_lengths, 90))
+    assert lengths["test"]["tokens"]["max"] == test_lengths.max() and lengths["test"]["truncated_share"] == 0
+    histogram = pd.read_csv(repo / "metrics/data_plots/length_histogram.csv")
+    assert np.allclose(histogram[["train", "validation", "test"]].sum(), 1, atol=1e-4)
+    text = (exported_model / "README.md").read_text()
+    assert f"test {lengths['test']['tokens']['p50']} / {lengths['test']['tokens']['p90']}" in text

@@ -167,3 +167,7 @@ def test_repro_classifies_images_end_to_end(image_repo):
     assert export["size_mb"]["onnx_int8"] < export["size_mb"]["onnx"] / 2
     assert (repo / "models/export/test_images.png").is_file()
     assert "![The first 32 test images" in (repo / "models/export/README.md").read_text()
+    card = json.loads((repo / "metrics/data.json").read_text())  # the data card's image sizes, and no text lengths
+    assert card["image_sizes"] == {name: {"28x28": rows} for name, rows in card["rows"].items()}
+    assert "Image sizes in test: 28x28 (60)" in (repo / "models/export/README.md").read_text()
+    assert json.loads((repo / "metrics/data_plots/lengths.json").read_text()) == {}

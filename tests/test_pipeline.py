@@ -126,10 +126,12 @@ def test_plots_and_metrics_are_registered(pipeline_repo):
     repo, _ = pipeline_repo
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
     files = next(iter(shown.values()))["data"]
-    assert set(files) == {"metrics/data.json", "metrics/eval.json", "metrics/calibration.json", "metrics/export.json"}
+    assert set(files) == {"metrics/data.json", "metrics/data_plots/lengths.json", "metrics/eval.json", "metrics/calibration.json",
+                          "metrics/export.json"}
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
     names = set(plots["data"] if "data" in plots else plots)
-    assert {"Training and validation loss", "Validation scores", "Learning rate", "Confusion matrix (test)", "ROC (test)", "Precision-recall (test)", "Per-class F1 (test)", "Reliability (test)"} <= names
+    assert {"Training and validation loss", "Validation scores", "Learning rate", "Confusion matrix (test)", "ROC (test)", "Precision-recall (test)", "Per-class F1 (test)", "Reliability (test)",
+            "Label balance per split", "Text length in tokens per split"} <= names
 
 
 def test_exp_run_with_new_learning_rate_reruns_only_downstream_stages(pipeline_repo):

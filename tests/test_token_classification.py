@@ -177,6 +177,8 @@ def test_repro_tags_entities_end_to_end(ner_repo):
     assert metrics["baseline"]["model"] == "crf-word-shape" and "f1" in metrics["margin_over_baseline"]
     predictions = pd.read_csv(repo / "metrics/predictions.csv")
     assert list(predictions.columns) == ["sentence", "word", "actual", "predicted", "score"]
+    entities = json.loads((repo / "metrics/data.json").read_text())["labels"]  # the data card: entities per type
+    assert set(entities["test"]) == {"LOC", "ORG", "PER"}
     errors = pd.read_csv(repo / "metrics/errors.csv")  # the most confident wrong words, if any
     assert (errors["actual"] != errors["predicted"]).all() and errors["score"].is_monotonic_decreasing
     sentences = pd.read_csv(repo / "metrics/plots/sentences.csv")

@@ -17,7 +17,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from stages.params import Data, Model, Params, ParamsError, Preprocess
 from stages.sources import model_path
-from stages.tasks.common import DROPPED, clean_rows, require_columns
+from stages.tasks.common import DROPPED, clean_rows, column_batches, require_columns
 from stages.tasks.text_classification import SingleLabel
 
 
@@ -146,6 +146,15 @@ class ImageClassification(SingleLabel):
 
     def prepare_export(self, processor, params: Params) -> None:
         pass
+
+    def input_summary(self, split: Dataset, shown: int = 10) -> dict:
+        """The data card's image sizes: how many images of each width x height, the most frequent `shown`."""
+        from PIL import Image as PILImage
+
+        sizes = Counter()
+        for batch in column_batches(split.cast_column("image", Image(decode=False)), "image"):
+            sizes.update("{}x{}".format(*PILImage.open(io.BytesIO(image["bytes"])).size) for image in batch.to_pylist())
+        return {"image_sizes": dict(sorted(sizes.items(), key=lambda item: (-item[1], item[0]))[:shown])}
 
     def card_figures(self, out: Path, test: Dataset, predictions_csv: str, count: int = 32) -> list[tuple[str, str]]:
         """The first `count` test images as the model sees them (processed), with predicted and true labels."""

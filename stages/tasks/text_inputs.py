@@ -15,6 +15,11 @@ class TextInputs:
     quantize_op_types = None  # int8: every op onnxruntime quantizes dynamically
     static_int8 = False  # weights only: activation ranges are computed per batch
 
+    def input_summary(self, split) -> dict:
+        """What the data card says of a split's inputs beside its labels: nothing for texts here (their length
+        in tokens depends on the model: preprocess reports it)."""
+        return {}
+
     def card_figures(self, out, test, predictions_csv: str) -> list[tuple[str, str]]:
         """Figures of the task's own for the model card: none beyond the shared ones for text."""
         return []
