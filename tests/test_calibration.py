@@ -40,6 +40,16 @@ def test_temperature_undoes_a_scaled_model_and_keeps_every_prediction(scale):
     assert (probabilities(logits, temperature).argmax(-1) == logits.argmax(-1)).all()
 
 
+def test_without_validation_only_the_test_ece_is_reported():
+    from stages.evaluate import calibration
+
+    rng = np.random.default_rng(1)
+    logits, labels = rng.normal(size=(50, 3)), rng.integers(0, 3, 50)
+    summary, files = calibration((logits, labels), None)
+    assert summary == {"ece": round(expected_calibration_error(probabilities(logits), labels), 4)}
+    assert files["reliability.json"] == files["reliability_calibrated.json"]  # no temperature: the same points
+
+
 def test_sequence_logits_are_scored_at_labelled_positions_only():
     logits = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
     labels = np.array([[1, -100, 0], [-100, -100, 1]])

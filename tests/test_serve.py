@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -82,6 +83,8 @@ def test_routes(server):
     assert info["task"] == "text-classification" and info["labels"] == ["neg", "pos"] and info["format"] == "int8"
     assert info["max_input_length"] == 128 and info["max_client_batch_size"] == 4 and info["max_body_bytes"] == 4096
     assert {"accuracy", "f1_macro"} <= set(info["test_metrics"])
+    calibration = json.loads((Path(info["model_folder"]) / "calibration.json").read_text())
+    assert info["temperature"] == calibration["temperature"] != 1
     status, body = server.get("/docs")
     assert status == 200 and b"swagger" in body.lower()
     spec = json.loads(server.get("/openapi.json")[1])
