@@ -66,12 +66,12 @@ def overlaps(splits: dict[str, Dataset], column: str) -> dict:
     return card
 
 
-def data_card(splits: dict[str, Dataset], task, dropped: dict) -> dict:
-    """Rows, labels (entities per type for token classification) and dropped rows per split, what the task
-    says of its inputs (image sizes), and the overlaps."""
+def data_card(splits: dict[str, Dataset], task, labels: dict, dropped: dict) -> dict:
+    """Rows, labels (entities per type for token classification, as the manifest counted them) and dropped
+    rows per split, what the task says of its inputs (image sizes), and the overlaps."""
     inputs = {name: task.input_summary(split) for name, split in splits.items()}
     return {"rows": {name: len(split) for name, split in splits.items()},
-            "labels": {name: task.label_counts(split) for name, split in splits.items()},
+            "labels": labels,
             "dropped": dropped,
             **{key: {name: summary[key] for name, summary in inputs.items()} for key in inputs["train"]},
             **overlaps(splits, task.columns[0])}

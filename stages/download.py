@@ -43,7 +43,8 @@ def main() -> None:
                   for name, counts in dropped.items()},
         "max_samples": data.max_samples,
     }
-    card = data_card(splits, task, manifest["dropped"])
+    card = data_card(splits, task, {name: split["labels"] for name, split in manifest["splits"].items()},
+                     manifest["dropped"])
     leaked = card["leakage"]["test_in_train"]
     if leaked["normalised"]:
         print(f"warning: data: {leaked['exact']} test rows also appear in train ({leaked['normalised']} once case,"
