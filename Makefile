@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install repro test check report remote push pull bench bench-defaults bench-processes bench-memory bench-calibration predict serve loadtest clean
+.PHONY: install repro test check report remote push pull bench bench-defaults bench-processes bench-memory bench-calibration bench-int8 predict serve loadtest clean
 
 # predict and serve read an exported model folder and nothing else.
 MODEL ?= models/export
@@ -43,7 +43,7 @@ repro: install
 	dvc checkout --relink --quiet
 
 check: install
-	python -m stages.params
+	python -m stages.check_params
 
 test: $(VENV)/.installed-dev report/node_modules/.package-lock.json
 	python -m pytest -q tests
@@ -76,6 +76,11 @@ bench-memory: install
 # change: benchmarks/calibration.json. About a minute, after `dvc repro`.
 bench-calibration: install
 	python -m benchmarks.calibration
+
+# Which int8 to serve: dynamic int8 one row per call, batched (answers depend on the batch) and static int8,
+# against fp32, on the last run's test texts: benchmarks/int8.json. A few minutes, after `dvc repro`.
+bench-int8: install
+	python -m benchmarks.int8
 
 # Label a file (.csv, .tsv, .jsonl, .parquet: TEXT_COLUMN=text) or stdin (INPUT=-): JSONL to stdout, or OUTPUT=.
 predict: install

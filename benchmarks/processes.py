@@ -40,7 +40,8 @@ def main() -> None:
         raise SystemExit("error: no data/processed; run `dvc repro preprocess` (or `make repro`) first")
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
-        shutil.copytree(ROOT / "stages", scratch / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+        for code in ("stages", "hfx"):
+            shutil.copytree(ROOT / code, scratch / code, ignore=shutil.ignore_patterns("__pycache__"))
         (scratch / "data").mkdir()
         (scratch / "data/processed").symlink_to(ROOT / "data/processed")  # read only
         results = [{**layout, **run_layout(scratch, layout["processes"])} for layout in LAYOUTS]

@@ -5,41 +5,27 @@ file whose `--text-column` holds the texts (`--image-column`: image paths, relat
 FOLDER: every image in it (image models). Writes JSONL to stdout or --output: {"text", "label", "score"}
 (plus "scores" with --all-scores) for a text classifier, {"image", "label", "score"} for an image
 classifier, {"text", "entities": [{entity_group, score, word, start, end}]} for a token classifier. A .csv
-or .parquet --output keeps the input's columns and adds those fields. Rows are read a window at a time
-(memory stays bounded), sorted by length and batched, each batch padded to its own longest row. Needs only
-the model folder (never params.yaml): models/export, or what `dvc get`/`dvc import` of it gives.
+or .parquet --output keeps the input's columns and adds those fields (`predicted_label` where the input has a
+`label` already). Rows are read, labelled and written a window at a time, so memory does not grow with the
+input; within a window they are sorted by length and batched, each batch padded to its own longest row. Needs
+only the model folder (never params.yaml): models/export, or what `dvc get`/`dvc import` of it gives.
 """
 
 import argparse
-import json
 import sys
+from itertools import islice
 from pathlib import Path
 
-import numpy as np
+from hfx.serving.folder import FORMATS, ModelError
+from hfx.serving.handlers import InputError
+from hfx.serving.model import LoadedModel
+from hfx.serving.tables import TABLES, Output, TableError, parquet_rows, read_windows
 
-from hfx.model import FORMATS, LoadedModel, ModelError
-from hfx.tasks import InputError
-
-TABLES = (".csv", ".tsv", ".jsonl", ".parquet")
-WINDOW = 4096  # inputs read, encoded and labelled at a time
+WINDOW = 4096  # inputs read, encoded, labelled and written at a time
 
 
 class PredictError(Exception):
     """Bad input: one line, exit code 1."""
-
-
-def read_table(path: Path, column: str, option: str):
-    import pandas as pd
-
-    suffix = path.suffix.lower()
-    try:
-        frame = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"),
-                 ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}[suffix](path)
-    except Exception as exc:  # noqa: BLE001 - each reader raises its own types; the user needs the reason
-        raise PredictError(f"cannot read {path}: {str(exc).strip().splitlines()[0]}") from None
-    if column not in frame.columns:
-        raise PredictError(f"{option}: column '{column}' not in {path}; columns: {', '.join(map(str, frame.columns))}")
-    return frame
 
 
 def usable(items: list, strict: bool, read, first_row: int = 1) -> tuple[list[int], list]:
@@ -55,19 +41,6 @@ def usable(items: list, strict: bool, read, first_row: int = 1) -> tuple[list[in
                 raise PredictError(f"row {first_row + i}: {exc} (--strict)") from None
             print(f"warning: row {first_row + i}: {exc}, skipped", file=sys.stderr)
     return keep, taken
-
-
-def predict(model: LoadedModel, inputs: list, batch_size: int) -> list:
-    """Results in the order of `inputs` (as the handler's `read` gives them): rows sorted by length, so each
-    batch pads to rows of its own size."""
-    rows = model.handler.encode(inputs)
-    order = np.argsort([model.handler.length(row) for row in rows], kind="stable")
-    results = [None] * len(inputs)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        for i, logits in zip(chunk, model([rows[i] for i in chunk])):
-            results[i] = model.handler.decode(logits, rows[i], inputs[i])
-    return results
 
 
 def image_files(folder: Path) -> list[str]:
@@ -99,28 +72,38 @@ def parse_args(argv):
     return args
 
 
+def windows(args, images: bool):
+    """(items, the table's rows or None) a window at a time, and the number of items where it is known."""
+    column, option = (args.image_column, "--image-column") if images else (args.text_column, "--text-column")
+    source = Path(args.inputs[0])
+    if args.inputs == ["-"]:
+        lines = (line.rstrip("\r\n") for line in sys.stdin)
+        return iter(lambda: (list(islice(lines, WINDOW)), None), ([], None)), None
+    if len(args.inputs) == 1 and source.suffix.lower() in TABLES and source.is_file():
+        def table_windows():
+            for frame in read_windows(source, column, option, WINDOW):
+                items = frame[column].tolist()
+                if images:  # paths in a table are relative to the table
+                    items = [str(source.parent / i) if isinstance(i, str) and i.strip() else i for i in items]
+                yield items, frame
+
+        return table_windows(), parquet_rows(source)
+    items = args.inputs
+    if len(args.inputs) == 1 and images and source.is_dir():
+        items = image_files(source)
+        if not items:
+            raise PredictError(f"no image files in the folder {source}")
+    return ((items[i:i + WINDOW], None) for i in range(0, len(items), WINDOW)), len(items)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     model = LoadedModel(args.model, args.format)
     handler = model.handler
     images = handler.input_field == "image"
-    column, option = (args.image_column, "--image-column") if images else (args.text_column, "--text-column")
-    source = Path(args.inputs[0])
-    frame = None
-    if args.inputs == ["-"]:
-        items = sys.stdin.read().splitlines()
-    elif len(args.inputs) == 1 and source.suffix.lower() in TABLES and source.is_file():
-        frame = read_table(source, column, option)
-        items = frame[column].tolist()
-        if images:  # paths in a table are relative to the table
-            items = [str(source.parent / item) if isinstance(item, str) and item.strip() else item for item in items]
-    elif len(args.inputs) == 1 and images and source.is_dir():
-        items = image_files(source)
-        if not items:
-            raise PredictError(f"no image files in the folder {source}")
-    else:
-        items = args.inputs
-    if args.output and Path(args.output).suffix.lower() in (".csv", ".parquet") and frame is None:
+    table_input = len(args.inputs) == 1 and Path(args.inputs[0]).suffix.lower() in TABLES
+    out = Output(args.output)
+    if out.is_table and not table_input:
         raise PredictError("--output .csv/.parquet keeps a table's columns: give a table file as input, or write .jsonl")
     if args.all_scores and "top_k" not in handler.options:
         raise PredictError(f"--all-scores gives every label's score of a classifier; {args.model} is"
@@ -132,44 +115,41 @@ def main(argv=None) -> None:
 
     from tqdm import tqdm
 
-    keep, results = [], []
-    with tqdm(total=len(items), unit=handler.input_field, disable=frame is None, file=sys.stderr) as bar:
-        for start in range(0, len(items), WINDOW):
-            window, taken = usable(items[start:start + WINDOW], args.strict, handler.read, first_row=start + 1)
-            keep += [start + i for i in window]
-            results += predict(model, taken, args.batch_size)
-            bar.update(min(WINDOW, len(items) - start))
-    write(args, handler, items, keep, results, frame)
+    source, total = windows(args, images)
+    seen = labelled = 0
+    names = handler.column_names(args.all_scores)
+    with tqdm(total=total, unit=handler.input_field, disable=not table_input, file=sys.stderr) as bar, out:
+        for items, frame in source:
+            keep, taken = usable(items, args.strict, handler.read, first_row=seen + 1)
+            results = model.predict(taken, args.batch_size)
+            if out.is_table:
+                import pandas as pd
+
+                added = pd.DataFrame([handler.columns(r, args.all_scores) for r in results], index=frame.index[keep],
+                                     columns=names)
+                out.table(frame.join(added.rename(columns=lambda name: output_column(name, frame.columns))))
+            else:
+                out.records([{handler.input_field: items[i], **handler.record(r, args.all_scores)}
+                             for i, r in zip(keep, results)])
+            seen, labelled = seen + len(items), labelled + len(keep)
+            bar.update(len(items))
     if args.output:
-        print(f"predict: {len(keep)} of {len(items)} {handler.input_field}s labelled ({args.format}) -> {args.output}",
+        print(f"predict: {labelled} of {seen} {handler.input_field}s labelled ({args.format}) -> {args.output}",
               file=sys.stderr)
 
 
-def write(args, handler, items: list, keep: list[int], results: list, frame) -> None:
-    record, columns = handler.record, handler.columns
-    if args.output and Path(args.output).suffix.lower() in (".csv", ".parquet"):
-        import pandas as pd
-
-        added = pd.DataFrame([columns(result, args.all_scores) for result in results], index=frame.index[keep])
-        frame = frame.drop(columns=[c for c in added.columns if c in frame.columns]).join(added)
-        tmp = Path(args.output).with_name(Path(args.output).name + ".partial")
-        frame.to_csv(tmp, index=False) if args.output.lower().endswith(".csv") else frame.to_parquet(tmp, index=False)
-        tmp.replace(args.output)
-        return
-    text = "".join(json.dumps({handler.input_field: items[i], **record(result, args.all_scores)}, ensure_ascii=False)
-                   + "\n" for i, result in zip(keep, results))
-    if args.output:
-        tmp = Path(args.output).with_name(Path(args.output).name + ".partial")
-        tmp.write_text(text)
-        tmp.replace(args.output)
-    else:
-        sys.stdout.write(text)
+def output_column(name: str, taken) -> str:
+    """A result column's name in an output table: `predicted_<name>` where the input has `name` already (a gold
+    `label`), so an input column is never replaced."""
+    while name in taken:
+        name = f"predicted_{name}"
+    return name
 
 
 def run() -> None:
     try:
         main()
-    except (PredictError, ModelError) as exc:
+    except (PredictError, ModelError, TableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
 

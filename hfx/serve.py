@@ -5,8 +5,9 @@ Hugging Face text-embeddings-inference where they apply: POST /predict, GET /hea
 (Prometheus), /docs. An image model also takes the image itself as the body of POST /predict (any
 `Content-Type` but JSON), as the Hub's inference API does. Concurrent requests are batched dynamically: while
 the model runs one batch, the next one gathers (up to --max-batch-size inputs), is padded to its own longest
-row and runs in a single worker thread, so the cores are never oversubscribed. A full queue answers 429 at
-once; bad input is a 4xx with a one-line JSON error, never a 500.
+row and runs in a single worker thread, so the cores are never oversubscribed. The event loop only moves bytes:
+parsing, image decoding and tokenization run in one more thread. A full queue answers 429 at once; bad input is
+a 4xx with a one-line JSON error, never a 500.
 """
 
 import argparse
@@ -26,8 +27,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 from starlette.exceptions import HTTPException
 
-from hfx.model import FORMATS, LoadedModel
-from hfx.tasks import InputError, TooLarge
+from hfx.serving.folder import FORMATS, ModelError
+from hfx.serving.handlers import InputError, TooLarge
+from hfx.serving.model import LoadedModel
 
 
 @dataclass
@@ -36,11 +38,11 @@ class Settings:
     format: str = "int8"
     host: str = "127.0.0.1"
     port: int = 8000
-    max_batch_size: int = 32  # texts per model call
+    max_batch_size: int = 32  # inputs per model call, at most
     max_wait_ms: float = 0.0  # extra wait for more texts when the model is idle (0: run what is queued)
     max_client_batch_size: int = 32  # texts per request, as TEI
     max_body_bytes: int = 2_000_000  # as TEI
-    max_queue: int = 512  # texts waiting for the model; beyond, 429
+    max_queue: int = 512  # inputs waiting for the model; beyond, 429 (at least --max-client-batch-size)
     threads: int = 0  # ONNX Runtime threads; 0: one per available core
 
 
@@ -66,7 +68,7 @@ class Metrics:
                                 registry=self.registry)
         self.latency = Histogram("hfx_request_duration_seconds", "HTTP request latency", ["route"], registry=self.registry,
                                  buckets=(.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5))
-        self.batch_size = Histogram("hfx_batch_size", "texts per model call", registry=self.registry,
+        self.batch_size = Histogram("hfx_batch_size", "inputs per model call", registry=self.registry,
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128))
         self.inference = Histogram("hfx_inference_duration_seconds", "model call latency", registry=self.registry,
                                    buckets=(.001, .002, .005, .01, .02, .05, .1, .2, .5, 1))
@@ -74,25 +76,32 @@ class Metrics:
 
 
 class Batcher:
-    """Groups the rows of concurrent requests into model calls, one at a time, off the event loop."""
+    """Groups the rows of concurrent requests into model calls of at most --max-batch-size rows, one call at a
+    time, off the event loop. A request larger than that is split across calls."""
 
     def __init__(self, model: LoadedModel, settings: Settings, metrics: Metrics):
         self.model, self.settings, self.metrics = model, settings, metrics
-        self.waiting: deque = deque()
+        self.waiting: deque = deque()  # (rows, future): each at most max_batch_size rows
         self.pending = 0
         self.wakeup = asyncio.Event()
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
 
     async def submit(self, rows: list) -> list[np.ndarray]:
+        if len(rows) > self.settings.max_queue:
+            raise Rejected(413, f"{len(rows)} inputs, more than the queue ever holds ({self.settings.max_queue});"
+                                " send fewer at a time", "PayloadTooLarge")
         if self.pending + len(rows) > self.settings.max_queue:
-            raise Rejected(429, f"the queue is full ({self.pending} texts waiting, max {self.settings.max_queue});"
+            raise Rejected(429, f"the queue is full ({self.pending} inputs waiting, max {self.settings.max_queue});"
                                 " retry later", "Overloaded")
-        future = asyncio.get_running_loop().create_future()
-        self.waiting.append((rows, future))
+        loop, size = asyncio.get_running_loop(), self.settings.max_batch_size
+        futures = []
+        for start in range(0, len(rows), size):
+            futures.append(loop.create_future())
+            self.waiting.append((rows[start:start + size], futures[-1]))
         self.pending += len(rows)
         self.metrics.queue_depth.set(self.pending)
         self.wakeup.set()
-        return await future
+        return [logits for part in await asyncio.gather(*futures) for logits in part]
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -110,14 +119,13 @@ class Batcher:
                 rows = [row for item, _ in batch for row in item]
                 start = time.perf_counter()
                 try:
-                    logits = await loop.run_in_executor(self.worker, self.model, rows)
+                    logits = await loop.run_in_executor(self.worker, self.model, rows, self.metrics.batch_size.observe)
                 except Exception as exc:  # noqa: BLE001 - the requests in this batch get it; the server goes on
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     logits = None
                 self.metrics.inference.observe(time.perf_counter() - start)
-                self.metrics.batch_size.observe(len(rows))
                 self.pending -= len(rows)
                 self.metrics.queue_depth.set(self.pending)
                 offset = 0
@@ -180,10 +188,12 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.batcher = Batcher(model, settings, metrics)
+        app.state.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read")
         task = asyncio.create_task(app.state.batcher.run())
         yield
         task.cancel()  # uvicorn has finished every request in flight by now
         app.state.batcher.worker.shutdown()
+        app.state.reader.shutdown()
 
     app = FastAPI(title="hfx", description=f"{info.task} with {info.name} ({settings.format})", lifespan=lifespan)
 
@@ -205,35 +215,44 @@ def create_app(settings: Settings) -> FastAPI:
         one image as the raw body (`Content-Type: image/png`, `image/jpeg`...)."""
         body = await read_body(request, settings.max_body_bytes)
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        # Parsing, decoding and tokenizing take time in proportion to the body: never on the event loop.
+        query, items, single, rows = await asyncio.get_running_loop().run_in_executor(
+            request.app.state.reader, prepare, body, content_type)
+        logits = await request.app.state.batcher.submit(rows)
+        options = {name: getattr(query, name) for name in query.model_fields_set & handler.options}
+        results = [handler.decode(*row, **options) for row in zip(logits, rows, items)]
+        return JSONResponse(results[0] if single else results)
+
+    def prepare(body: bytes, content_type: str) -> tuple:
+        """(the request, its items, whether it sent a single one, their model rows), or Rejected (4xx)."""
         try:
             if content_type != "application/json" and hasattr(handler, "read_bytes"):
-                query, (texts, single) = PredictRequest(inputs=""), ([handler.read_bytes(body, "the body")], True)
-            else:
-                query = PredictRequest.model_validate_json(body)
-                texts, single = handler.parse(query.inputs)
+                return prepared(PredictRequest(inputs=""), [handler.read_bytes(body, "the body")], True)
+            query = PredictRequest.model_validate_json(body)
+            count = len(query.inputs) if isinstance(query.inputs, list) else 1
+            if count > settings.max_client_batch_size:  # before anything is decoded
+                raise Rejected(413, f"batch of {count} inputs, over the limit of {settings.max_client_batch_size}",
+                               "Validation")
+            unused = sorted(query.model_fields_set - handler.options - {"inputs", "truncate"})
+            if unused:
+                raise Rejected(422, f"{unused[0]} does not apply to a {info.task} model; it takes inputs and truncate"
+                                    + "".join(f", {name}" for name in sorted(handler.options)), "Validation")
+            return prepared(query, *handler.parse(query.inputs))
         except ValidationError as exc:
-            return error(422, validation_message(exc), "Validation")
+            raise Rejected(422, validation_message(exc), "Validation") from None
         except TooLarge as exc:
-            return error(413, str(exc), "PayloadTooLarge")
+            raise Rejected(413, str(exc), "PayloadTooLarge") from None
         except InputError as exc:
-            return error(422, str(exc), "Validation")
-        unused = sorted(query.model_fields_set - handler.options - {"inputs", "truncate"})
-        if unused:
-            return error(422, f"{unused[0]} does not apply to a {info.task} model; it takes inputs and truncate"
-                              + "".join(f", {name}" for name in sorted(handler.options)), "Validation")
-        if len(texts) > settings.max_client_batch_size:
-            return error(413, f"batch of {len(texts)} inputs, over the limit of {settings.max_client_batch_size}",
-                         "Validation")
-        rows = handler.encode(texts)
+            raise Rejected(422, str(exc), "Validation") from None
+
+    def prepared(query: PredictRequest, items: list, single: bool) -> tuple:
+        rows = handler.encode(items)
         if not query.truncate:
             too_long = [i for i, row in enumerate(rows) if handler.truncated(row)]
             if too_long:
-                return error(413, f"inputs[{too_long[0]}] is longer than the max input length of {info.max_length}"
-                                  " tokens; send truncate: true to cut it", "Validation")
-        options = {name: getattr(query, name) for name in query.model_fields_set & handler.options}
-        logits = await request.app.state.batcher.submit(rows)
-        results = [handler.decode(*row, **options) for row in zip(logits, rows, texts)]
-        return JSONResponse(results[0] if single else results)
+                raise Rejected(413, f"inputs[{too_long[0]}] is longer than the max input length of {info.max_length}"
+                                    " tokens; send truncate: true to cut it", "Validation")
+        return query, items, single, rows
 
     @app.get("/health")
     async def health():
@@ -267,13 +286,14 @@ def parse_args(argv=None) -> Settings:
     settings = Settings(**vars(parser.parse_args(argv)))
     if min(settings.max_batch_size, settings.max_client_batch_size, settings.max_body_bytes, settings.max_queue) < 1:
         parser.error("the --max-* limits must be at least 1")
+    if settings.max_queue < settings.max_client_batch_size:
+        parser.error(f"--max-queue {settings.max_queue} is below --max-client-batch-size"
+                     f" {settings.max_client_batch_size}: a full-size request could never be queued")
     return settings
 
 
 def main(argv=None) -> None:
     import uvicorn
-
-    from hfx.model import ModelError
 
     settings = parse_args(argv)
     try:

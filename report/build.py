@@ -25,8 +25,8 @@ GROUPS = {
     "calibration": [("ece", "ECE", min), ("ece_calibrated", "ECE, calibrated", min), ("temperature", "temperature", None)],
     "data": [("leakage.test_in_train.normalised", "test rows in train", min),
              ("duplicates_in_train.normalised", "duplicates in train", min)],
-    "export": [("accuracy.onnx_int8", "int8 accuracy", max), ("f1.onnx_int8", "int8 entity F1", max),
-               ("latency_ms_batch1.pytorch", "PyTorch ms", min), ("latency_ms_batch1.onnx_int8", "int8 ms", min)],
+    "export": [("accuracy.int8", "int8 accuracy", max), ("f1.int8", "int8 entity F1", max),
+               ("latency_ms_batch1.pytorch", "PyTorch ms", min), ("latency_ms_batch1.int8", "int8 ms", min)],
 }
 KEY_PARAMS = ["model.name", "finetune.epochs", "finetune.learning_rate", "finetune.batch_size"]  # when none differ
 PARAM_PREFIXES = ("task", "data.", "model.", "preprocess.", "finetune.", "evaluate.", "export.")

@@ -9,13 +9,13 @@ import sys
 
 from pathlib import Path
 
-from stages.artifacts import atomic_dir, write_json
-from stages.data_card import data_card
-from stages.params import load_params, run_stage
-from stages.sources import load_source
-from stages.splits import build_splits
-from stages.tasks import get_task
-from stages.tasks.common import BATCH_ROWS, FIXED
+from hfx.training.artifacts import atomic_dir, write_json
+from hfx.training.data_card import data_card
+from hfx.training.params import load_params, run_stage
+from hfx.training.sources import load_source
+from hfx.training.splits import build_splits
+from hfx.training.adapters import get_task
+from hfx.training.adapters.common import BATCH_ROWS, FIXED
 
 
 def main() -> None:

@@ -16,10 +16,10 @@ import pandas as pd
 from datasets import load_dataset, load_from_disk
 from transformers import Trainer, TrainingArguments
 
-from stages.artifacts import atomic_dir, atomic_file, read_json, write_json
-from stages.calibration import expected_calibration_error, fit_temperature, probabilities, reliability, scored
-from stages.params import load_params, run_stage
-from stages.tasks import get_task
+from hfx.training.artifacts import atomic_dir, atomic_file, read_json, write_json
+from hfx.training.calibration import expected_calibration_error, fit_temperature, probabilities, reliability, scored
+from hfx.training.params import load_params, run_stage
+from hfx.training.adapters import get_task
 
 
 def predict(model_dir: str, splits: list, task, batch_size: int) -> list:
@@ -36,18 +36,22 @@ def predict(model_dir: str, splits: list, task, batch_size: int) -> list:
 def calibration(test: tuple, validation: tuple | None) -> tuple[dict, dict]:
     """(calibration.json, the reliability diagram's files): the test ECE, and with a validation split the
     temperature fitted on it and the ECE under that temperature, on test and on validation. Rounded to 4
-    digits, so that what export reads changes with the model, not with evaluate.batch_size's float noise."""
+    digits, so that what export reads changes with the model, not with evaluate.batch_size's float noise. A
+    temperature that cannot be trusted stays 1.0, with the reason under `temperature_not_fitted`."""
     logits, labels = scored(*test)
     summary = {"ece": expected_calibration_error(probabilities(logits), labels)}
     temperature = 1.0
     if validation is not None:
         fit_logits, fit_labels = scored(*validation)
-        temperature = round(fit_temperature(fit_logits, fit_labels), 4)
+        temperature, kept_at_1 = fit_temperature(fit_logits, fit_labels)
+        temperature = round(temperature, 4)
         summary |= {"ece_calibrated": expected_calibration_error(probabilities(logits, temperature), labels),
                     "temperature": temperature,
                     "validation_ece": expected_calibration_error(probabilities(fit_logits), fit_labels),
                     "validation_ece_calibrated": expected_calibration_error(probabilities(fit_logits, temperature), fit_labels)}
     rounded = {key: round(value, 4) for key, value in summary.items()}
+    if validation is not None and kept_at_1:
+        rounded["temperature_not_fitted"] = kept_at_1  # why the temperature stays 1.0
     return rounded, {"reliability.json": reliability(probabilities(logits), labels),
                      "reliability_calibrated.json": reliability(probabilities(logits, temperature), labels)}
 
@@ -70,7 +74,7 @@ def main() -> None:
     # The temperature is fitted on validation: the test split only ever measures.
     splits = [test, processed["validation"]] if params.evaluate.calibrate else [test]
     (logits, labels, loss), *validation = predict(paths.finetuned, splits, task, params.evaluate.batch_size)
-    evaluation = task.evaluation(raw["test"], logits, labels, names)
+    evaluation = task.evaluation(raw["test"], test, logits, labels, names)
     baseline = task.baseline(raw["train"], raw["test"])
     calibrated, reliability_files = calibration((logits, labels), validation[0][:2] if validation else None)
     predictions = evaluation.predictions

@@ -5,8 +5,8 @@ Reads `task`, `model.*`, `finetune.*`. Dynamic padding and length-grouped batche
 kept by a validation metric, early stopping, a fixed seed. An interrupted run resumes from its last
 checkpoint. Training curves go through dvclive into metrics/train/ for `dvc plots show`. With
 `finetune.processes` or `finetune.nodes` above 1 the stage starts itself again under torchrun (DDP;
-stages/distributed.py) and rank 0 alone writes. With `finetune.epochs: 0` nothing trains: a classifier someone
-already fine-tuned is written as it is, its labels matched to the data's (stages/as_is.py).
+hfx/training/distributed.py) and rank 0 alone writes. With `finetune.epochs: 0` nothing trains: a classifier someone
+already fine-tuned is written as it is, its labels matched to the data's (hfx/training/as_is.py).
 """
 
 import os
@@ -18,16 +18,16 @@ from datasets import load_from_disk
 from dvclive import Live
 from transformers import AutoConfig, EarlyStoppingCallback, Trainer, set_seed
 
-from stages.artifacts import atomic_dir, read_json, write_json
-from stages.as_is import model_as_is
-from stages.checkpoints import resumable_checkpoint, run_fingerprint
-from stages.distributed import (RESUME_ENV, backend, in_worker, is_first_node, is_main_process, launch,
+from hfx.training.artifacts import atomic_dir, read_json, write_json
+from hfx.training.as_is import model_as_is
+from hfx.training.checkpoints import resumable_checkpoint, run_fingerprint
+from hfx.training.distributed import (RESUME_ENV, backend, in_worker, is_first_node, is_main_process, launch,
                                 per_process_batch, world_size)
-from stages.params import Params, load_params, run_stage
-from stages.sources import from_pretrained
-from stages.tasks import get_task
-from stages.training import best_metric, epochs_to_run, precision_flags, training_arguments
-from stages.training_log import CuratedDVCLiveCallback, LogAtCheckpoints
+from hfx.training.params import Params, load_params, run_stage
+from hfx.training.sources import from_pretrained
+from hfx.training.adapters import get_task
+from hfx.training.trainer_setup import best_metric, epochs_to_run, precision_flags, training_arguments
+from hfx.training.training_log import CuratedDVCLiveCallback, LogAtCheckpoints
 
 
 def by_length(split):

@@ -12,17 +12,18 @@ from pathlib import Path
 import numpy as np
 from datasets import load_dataset
 
-from stages.artifacts import atomic_dir, read_json, save_datasets, write_json
-from stages.data_card import label_balance, length_card, length_histogram
-from stages.params import load_params, run_stage
-from stages.splits import SPLITS
-from stages.tasks import get_task
-from stages.tasks.common import BATCH_ROWS, column_batches, column_sum
+from hfx.training.artifacts import atomic_dir, read_json, save_datasets, write_json
+from hfx.training.data_card import label_balance, length_card, length_histogram
+from hfx.training.params import load_params, run_stage
+from hfx.training.splits import SPLITS
+from hfx.training.adapters import get_task
+from hfx.training.adapters.common import BATCH_ROWS, column_batches, column_sum
 
 
 def main() -> None:
     params = load_params()
     task, raw = get_task(params.task), Path(params.paths.raw)
+    task.check_settings(params.model, params.preprocess)
     processor = task.load_processor(params.model)
 
     splits = load_dataset("parquet", data_files={name: str(raw / f"{name}.parquet") for name in SPLITS})
@@ -35,7 +36,8 @@ def main() -> None:
         num_proc=params.preprocess.num_proc if params.preprocess.num_proc > 1 else None, desc="tokenize",
     )
     truncated = {name: column_sum(ds, "truncated") for name, ds in tokenized.items()}  # rows, or words cut off
-    tokenized = tokenized.remove_columns("truncated")
+    units = {name: column_sum(ds, "units") for name, ds in tokenized.items()}  # rows, or words
+    tokenized = tokenized.remove_columns(["truncated", "units"])
 
     with atomic_dir(params.paths.processed) as out:
         save_datasets(tokenized, out)
@@ -56,7 +58,7 @@ def main() -> None:
         if task.group_by_length:
             lengths = {name: np.concatenate([b.to_numpy() for b in column_batches(ds, "length")]) for name, ds in tokenized.items()}
             length_histogram(lengths, params.preprocess.max_length).to_csv(plots / "length_histogram.csv", index=False)
-        write_json(plots / "lengths.json", length_card(lengths, truncated, params.preprocess.max_length))
+        write_json(plots / "lengths.json", length_card(lengths, truncated, units, params.preprocess.max_length))
     cut = f", truncated {task.truncated_unit} {truncated}" if task.truncated_unit else ""
     print(f"preprocess: {len(names)} labels{cut}, {sum(stats['size_mb'].values()):.1f} MB -> {params.paths.processed}")
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-REPO_FILES = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/.gitignore", ".dvc/plots", ".dvcignore",
+REPO_FILES = ["dvc.yaml", "params.yaml", "stages", "hfx", ".dvc/config", ".dvc/.gitignore", ".dvc/plots", ".dvcignore",
               ".gitignore"]
 
 POSITIVE = ["great", "wonderful", "moving", "brilliant", "funny", "charming", "superb", "delightful"]
@@ -67,6 +67,7 @@ def make_sentences(n: int, seed: int = 0) -> pd.DataFrame:
 def make_tiny_model(folder: Path, corpus: list[str]) -> Path:
     """A 2-layer BERT with a WordPiece tokenizer trained on `corpus`, saved like a Hub checkpoint."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -82,6 +83,7 @@ def make_tiny_model(folder: Path, corpus: list[str]) -> Path:
     fast.save_pretrained(folder)
     config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(0)  # the same tiny model in every session
     BertModel(config).save_pretrained(folder)
     return folder
 

@@ -8,9 +8,9 @@ import sys
 import pytest
 import yaml
 
-from stages.as_is import matched_rows, model_as_is
-from stages.params import Model, ParamsError
-from stages.tasks import get_task
+from hfx.training.as_is import matched_rows, model_as_is
+from hfx.training.params import Model, ParamsError
+from hfx.training.adapters import get_task
 from tests.conftest import ROOT, commit_all, make_repo, run, stage_env
 
 

@@ -141,6 +141,7 @@ CASES = [
     # model
     ("not a model folder", "preprocess", model_folder({"notes.txt": "hello"}), "model.name: 'bad/model' is not a model folder (no config.json"),
     ("no weights", "preprocess", model_folder({"config.json": '{"model_type": "bert"}', "pytorch_model.bin": ""}), "model.name: 'bad/model' has no .safetensors weights"),
+    ("max_length past the model", "preprocess", params_edit(preprocess__max_length=4096), "preprocess.max_length: 4096 is more tokens than"),
     ("no tokenizer", "preprocess", model_folder({"config.json": '{"model_type": "bert"}', "model.safetensors": ""}), "model.name: 'bad/model' has no tokenizer"),
     ("fp16 on a cpu", "finetune", params_edit(finetune__precision="fp16"), "finetune.precision: fp16 needs a CUDA GPU"),
 ]

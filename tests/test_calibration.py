@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from stages.calibration import expected_calibration_error, fit_temperature, nll, probabilities, reliability, scored
-from tests.conftest import ROOT, stage_env
+from hfx.training.calibration import expected_calibration_error, fit_temperature, nll, probabilities, reliability, scored
+from tests.conftest import ROOT, copy_of, run, stage_env
 
 
 def test_ece_equals_a_hand_computation():
@@ -31,13 +31,33 @@ def test_temperature_undoes_a_scaled_model_and_keeps_every_prediction(scale):
     labels = np.array([rng.choice(4, p=p) for p in probabilities(true_logits)])
     logits = true_logits * scale  # the model's scores: right ranking, wrong confidence
     validation, test = slice(0, 2000), slice(2000, None)
-    temperature = fit_temperature(logits[validation], labels[validation])
+    temperature, not_fitted = fit_temperature(logits[validation], labels[validation])
+    assert not_fitted is None
     assert temperature == pytest.approx(scale, rel=0.1)
     assert nll(logits[validation], labels[validation], temperature) < nll(logits[validation], labels[validation])
     before = expected_calibration_error(probabilities(logits[test]), labels[test])
     after = expected_calibration_error(probabilities(logits[test], temperature), labels[test])
     assert after < before / 2
     assert (probabilities(logits, temperature).argmax(-1) == logits.argmax(-1)).all()
+
+
+def test_a_temperature_that_cannot_be_trusted_stays_1_and_says_why():
+    """A validation split the model gets all right would pull the fit to its lower bound (scores of 1.0 for wrong
+    answers too); one it gets right by chance, to its upper bound. Both keep 1.0 and say why."""
+    from stages.evaluate import calibration
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 400)
+    logits = np.eye(2)[labels] * rng.uniform(0.5, 3, (400, 1))  # every validation row right
+    temperature, why = fit_temperature(logits, labels)
+    assert temperature == 1.0 and "0 wrong predictions of 400" in why
+    test_logits, test_labels = rng.normal(size=(100, 2)), rng.integers(0, 2, 100)
+    summary, _ = calibration((test_logits, test_labels), (logits, labels))
+    assert summary["temperature"] == 1.0 and "too few to fit" in summary["temperature_not_fitted"]
+    assert summary["ece_calibrated"] == summary["ece"]
+    coin = np.eye(2)[np.where(np.arange(400) % 2, labels, 1 - labels)] * 5  # half wrong, all sure: no T fits
+    temperature, why = fit_temperature(coin, labels)
+    assert temperature == 1.0 and "bound 20" in why
 
 
 def test_without_validation_only_the_test_ece_is_reported():
@@ -57,13 +77,24 @@ def test_sequence_logits_are_scored_at_labelled_positions_only():
     assert flat.tolist() == [[0, 1], [4, 5], [10, 11]] and gold.tolist() == [1, 0, 1]
 
 
-def test_the_fitted_temperature_reaches_the_folder_and_its_card(exported_model):
-    evaluation = json.loads((exported_model.parents[1] / "metrics/calibration.json").read_text())
-    calibration = json.loads((exported_model / "calibration.json").read_text())
-    assert calibration["temperature"] == evaluation["temperature"] > 0
-    assert abs(calibration["temperature"] - 1) > 0.05, "a temperature of 1 would not tell if predict applies it"
-    assert evaluation["ece_calibrated"] == calibration["ece_calibrated"]
-    assert f"temperature of {calibration['temperature']:g}" in (exported_model / "README.md").read_text()
+def test_the_temperature_reaches_the_folder_and_its_card(tiny_run, tmp_path):
+    """The tiny run gets every validation row right: its temperature stays 1 and the card says why. A fitted one
+    (written where evaluate writes it, then export run again) reaches the folder, and the card states it."""
+    repo = tiny_run[0]
+    evaluation = json.loads((repo / "metrics/calibration.json").read_text())
+    calibration = json.loads((repo / "models/export/calibration.json").read_text())
+    assert evaluation["temperature"] == calibration["temperature"] == 1.0
+    assert "too few to fit" in evaluation["temperature_not_fitted"]
+    card = (repo / "models/export/README.md").read_text()
+    assert f"No temperature is applied: {evaluation['temperature_not_fitted']}" in card
+
+    copy = copy_of(repo, tmp_path / "repo")
+    fitted = {key: value for key, value in evaluation.items() if key != "temperature_not_fitted"} | {"temperature": 1.7}
+    (copy / "metrics/calibration.json").write_text(json.dumps(fitted))
+    run([sys.executable, "-m", "stages.export"], copy)
+    calibration = json.loads((copy / "models/export/calibration.json").read_text())
+    assert calibration["temperature"] == 1.7 and calibration["ece_calibrated"] == evaluation["ece_calibrated"]
+    assert "temperature of 1.7" in (copy / "models/export/README.md").read_text()
 
 
 def predict(folder, *texts) -> subprocess.CompletedProcess:

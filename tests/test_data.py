@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from datasets import ClassLabel, Dataset, Features, Value
 
-from stages.params import Data, Model, ParamsError
-from stages.sources import _package_version, file_format, load_source, model_path, package_path
-from stages.splits import build_splits, cap_rows, carve_missing_splits
-from stages.tasks import TextClassification, sorted_labels
+from hfx.training.params import Data, Model, ParamsError
+from hfx.training.sources import _package_version, file_format, load_source, model_path, package_path
+from hfx.training.splits import build_splits, cap_rows, carve_missing_splits
+from hfx.training.adapters import TextClassificationAdapter, sorted_labels
 from tests.conftest import make_reviews
 
 
@@ -133,7 +133,7 @@ def test_model_path_resolution(tmp_path, tiny_model):
 def test_standardize_drops_and_counts_bad_rows():
     split = Dataset.from_dict({"review": ["good film", "", "  ", None, "bad film", "a plot", "meh"],
                                "sentiment": ["pos", "pos", "neg", "neg", "neg", "plot", None]})
-    clean, dropped = TextClassification().standardize(split, data("x.csv", exclude_labels=["plot"]), "train")
+    clean, dropped = TextClassificationAdapter().standardize(split, data("x.csv", exclude_labels=["plot"]), "train")
     assert clean["text"] == ["good film", "bad film"] and clean["label"] == ["pos", "neg"]
     assert dropped == Counter({"empty_text": 3, "excluded_label:plot": 1, "missing_label": 1})
 
@@ -141,14 +141,14 @@ def test_standardize_drops_and_counts_bad_rows():
 def test_standardize_maps_class_label_names_and_drops_unlabeled():
     features = Features({"review": Value("string"), "sentiment": ClassLabel(names=["negative", "positive"])})
     split = Dataset.from_dict({"review": ["a", "b", "c"], "sentiment": [1, 0, -1]}, features=features)
-    clean, dropped = TextClassification().standardize(split, data("x"), "test")
+    clean, dropped = TextClassificationAdapter().standardize(split, data("x"), "test")
     assert clean["label"] == ["positive", "negative"] and dropped == Counter({"missing_label": 1})
 
 
 def test_standardize_names_existing_columns_when_one_is_missing():
     split = Dataset.from_dict({"sentence": ["a"], "sentiment": ["pos"]})
     with pytest.raises(ParamsError, match="column 'review' not in the train split; columns: sentence, sentiment"):
-        TextClassification().standardize(split, data("x"), "train")
+        TextClassificationAdapter().standardize(split, data("x"), "train")
 
 
 def test_label_order_is_numeric_for_numbers_and_alphabetical_otherwise():
@@ -216,7 +216,7 @@ def test_cap_rows_near_a_splits_size_falls_back_to_a_plain_seeded_sample():
 
 def test_other_names_of_validation_are_read_as_validation(capsys):
     loaded = {"train": reviews_split(80), "dev": reviews_split(20, seed=1), "test": reviews_split(20, seed=2)}
-    splits, origin, _, unused = build_splits(loaded, data("x"), TextClassification())
+    splits, origin, _, unused = build_splits(loaded, data("x"), TextClassificationAdapter())
     assert splits["validation"]["text"] == loaded["dev"]["review"]
     assert origin["validation"] == "source split 'dev'" and unused == []
 
@@ -225,26 +225,26 @@ def test_an_unknown_split_is_an_error_when_validation_would_be_carved_instead():
     loaded = {"train": reviews_split(80), "eval": reviews_split(20, seed=1), "test": reviews_split(20, seed=2)}
     with pytest.raises(ParamsError, match=r"split 'eval' not read as train, validation or test, and validation would"
                                           r" be carved out of train; say which to use with data.splits"):
-        build_splits(loaded, data("x"), TextClassification())
+        build_splits(loaded, data("x"), TextClassificationAdapter())
     splits, origin, _, unused = build_splits(loaded, data("x", splits={"train": "train", "validation": "eval",
-                                                                        "test": "test"}), TextClassification())
+                                                                        "test": "test"}), TextClassificationAdapter())
     assert splits["validation"]["text"] == loaded["eval"]["review"] and unused == []
 
 
 def test_an_unknown_split_beside_all_three_is_named_in_a_warning(capsys):
     loaded = {"train": reviews_split(80), "validation": reviews_split(20, seed=1), "test": reviews_split(20, seed=2),
               "unsupervised": reviews_split(10, seed=3)}
-    *_, unused = build_splits(loaded, data("x"), TextClassification())
+    *_, unused = build_splits(loaded, data("x"), TextClassificationAdapter())
     assert unused == ["unsupervised"]
     assert "warning: data.source: split 'unsupervised' not used" in capsys.readouterr().err
 
 
 def test_data_splits_chooses_and_names_a_missing_split():
     loaded = {"train": reviews_split(80), "unsupervised": reviews_split(10, seed=3)}
-    splits, origin, _, unused = build_splits(loaded, data("x", splits={"train": "train"}), TextClassification())
+    splits, origin, _, unused = build_splits(loaded, data("x", splits={"train": "train"}), TextClassificationAdapter())
     assert origin["validation"].startswith("carved from train") and unused == ["unsupervised"]
     with pytest.raises(ParamsError, match="data.splits: test: held_out not in the source; its splits: train, unsupervised"):
-        build_splits(loaded, data("x", splits={"train": "train", "test": "held_out"}), TextClassification())
+        build_splits(loaded, data("x", splits={"train": "train", "test": "held_out"}), TextClassificationAdapter())
     both = {"train": reviews_split(80), "dev": reviews_split(20), "validation": reviews_split(20)}
     with pytest.raises(ParamsError, match="splits 'dev' and 'validation' both read as validation"):
-        build_splits(both, data("x"), TextClassification())
+        build_splits(both, data("x"), TextClassificationAdapter())

@@ -9,7 +9,7 @@ import pandas as pd
 
 from datasets import Dataset
 
-from stages.data_card import label_balance, length_card, length_histogram, normalised, overlaps
+from hfx.training.data_card import label_balance, length_card, length_histogram, normalised, overlaps
 from tests.conftest import make_repo, make_reviews, run, set_params
 
 
@@ -74,9 +74,11 @@ def test_model_card_states_the_leakage_of_its_data(exported_model):
 
 def test_lengths_are_percentiles_of_the_tokens_and_shares_add_up():
     lengths = {"train": np.arange(1, 101), "test": np.array([3, 3, 128, 128])}
-    card = length_card(lengths, {"train": 0, "test": 2}, max_length=128)
+    card = length_card(lengths, {"train": 0, "test": 2}, {"train": 100, "test": 4}, max_length=128)
     assert card["train"]["tokens"] == {"p50": int(np.percentile(lengths["train"], 50)), "p90": 90, "p99": 99, "max": 100}
     assert card["test"]["truncated_share"] == 0.5 and card["test"]["tokens"]["max"] == 128
+    words = length_card({"test": np.array([12, 12])}, {"test": 9}, {"test": 45}, max_length=12)  # 9 of 45 words cut
+    assert words["test"]["truncated_share"] == 0.2
     histogram = length_histogram(lengths, 128, bins=8)
     assert list(histogram["tokens"]) == [0, 16, 32, 48, 64, 80, 96, 112]
     assert histogram["train"].sum() == 1 and histogram["test"].tolist() == [0.5, 0, 0, 0, 0, 0, 0, 0.5]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.params import Params
+from hfx.training.params import Params
 from tests.conftest import ROOT
 
 SECTION_TYPES = {"Params": ()} | {field.annotation.__name__: (name,) for name, field in Params.model_fields.items()
@@ -31,22 +31,36 @@ def module_file(module: str) -> Path:
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
+PROJECT_PACKAGES = ("stages", "hfx")
+
+
+def imported_modules(module: str, top_level_only: bool = False) -> set[str]:
+    """The project modules `module` imports by name (a `from hfx.x import name` of a submodule counts too)."""
+    found = set()
+    tree = ast.parse(module_file(module).read_text())
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in PROJECT_PACKAGES:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names
+                         if module_file(f"{node.module}.{alias.name}").is_file())
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.split(".")[0] in PROJECT_PACKAGES)
+    return {name for name in found if module_file(name).is_file()}
+
+
 def project_imports(module: str) -> set[str]:
-    """`module` and every `stages.*` module it imports, directly or through another."""
+    """`module` and every project module it imports, directly or through another (a package's __init__ too)."""
     seen, todo = set(), [module]
     while todo:
         current = todo.pop()
         if current in seen:
             continue
         seen.add(current)
-        for node in ast.walk(ast.parse(module_file(current).read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "stages":
-                todo += [f"stages.{alias.name}" for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("stages."):
-                todo.append(node.module)
-            elif isinstance(node, ast.Import):
-                todo += [alias.name for alias in node.names if alias.name.startswith("stages.")]
-    return seen
+        todo += imported_modules(current)
+        parts = current.split(".")
+        todo += [".".join(parts[:i]) for i in range(2, len(parts))]  # hfx.training.adapters.x runs adapters/__init__
+    return {name for name in seen if module_file(name).read_text().strip()}  # an empty __init__.py runs nothing
 
 
 class Definitions:
@@ -54,7 +68,7 @@ class Definitions:
 
     def __init__(self):
         self.functions, self.methods, self.classes = {}, {}, {}
-        for path in sorted((ROOT / "stages").rglob("*.py")):
+        for path in sorted(p for package in PROJECT_PACKAGES for p in (ROOT / package).rglob("*.py")):
             for node in ast.parse(path.read_text()).body:
                 if isinstance(node, ast.FunctionDef):
                     self.functions.setdefault(node.name, []).append(node)
@@ -201,3 +215,52 @@ def test_the_trace_sees_reads_through_aliases_calls_and_whole_sections():
     assert {"finetune", "model", "task"} <= finetune  # ft = params.finetune ... ft.model_dump()
     export = stage_param_reads("stages.export")  # write_model_card(..., params, ...) in model_card.py
     assert {"data.source", "data.text_column", "preprocess.max_length", "finetune"} <= export
+
+
+SERVING = sorted(str(path.relative_to(ROOT).with_suffix("")).replace("/", ".")
+                 for path in [*(ROOT / "hfx/serving").glob("*.py"), ROOT / "hfx/predict.py", ROOT / "hfx/serve.py"])
+TRAINING_LIBRARIES = {"torch", "transformers", "datasets", "dvclive", "accelerate", "sklearn", "dvc"}
+
+
+def imports_of(module: str) -> list[tuple[str, str | None]]:
+    """(imported module, the function or class it is imported in, or None at module level)."""
+    found = []
+
+    def visit(node, scope):
+        for child in ast.iter_child_nodes(node):
+            inner = f"{scope}.{child.name}" if scope and isinstance(child, (ast.FunctionDef, ast.ClassDef)) else \
+                child.name if isinstance(child, (ast.FunctionDef, ast.ClassDef)) else scope
+            if isinstance(child, ast.Import):
+                found.extend((alias.name, scope) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                found.append((child.module or "", scope))
+            visit(child, inner)
+
+    visit(ast.parse(module_file(module).read_text()), None)
+    return found
+
+
+@pytest.mark.parametrize("module", SERVING)
+def test_the_serving_half_never_imports_the_training_half_or_torch(module):
+    """predict and serve run from an exported folder on a machine with requirements-serve.txt alone. The one
+    exception is the `pytorch` format's runner, which imports torch and transformers when that format is asked
+    for."""
+    for name, scope in imports_of(module):
+        assert not name.startswith(("hfx.training", "stages")), f"{module} imports {name}: serving must not need training"
+        if name.split(".")[0] in TRAINING_LIBRARIES:
+            assert scope is not None and scope.startswith("TorchRunner"), \
+                f"{module} imports {name} ({'at module level' if scope is None else 'in ' + scope}): not in requirements-serve.txt"
+
+
+def test_the_serving_check_sees_a_forbidden_import():
+    """The check itself: a serving module that imports the training half or torch fails it."""
+    bad = ROOT / "hfx/serving/_bad_for_test.py"
+    bad.write_text("from hfx.training.params import Params\n")
+    try:
+        with pytest.raises(AssertionError, match="serving must not need training"):
+            test_the_serving_half_never_imports_the_training_half_or_torch("hfx.serving._bad_for_test")
+        bad.write_text("import torch\n")
+        with pytest.raises(AssertionError, match="at module level"):
+            test_the_serving_half_never_imports_the_training_half_or_torch("hfx.serving._bad_for_test")
+    finally:
+        bad.unlink()

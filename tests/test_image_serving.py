@@ -16,7 +16,7 @@ def test_served_pixels_equal_the_image_processor_without_torch():
 
     from transformers import AutoImageProcessor
 
-    from hfx.tasks import ImageClassification as Handler
+    from hfx.serving.handlers import ImageClassificationHandler as Handler
     from tests.conftest import ROOT
 
     folder = ROOT / "presets/resnet-small"
@@ -98,6 +98,8 @@ def test_serve_takes_raw_and_base64_images_and_answers_bad_ones_with_a_4xx(image
         assert status == 200 and [r[0]["label"] for r in batch] == ["bright", "dark"]
         huge = io.BytesIO()
         PILImage.new("L", (8000, 6000)).save(huge, format="PNG")  # 48M pixels, a few kB of PNG
+        big = io.BytesIO()
+        PILImage.new("L", (6000, 5000)).save(big, format="PNG")
         for payload, headers, expected in (
                 (b"not an image", {"Content-Type": "image/png"}, 422),
                 (b"", {"Content-Type": "image/jpeg"}, 422),
@@ -105,7 +107,10 @@ def test_serve_takes_raw_and_base64_images_and_answers_bad_ones_with_a_4xx(image
                 (huge.getvalue(), {"Content-Type": "image/png"}, 413),
                 (json.dumps({"inputs": "%%% not base64"}).encode(), {}, 422),
                 (json.dumps({"inputs": [base64.b64encode(b"text").decode()]}).encode(), {}, 422),
-                (json.dumps({"inputs": 3}).encode(), {}, 422)):
+                (json.dumps({"inputs": 3}).encode(), {}, 422),
+                (json.dumps({"inputs": "data:image/png;base64"}).encode(), {}, 422),  # no comma
+                (json.dumps({"inputs": ["data:image/png;base64," + base64.b64encode(big.getvalue()).decode()] * 2}
+                            ).encode(), {}, 413)):  # 30M pixels each: together over the 40M of a request
             status, answer = server.request("POST", "/predict", payload, headers=headers)
             assert status == expected, (payload[:20], answer)
             assert "\n" not in json.loads(answer)["error"]
@@ -119,7 +124,8 @@ def test_serve_takes_raw_and_base64_images_and_answers_bad_ones_with_a_4xx(image
 def test_a_center_cropping_processor_is_refused_in_one_line_when_the_model_loads(tmp_path):
     import json
 
-    from hfx.model import LoadedModel, ModelError
+    from hfx.serving.folder import ModelError
+    from hfx.serving.model import LoadedModel
 
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["ConvNextForImageClassification"],
                                                       "id2label": {"0": "a", "1": "b"}}))
@@ -128,3 +134,89 @@ def test_a_center_cropping_processor_is_refused_in_one_line_when_the_model_loads
     (tmp_path / "model.onnx").write_bytes(b"")
     with pytest.raises(ModelError, match=r"ConvNextImageProcessor with size \{'shortest_edge': 224\} is not served yet"):
         LoadedModel(tmp_path, "fp32")
+
+
+def test_health_answers_at_once_while_the_largest_request_is_decoded(image_repo):
+    """32 bilevel PNGs of 6000x6000 pixels fit in the 2 MB body limit. The request is refused once its images
+    pass 40M pixels together, and whatever is decoded is decoded off the event loop: /health answers within
+    100 ms throughout."""
+    import base64
+    import json
+    import threading
+    import time
+
+    from tests.test_serve import Server
+
+    repo, _ = image_repo
+    sheet = io.BytesIO()
+    PILImage.new("1", (6000, 6000)).save(sheet, format="PNG")
+    body = json.dumps({"inputs": [base64.b64encode(sheet.getvalue()).decode()] * 32}).encode()
+    assert len(body) < 2_000_000
+    server = Server(repo / "models/export")
+    try:
+        outcome = {}
+        sender = threading.Thread(target=lambda: outcome.update(answer=server.request("POST", "/predict", body)))
+        sender.start()
+        waits = []
+        while sender.is_alive() or not waits:
+            start = time.perf_counter()
+            assert server.get("/health")[0] == 200
+            waits.append(time.perf_counter() - start)
+            time.sleep(0.01)
+        sender.join()
+        status, answer = outcome["answer"]
+        assert status == 413 and "pixels a request" in json.loads(answer)["error"]
+        assert max(waits) < 0.1, f"/health took {max(waits) * 1000:.0f} ms while the request was read"
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def image_server(image_repo):
+    from tests.test_serve import Server
+
+    running = Server(image_repo[0] / "models/export", "--max-client-batch-size", 4)
+    yield running
+    assert running.stop() == 0
+
+
+def test_no_json_body_gets_a_5xx_from_an_image_model(image_server):
+    """Generated bodies, with strings shaped like base64 images and data URLs: never a 500."""
+    import json
+
+    from hypothesis import given, settings
+
+    from tests.test_serve import request_bodies
+
+    @settings(max_examples=150, deadline=None)
+    @given(request_bodies(image_like=True))
+    def check(body):
+        status, answer = image_server.request("POST", "/predict", json.dumps(body).encode())
+        assert status < 500, (body, answer)
+
+    check()
+    assert image_server.get("/health")[0] == 200
+
+
+@pytest.mark.parametrize("fmt", ["pytorch", "fp32", "int8"])
+def test_predict_over_the_test_images_gets_exactly_the_accuracy_export_reports(image_repo, tmp_path, fmt):
+    """The test split's images as files a user has, through `python -m hfx.predict` on their folder."""
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from tests.conftest import ROOT, stage_env
+
+    repo, _ = image_repo
+    test = pd.read_parquet(repo / "data/raw/test.parquet")
+    for i, image in enumerate(test["image"]):
+        (tmp_path / f"{i:05d}.png").write_bytes(image["bytes"])
+    result = subprocess.run([sys.executable, "-m", "hfx.predict", str(tmp_path), "--model", str(repo / "models/export"),
+                             "--format", fmt], cwd=ROOT, env=stage_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    predicted = [json.loads(line)["label"] for line in result.stdout.splitlines()]
+    accuracy = float(np.mean([p == gold for p, gold in zip(predicted, test["label"])]))
+    assert len(predicted) == len(test)
+    assert accuracy == json.loads((repo / "metrics/export.json").read_text())["accuracy"][fmt]

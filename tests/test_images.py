@@ -5,8 +5,8 @@ import gzip
 import numpy as np
 import pytest
 
-from stages.images import is_idx_folder, read_idx
-from stages.params import ParamsError
+from hfx.training.idx_images import is_idx_folder, read_idx
+from hfx.training.params import ParamsError
 
 
 def write_idx(path, array: np.ndarray, compress: bool = True) -> None:

@@ -4,7 +4,7 @@ import sys
 import pytest
 import yaml
 
-from stages.params import ParamsError, load_params, validate
+from hfx.training.params import ParamsError, load_params, validate
 from tests.conftest import ROOT
 
 
@@ -83,18 +83,19 @@ def test_missing_key_is_reported(raw):
 def test_stand_alone_check_exits_non_zero_with_one_line(tmp_path, raw):
     raw["finetune"]["learning_rat"] = raw["finetune"].pop("learning_rate")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    result = subprocess.run([sys.executable, "-m", "stages.params"], cwd=tmp_path, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "stages.check_params"], cwd=tmp_path, capture_output=True, text=True,
                             env={"PYTHONPATH": str(ROOT)})
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "did you mean 'finetune.learning_rate'" in result.stderr
     assert "Traceback" not in result.stderr
 
-    ok = subprocess.run([sys.executable, "-m", "stages.params"], cwd=ROOT, capture_output=True, text=True)
+    ok = subprocess.run([sys.executable, "-m", "stages.check_params"], cwd=ROOT, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
 
 
 def test_schema_knows_exactly_the_tasks_that_have_adapters():
-    from stages import params, tasks
+    from hfx.serving.handlers import HANDLERS
+    from hfx.training import adapters, params
 
-    assert set(params.TASKS) == set(tasks.TASKS)
+    assert set(params.TASKS) == set(adapters.TASKS) == set(HANDLERS)  # each task: an adapter and a handler

@@ -1,6 +1,7 @@
 """End to end: `dvc repro` in a throw-away copy of the repo, on a tiny BERT and generated data."""
 
 import json
+import sys
 import subprocess
 
 import pandas as pd
@@ -9,7 +10,7 @@ import torch
 import yaml
 from transformers import AutoModel
 
-from tests.conftest import commit_all, copy_of, run, stage_env
+from tests.conftest import ROOT, commit_all, copy_of, run, stage_env
 
 EVAL_KEYS = {"accuracy", "f1_macro", "precision_macro", "recall_macro", "loss", "n_test", "per_class", "baseline",
              "roc_auc", "average_precision", "top_confusions"}
@@ -80,11 +81,24 @@ def test_repro_runs_every_stage_and_writes_every_out(pipeline_repo):
 def test_onnx_matches_pytorch(pipeline_repo):
     repo, _ = pipeline_repo
     export = json.loads((repo / "metrics/export.json").read_text())
-    assert export["formats"] == ["pytorch", "onnx", "onnx_int8"]
-    assert export["onnx_max_abs_logit_diff"] < 1e-4
-    assert export["accuracy"]["onnx"] == export["accuracy"]["pytorch"]
-    assert abs(export["accuracy"]["onnx_int8"] - export["accuracy"]["pytorch"]) <= 0.05
+    assert export["formats"] == ["pytorch", "fp32", "int8"]
+    assert export["fp32_max_abs_logit_diff"] < 1e-4
+    assert export["accuracy"]["fp32"] == export["accuracy"]["pytorch"]
+    assert abs(export["accuracy"]["int8"] - export["accuracy"]["pytorch"]) <= 0.05
     assert all(export["latency_ms_batch1"][f] > 0 for f in export["formats"])
+
+
+@pytest.mark.parametrize("fmt", ["pytorch", "fp32", "int8"])
+def test_predict_over_the_test_split_gets_exactly_the_accuracy_export_reports(pipeline_repo, tmp_path, fmt):
+    """What is measured is what is served: `python -m hfx.predict` on data/raw/test.parquet, as a user runs it."""
+    repo, _ = pipeline_repo
+    out = tmp_path / "labelled.parquet"
+    run([sys.executable, "-m", "hfx.predict", str(repo / "data/raw/test.parquet"), "--model", str(repo / "models/export"),
+         "--format", fmt, "--output", str(out)], ROOT)
+    labelled = pd.read_parquet(out)
+    accuracy = float((labelled["predicted_label"] == labelled["label"]).mean())
+    assert accuracy == json.loads((repo / "metrics/export.json").read_text())["accuracy"][fmt]
+    assert accuracy == json.loads((repo / "metrics/eval.json").read_text())["accuracy"] or fmt == "int8"
 
 
 def test_exported_folder_loads_in_a_pipeline(pipeline_repo):

@@ -64,9 +64,19 @@ def test_csv_in_csv_out_keeps_the_columns_and_adds_label_and_score(exported_mode
     result = predict(source, "--text-column", "review", "--output", out, "--model", exported_model, "--all-scores")
     assert "warning: row 2: empty text, skipped" in result.stderr
     frame = pd.read_csv(out)
-    assert list(frame.columns) == ["id", "review", "label", "score", "score_pos", "score_neg"]
+    assert list(frame.columns) == ["id", "review", "label", "score", "score_neg", "score_pos"]
     assert frame["id"].tolist() == [7, 8, 9] and frame["label"].fillna("").tolist() == ["pos", "", "neg"]
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_labelled_table_keeps_its_gold_label_beside_the_prediction(exported_model, tmp_path):
+    """Labelling a test split (data/raw/test.parquet has text and label) must not overwrite the gold label."""
+    source = tmp_path / "test.parquet"
+    pd.DataFrame({"text": [POSITIVE, NEGATIVE], "label": ["neg", "neg"]}).to_parquet(source)
+    predict(source, "--output", tmp_path / "out.parquet", "--model", exported_model)
+    frame = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(frame.columns) == ["text", "label", "predicted_label", "score"]
+    assert frame["label"].tolist() == ["neg", "neg"] and frame["predicted_label"].tolist() == ["pos", "neg"]
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "parquet", "tsv"])
@@ -119,3 +129,58 @@ def test_bad_input_is_one_line(exported_model, tmp_path):
         result = predict(*args, check=False)
         assert result.returncode == 1 and len(errors(result)) == 1 and message in errors(result)[0], (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_the_model_cards_pipeline_gives_predicts_label_for_a_text_past_the_max_length(exported_model):
+    """The card's snippet truncates as predict does: a text of over 600 tokens (past what the model can take)
+    gets the same label from both, where a pipeline without truncation fails."""
+    card = (exported_model / "README.md").read_text()
+    assert 'pipeline("text-classification", model="path/to/this/folder", truncation=True)' in card
+    # The cue words come first, then a neutral tail far past the max input length.
+    texts = [f"{POSITIVE} " + "the story and the cast " * 130, f"{NEGATIVE} " + "the story and the cast " * 130]
+    served = pipeline_as_served("text-classification", exported_model, truncation=True)
+    assert len(served.tokenizer(texts[0])["input_ids"]) > 600
+    got = jsonl(predict(*texts, "--model", exported_model, "--format", "fp32").stdout)
+    assert [g["label"] for g in got] == [e["label"] for e in served(texts)] == ["pos", "neg"]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_a_table_larger_than_a_window_streams_through_in_order(exported_model, tmp_path, suffix):
+    """9,000 rows are three windows of 4,096: rows stay in order, row numbers count across windows, and a
+    --strict failure in the last window leaves neither the output nor its .partial behind."""
+    texts = [POSITIVE if i % 3 else NEGATIVE for i in range(9000)]
+    texts[8500] = ""
+    source = tmp_path / f"big.{suffix}"
+    frame = pd.DataFrame({"id": range(9000), "text": texts})
+    frame.to_csv(source, index=False) if suffix == "csv" else frame.to_parquet(source, row_group_size=1000)
+    out = tmp_path / f"out.{suffix}"
+    result = predict(source, "--output", out, "--model", exported_model, "--format", "fp32")
+    assert "warning: row 8501: empty text, skipped" in result.stderr and "8999 of 9000 texts labelled" in result.stderr
+    labelled = pd.read_csv(out) if suffix == "csv" else pd.read_parquet(out)
+    assert labelled["id"].tolist() == list(range(9000))
+    expected = ["pos" if i % 3 else "neg" for i in range(9000)]
+    expected[8500] = None
+    assert [label if isinstance(label, str) else None for label in labelled["label"]] == expected
+    out.unlink()
+    strict = predict(source, "--output", out, "--model", exported_model, "--format", "fp32", "--strict", check=False)
+    assert strict.returncode == 1 and errors(strict) == ["error: row 8501: empty text (--strict)"]
+    assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.parametrize("fmt", ["int8", "fp32", "pytorch"])
+def test_an_answer_does_not_depend_on_what_shares_its_batch(exported_model, fmt):
+    """Each text alone (--batch-size 1) and in mixed batches of short and long texts: the same label, and every
+    score within 1e-5. Dynamic int8 would fail this if run batched: its activation ranges span the batch."""
+    words = "the film story cast was a really plot and ending quite this movie brilliant dull".split()
+    texts = [" ".join(words[(i * 7) % len(words):] + words[:(i * 3) % len(words)] * (1 + i % 5)) for i in range(40)]
+    runs = []
+    for batch_size in ("1", "32", "7"):
+        args = [*texts, "--model", exported_model, "--format", fmt, "--all-scores", "--batch-size", batch_size]
+        runs.append(jsonl(predict(*args).stdout if fmt != "pytorch" else subprocess.run(
+            [sys.executable, "-m", "hfx.predict", *map(str, args)], cwd=ROOT, env=stage_env(), capture_output=True,
+            text=True, check=True).stdout))
+    alone, *batched = runs
+    for together in batched:
+        assert [line["label"] for line in together] == [line["label"] for line in alone]
+        gap = max(abs(a["scores"][label] - b["scores"][label]) for a, b in zip(alone, together) for label in a["scores"])
+        assert gap <= 1e-5, f"{fmt}: a score moved by {gap:.1e} with its batch"

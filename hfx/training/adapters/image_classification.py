@@ -15,10 +15,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-from stages.params import Data, Model, Params, ParamsError, Preprocess
-from stages.sources import model_path
-from stages.tasks.common import DROPPED, clean_rows, column_batches, require_columns
-from stages.tasks.text_classification import SingleLabel
+from hfx.serving.transforms import normalise, pixel_normalisation
+from hfx.training.params import Data, Model, Params, ParamsError, Preprocess
+from hfx.training.sources import model_path
+from hfx.training.adapters.common import DROPPED, clean_rows, column_batches, require_columns
+from hfx.training.adapters.single_label import SingleLabelAdapter
 
 
 def open_image(value, root: Path | None = None):
@@ -40,7 +41,7 @@ def open_image(value, root: Path | None = None):
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-class ImageClassification(SingleLabel):
+class ImageClassificationAdapter(SingleLabelAdapter):
     name = "image-classification"
     auto_model = AutoModelForImageClassification
     columns = ("image", "label")
@@ -53,6 +54,10 @@ class ImageClassification(SingleLabel):
     group_by_length = False  # every image has the processor's size
     quantize_op_types = None  # every op static int8 can take (Conv, Gemm, MatMul, Add...)
     static_int8 = True  # activations too, with ranges from validation images (formats.quantize)
+
+    def served_inputs(self, raw_test: Dataset) -> list:
+        """The test split's inputs as a user hands them to predict and serve: encoded image files (PNG)."""
+        return [image["bytes"] for image in raw_test.cast_column("image", Image(decode=False))["image"]]
 
     def has_head(self, config) -> bool:
         return any(name.endswith("ForImageClassification") for name in config.architectures or ())
@@ -101,7 +106,7 @@ class ImageClassification(SingleLabel):
         images = [open_image(value) for value in batch["image"]]
         pixels = processor(images, do_rescale=False, do_normalize=False, return_tensors="np")["pixel_values"]
         return {"pixel_values": pixels.astype(np.uint8), "labels": [label2id[label] for label in batch["label"]],
-                "truncated": [0] * len(images)}
+                "truncated": [0] * len(images), "units": [1] * len(images)}
 
     def collator(self, processor):
         return NormalizeImages(processor)
@@ -126,6 +131,9 @@ class ImageClassification(SingleLabel):
             return {**batch, "pixel_values": out}
 
         return augment
+
+    def check_settings(self, model: Model, settings: Preprocess) -> None:
+        """Nothing to check: images are resized to the processor's size."""
 
     def load_processor(self, model: Model):
         # The PIL backend: torchvision, the default one, does not import beside the pinned torch.
@@ -206,16 +214,14 @@ class NormalizeImages:
     would (its rescale factor, mean and std)."""
 
     def __init__(self, processor):
-        self.scale = float(processor.rescale_factor) if processor.do_rescale else 1.0
-        shape = (1, -1, 1, 1)
-        self.mean = np.asarray(processor.image_mean if processor.do_normalize else 0.0, dtype=np.float32).reshape(shape)
-        self.std = np.asarray(processor.image_std if processor.do_normalize else 1.0, dtype=np.float32).reshape(shape)
+        self.scale, self.mean, self.std = pixel_normalisation(processor.to_dict())
 
     def __call__(self, features: list[dict]) -> dict:
         import torch
 
-        pixels = np.stack([np.asarray(f["pixel_values"], dtype=np.float32) for f in features]) * self.scale
-        batch = {"pixel_values": torch.from_numpy((pixels - self.mean) / self.std)}
+        pixels = np.stack([np.asarray(f["pixel_values"], dtype=np.uint8) for f in features])  # channels first
+        normalised = normalise(pixels.transpose(0, 2, 3, 1), self.scale, self.mean, self.std).transpose(0, 3, 1, 2)
+        batch = {"pixel_values": torch.from_numpy(np.ascontiguousarray(normalised))}
         if "labels" in features[0]:
             batch["labels"] = torch.tensor([f["labels"] for f in features])
         return batch

@@ -1,21 +1,16 @@
-"""Model formats: write a fine-tuned model as ONNX and int8 ONNX, and run any format behind one call.
-
-Used by the export stage and by `make bench`.
+"""Write a fine-tuned model as ONNX and int8 ONNX (the export stage). Running any format is the serving half's
+job (hfx.serving.model), so what export measures is what predict and serve run.
 """
 
-import time
 from pathlib import Path
 
-import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quantize_dynamic, quantize_static)
 from onnxruntime.transformers.optimizer import MODEL_TYPES, optimize_model
 
-FILES = {"pytorch": "model.safetensors", "onnx": "model.onnx", "onnx_int8": "model_quantized.onnx"}
-CALIBRATION_FILE = "calibration.json"  # the temperature hfx.predict and hfx.serve divide the logits by
+from hfx.serving.folder import ACTIVATION_RANGES
 
 
 class LogitsOnly(torch.nn.Module):
@@ -73,38 +68,17 @@ def quantize(onnx_path: Path, config, out_path: Path, op_types: list[str] | None
                          op_types_to_quantize=op_types, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     if source != onnx_path:
         source.unlink()
+    # Dynamic int8 measures each activation's range over the whole input tensor of a call: the serving half must
+    # run such a model one row per call, or an answer would depend on what shares its batch.
+    quantized = onnx.load(str(out_path))
+    onnx.helper.set_model_props(quantized, {ACTIVATION_RANGES: "fixed" if calibration is not None else "per_call"})
+    onnx.save(quantized, str(out_path))
 
 
 def batches(rows, collator, input_names, batch_size):
-    """Tokenized rows (with `labels`) as numpy batches padded by the task's collator: (inputs, labels)."""
+    """Tokenized rows (with `labels`) as numpy batches padded by the task's collator: (inputs, labels). Static int8
+    measures its activation ranges on these."""
     for start in range(0, len(rows), batch_size):
         chunk = rows.select(range(start, min(start + batch_size, len(rows))))
         batch = collator([{k: row[k] for k in [*input_names, "labels"]} for row in chunk])
         yield {k: batch[k].numpy() for k in input_names}, batch["labels"].numpy()
-
-
-class Runner:
-    """One model format behind one call: numpy inputs in, logits out."""
-
-    def __init__(self, model=None, onnx_path: Path | None = None, threads: int = 1):
-        self.model = model
-        if onnx_path is not None:
-            options = ort.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-
-    def __call__(self, inputs: dict) -> np.ndarray:
-        if self.model is not None:
-            with torch.inference_mode():
-                return self.model(**{k: torch.as_tensor(v) for k, v in inputs.items()}).logits.float().numpy()
-        return self.session.run(["logits"], {k: np.asarray(v) for k, v in inputs.items()})[0]
-
-
-def median_latency_ms(runner: Runner, queries: list[dict]) -> float:
-    runner(queries[0])  # warm-up
-    times = []
-    for query in queries:
-        start = time.perf_counter()
-        runner(query)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)

@@ -5,8 +5,8 @@ the data lacks are left out, so the model picks among the data's labels. No weig
 import torch
 from transformers import AutoConfig
 
-from stages.params import Model, ParamsError
-from stages.sources import from_pretrained
+from hfx.training.params import Model, ParamsError
+from hfx.training.sources import from_pretrained
 
 
 def matched_rows(model_labels: list[str], data_labels: list[str], model_name: str) -> list[int]:

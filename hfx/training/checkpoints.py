@@ -5,7 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
-from stages.params import Params
+from hfx.training.params import Params
 
 
 def run_fingerprint(params: Params, processed: str) -> str:

@@ -1,20 +1,14 @@
-"""Text classification: one label per text (sentiment, topic, question type)."""
-
-from collections import Counter
+"""What every one-label-per-input task shares (text and image classification): the label order and checks,
+accuracy and macro F1, the evaluation tables."""
 
 import numpy as np
 import pandas as pd
-from datasets import ClassLabel, Dataset, Features, Value
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+from datasets import Dataset
 from scipy.special import softmax
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
-from stages.params import Data, ParamsError, Preprocess
-from stages.tasks.text_inputs import TextInputs
-from stages.tasks.common import (DROPPED, Evaluation, clean_rows, label_text, require_columns, score_curves,
-                                 sorted_labels, value_counts)
+from hfx.training.adapters.common import Evaluation, label_text, score_curves, sorted_labels, value_counts
+from hfx.training.params import Data, ParamsError
 
 
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray, names: list[str]) -> dict:
@@ -34,7 +28,7 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray, names: l
     }
 
 
-class SingleLabel:
+class SingleLabelAdapter:
     """One label per row: label order and checks, accuracy and macro F1, the evaluation tables. Shared by text
     and image classification; `item_column` is the column a predictions row shows."""
 
@@ -87,6 +81,11 @@ class SingleLabel:
         """(gold id, predicted id) per row."""
         return list(zip(labels.tolist(), logits.argmax(-1).tolist()))
 
+    def served_pairs(self, results: list, raw_test: Dataset, names: list[str]) -> list[tuple]:
+        """(gold id, served id) per test row, from the serving half's answers ([{label, score}], best first)."""
+        ids = {name: i for i, name in enumerate(names)}
+        return [(ids[gold], ids[result[0]["label"]]) for gold, result in zip(raw_test["label"], results)]
+
     def metrics(self, pairs: list[tuple], names: list[str]) -> dict:
         gold, predicted = (np.array(column) for column in zip(*pairs))
         return classification_metrics(gold, predicted, names)
@@ -98,7 +97,8 @@ class SingleLabel:
 
         return compute
 
-    def evaluation(self, raw_test: Dataset, logits: np.ndarray, labels: np.ndarray, names: list[str]) -> Evaluation:
+    def evaluation(self, raw_test: Dataset, test: Dataset, logits: np.ndarray, labels: np.ndarray,
+                   names: list[str]) -> Evaluation:
         scores = self.metrics(self.decode(logits, labels), names)
         curve_summary, curves = score_curves(labels, logits, names)
         probabilities = softmax(logits.astype(np.float64), axis=-1)
@@ -110,62 +110,3 @@ class SingleLabel:
         return Evaluation(metrics={**{k: v for k, v in scores.items() if k != "per_class"}, **curve_summary},
                           per_class=scores["per_class"], predictions=predictions,
                           files={**curves, "per_class.csv": per_class})
-
-
-class TextClassification(TextInputs, SingleLabel):
-    name = "text-classification"
-    auto_model = AutoModelForSequenceClassification
-    columns = ("text", "label")
-    truncated_unit = "rows"  # what stats.json counts as cut off by max_length
-
-    def has_head(self, config) -> bool:
-        """Whether a pretrained checkpoint already carries this task's head (a fine-tuned classifier)."""
-        return any(name.endswith("ForSequenceClassification") for name in config.architectures or ())
-
-    def standardize(self, split: Dataset, data: Data, split_name: str) -> tuple[Dataset, Counter]:
-        """Rows as {text, label} strings; drops (and counts) empty texts, missing and excluded labels."""
-        require_columns(split, data, split_name)
-        feature = split.features[data.label_column]
-        names = feature.names if isinstance(feature, ClassLabel) else None
-        features = Features({"text": Value("string"), "label": Value("string"), DROPPED: Value("string")})
-        kept, dropped, _ = clean_rows(split, self._clean, features, data=data, names=names)
-        return kept, dropped
-
-    def _clean(self, batch: dict, indices: list[int], data: Data, names: list[str] | None) -> dict:
-        rows = {"text": [], "label": [], DROPPED: []}
-        for text, value in zip(batch[data.text_column], batch[data.label_column]):
-            label = self.read_label(value, names, data)
-            if not isinstance(text, str) or not text.strip():
-                reason = "empty_text"
-            elif label is None:
-                reason = "missing_label"
-            elif self.excluded(label, data):
-                reason = f"excluded_label:{label}"
-            else:
-                reason = None
-            rows["text"].append(text if reason is None else None)
-            rows["label"].append(label if reason is None else None)
-            rows[DROPPED].append(reason)
-        return rows
-
-    def tokenize(self, batch: dict, processor, settings: Preprocess, label2id: dict) -> dict:
-        encoded = processor(batch["text"], truncation=True, max_length=settings.max_length)
-        encoded["labels"] = [label2id[label] for label in batch["label"]]
-        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-        # A fast tokenizer keeps what truncation cut off; count it so stats.json can report it.
-        encoded["truncated"] = [int(bool(e.overflowing)) for e in encoded.encodings]
-        return encoded
-
-    def collator(self, tokenizer):
-        return DataCollatorWithPadding(tokenizer)
-
-    def baseline(self, train: Dataset, test: Dataset) -> dict:
-        """TF-IDF + logistic regression on the same train split: the bar a transformer must clear."""
-        vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
-        classifier = LogisticRegression(max_iter=2000, C=4.0)
-        classifier.fit(vectorizer.fit_transform(list(train["text"])), list(train["label"]))
-        predictions = classifier.predict(vectorizer.transform(list(test["text"])))
-        truth = list(test["label"])
-        _, _, f1, _ = precision_recall_fscore_support(truth, predictions, average="macro", zero_division=0)
-        return {"model": "tfidf-logreg", "accuracy": float(accuracy_score(truth, predictions)),
-                "f1_macro": float(f1)}

@@ -9,12 +9,17 @@ the command stay as they are.
 
 import base64
 import binascii
+import bisect
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
+
+from hfx.serving.entities import entity_spans
+from hfx.serving.transforms import normalise, pixel_normalisation, probabilities
 
 
 class InputError(ValueError):
@@ -25,12 +30,7 @@ class TooLarge(InputError):
     """An input over a size limit (HTTP 413)."""
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
-class TextInputs:
+class TextInputsHandler:
     """Texts in, tokenized rows out: what every text task shares."""
 
     options: frozenset = frozenset()
@@ -95,7 +95,7 @@ class TextInputs:
         return arrays
 
 
-class ImageInputs:
+class ImageInputsHandler:
     """Images in (encoded bytes, base64 or files), pixel arrays out, resized and normalised as the folder's
     `preprocessor_config.json` says, with Pillow and numpy (no torch): the fixed height-and-width processors
     (`ViTImageProcessor` and those like it)."""
@@ -103,7 +103,7 @@ class ImageInputs:
     options: frozenset = frozenset()
     input_field = "image"
     processor_file = "preprocessor_config.json"
-    max_pixels = 40_000_000  # larger images are refused (413) before they are decoded
+    max_pixels = 40_000_000  # an image, or a request's images together, larger are refused (413) before decoding
 
     def __init__(self, info):
         from PIL import Image
@@ -116,10 +116,7 @@ class ImageInputs:
                              f" {size} is not served yet; hfx serves processors that resize to a height and width")
         self.size = (int(size["width"]), int(size["height"])) if config.get("do_resize", True) else None
         self.resample = Image.Resampling(config.get("resample", Image.Resampling.BILINEAR))
-        self.scale = float(config.get("rescale_factor", 1 / 255)) if config.get("do_rescale", True) else 1.0
-        normalize = config.get("do_normalize", True)
-        self.mean = np.asarray(config.get("image_mean", 0.5) if normalize else 0.0, dtype=np.float32)
-        self.std = np.asarray(config.get("image_std", 0.5) if normalize else 1.0, dtype=np.float32)
+        self.scale, self.mean, self.std = pixel_normalisation(config)
 
     def parse(self, inputs) -> tuple[list[np.ndarray], bool]:
         """(pixel arrays, whether a single image was sent): each input a base64 string, with or without a
@@ -128,20 +125,29 @@ class ImageInputs:
         images = [inputs] if single else inputs
         if not isinstance(images, list) or not images:
             raise InputError("inputs must be a base64-encoded image or a non-empty list of them")
-        rows = []
+        for i, value in enumerate(images):  # every input checked before any is decoded
+            if not isinstance(value, str):
+                raise InputError(f"{'inputs' if single else f'inputs[{i}]'} must be a base64 string, got {type(value).__name__}")
+        rows, pixels = [], 0
         for i, value in enumerate(images):
             where = "inputs" if single else f"inputs[{i}]"
-            if not isinstance(value, str):
-                raise InputError(f"{where} must be a base64 string, got {type(value).__name__}")
+            if value.startswith("data:"):
+                _, comma, value = value.partition(",")
+                if not comma:
+                    raise InputError(f"{where} is a data URL without its comma: expected data:image/png;base64,<data>")
             try:
-                data = base64.b64decode(value.split(",", 1)[1] if value.startswith("data:") else value, validate=True)
+                data = base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError):
                 raise InputError(f"{where} is not valid base64") from None
-            rows.append(self.read_bytes(data, where))
+            image = self.open(data, where, self.max_pixels - pixels)
+            pixels += image.width * image.height
+            rows.append(self.model_input(image, where))
         return rows, single
 
     def read(self, path) -> np.ndarray:
-        """One image file of a folder, a table or the command line."""
+        """One image file of a folder, a table or the command line (or its encoded bytes)."""
+        if isinstance(path, (bytes, bytearray)):
+            return self.read_bytes(bytes(path), "image")
         if not isinstance(path, str) or not path.strip():
             raise InputError("empty path" if isinstance(path, str) or path != path else f"not a path ({path!r})")
         try:
@@ -152,6 +158,11 @@ class ImageInputs:
 
     def read_bytes(self, data: bytes, where: str) -> np.ndarray:
         """An encoded image as the model's input: RGB, resized, rescaled, normalised, channels first."""
+        return self.model_input(self.open(data, where, self.max_pixels), where)
+
+    def open(self, data: bytes, where: str, max_pixels: int):
+        """An encoded image, its header read and nothing decoded yet; refused when over `max_pixels` (what is left
+        of a request's budget) or the limit for one image."""
         from PIL import Image
 
         if not data:
@@ -165,14 +176,19 @@ class ImageInputs:
         width, height = image.size
         if width * height > self.max_pixels:
             raise TooLarge(f"{where} is {width}x{height} pixels, over the limit of {self.max_pixels:,}")
+        if width * height > max_pixels:
+            raise TooLarge(f"{where} is {width}x{height} pixels: with the images before it, over the limit of"
+                           f" {self.max_pixels:,} pixels a request")
+        return image
+
+    def model_input(self, image, where: str) -> np.ndarray:
         try:
             image = image.convert("RGB")  # decodes: a cut-short file fails here
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"{where} cannot be decoded ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
         if self.size:
             image = image.resize(self.size, resample=self.resample)
-        pixels = np.asarray(image, dtype=np.float32) * np.float32(self.scale)
-        return ((pixels - self.mean) / self.std).transpose(2, 0, 1)
+        return normalise(np.asarray(image), self.scale, self.mean, self.std).transpose(2, 0, 1)
 
     @staticmethod
     def encode(rows: list) -> list:
@@ -191,7 +207,7 @@ class ImageInputs:
         return {"pixel_values": np.stack(rows).astype(np.float32)}
 
 
-class ClassScores:
+class ClassScoresHandler:
     """One label per input: every label's score, best first."""
 
     options = frozenset({"top_k", "raw_scores"})
@@ -201,7 +217,7 @@ class ClassScores:
         """[{label, score}] sorted by score: probabilities (calibrated by the folder's temperature), or the logits
         with raw_scores."""
         logits = logits.astype(np.float64)
-        scores = logits if raw_scores else softmax(logits / self.temperature)
+        scores = logits if raw_scores else probabilities(logits, self.temperature)
         return [{"label": self.labels[j], "score": float(scores[j])}
                 for j in np.argsort(-scores, kind="stable")[:top_k]]
 
@@ -210,63 +226,76 @@ class ClassScores:
         fields = {"label": result[0]["label"], "score": result[0]["score"]}
         return {**fields, "scores": {e["label"]: e["score"] for e in result}} if all_scores else fields
 
+    def column_names(self, all_scores: bool) -> list[str]:
+        """The columns `columns` fills, in a fixed order: the best label and its score, then every label's."""
+        return ["label", "score"] + ([f"score_{label}" for label in self.labels] if all_scores else [])
+
     @staticmethod
     def columns(result: list[dict], all_scores: bool) -> dict:
         fields = {"label": result[0]["label"], "score": result[0]["score"]}
         return {**fields, **{f"score_{e['label']}": e["score"] for e in result}} if all_scores else fields
 
 
-class TextClassification(TextInputs, ClassScores):
+class TextClassificationHandler(TextInputsHandler, ClassScoresHandler):
     task = "text-classification"
     auto_model = "AutoModelForSequenceClassification"  # for the pytorch format
-    options = ClassScores.options
+    options = ClassScoresHandler.options
 
 
-class ImageClassification(ImageInputs, ClassScores):
+class ImageClassificationHandler(ImageInputsHandler, ClassScoresHandler):
     task = "image-classification"
     auto_model = "AutoModelForImageClassification"
-    options = ClassScores.options
+    options = ClassScoresHandler.options
 
 
-class TokenClassification(TextInputs):
-    """Entity spans as `pipeline("token-classification", aggregation_strategy="simple")` gives them."""
+class TokenClassificationHandler(TextInputsHandler):
+    """Entity spans by word, as `pipeline("token-classification", aggregation_strategy="first")` gives them.
+
+    A word is what the training data calls one: a run of characters between spaces. Training labels a word's
+    first sub-token, so that sub-token's tag is the word's, and a word is never split between entities."""
 
     task = "token-classification"
     auto_model = "AutoModelForTokenClassification"
 
-    def __init__(self, info):
-        super().__init__(info)
-        self.unk_id = self.tokenizer.token_to_id(str(getattr(self.tokenizer.model, "unk_token", "[UNK]")))
+    def word_tags(self, logits: np.ndarray, row, text: str) -> list[tuple[int, int, int, float]]:
+        """(start, end, tag id, score) of each word the model saw (a word past the max input length is not
+        seen): the tag and probability of its first sub-token, calibrated by the folder's temperature."""
+        scores = probabilities(logits.astype(np.float32), self.temperature)
+        spans = [match.span() for match in re.finditer(r"\S+", text)]
+        starts = [start for start, _ in spans]
+        words, previous = [], None
+        for i, (start, end) in enumerate(row.offsets):
+            if row.special_tokens_mask[i] or start == end:
+                continue
+            word = bisect.bisect_right(starts, start) - 1
+            if word != previous:
+                best = int(scores[i].argmax())
+                words.append((*spans[word], best, float(scores[i, best])))
+                previous = word
+        return words
 
     def decode(self, logits: np.ndarray, row, text: str) -> list[dict]:
-        """[{entity_group, score, word, start, end}]: each sub-token takes its best tag; adjacent sub-tokens of
-        one type merge unless the next starts with B-; the score is the mean of theirs (calibrated by the
-        folder's temperature); O spans are dropped."""
-        scores = softmax(logits.astype(np.float32) / np.float32(self.temperature))
-        groups = []
-        for i, token in enumerate(row.tokens):
-            if row.special_tokens_mask[i]:
-                continue
-            best = int(scores[i].argmax())
-            prefix, tag = self.labels[best].split("-", 1) if self.labels[best][:2] in ("B-", "I-") \
-                else ("I", self.labels[best])
-            start, end = row.offsets[i]
-            word = text[start:end] if row.ids[i] == self.unk_id else token  # as the pipeline: [UNK] shows the text
-            if groups and groups[-1]["tag"] == tag and prefix != "B":
-                groups[-1]["tokens"].append((word, float(scores[i, best]), end))
-            else:
-                groups.append({"tag": tag, "tokens": [(word, float(scores[i, best]), end)], "start": start})
-        return [{"entity_group": g["tag"], "score": float(np.mean([s for _, s, _ in g["tokens"]], dtype=np.float32)),
-                 "word": self.tokenizer.decoder.decode([w for w, _, _ in g["tokens"]]),
-                 "start": g["start"], "end": g["tokens"][-1][2]} for g in groups if g["tag"] != "O"]
+        """[{entity_group, score, word, start, end}] (`entity_spans`): `word` is the text the entity covers,
+        `score` the mean of its words' scores."""
+        words = self.word_tags(logits, row, text)
+        entities = []
+        for kind, first, last in entity_spans([self.labels[tag] for _, _, tag, _ in words]):
+            start, end = words[first][0], words[last][1]
+            score = float(np.mean([score for *_, score in words[first:last + 1]], dtype=np.float32))
+            entities.append({"entity_group": kind, "score": score, "word": text[start:end], "start": start, "end": end})
+        return entities
 
     @staticmethod
     def record(result: list[dict], all_scores: bool) -> dict:
         return {"entities": result}
 
     @staticmethod
+    def column_names(all_scores: bool) -> list[str]:
+        return ["entities"]
+
+    @staticmethod
     def columns(result: list[dict], all_scores: bool) -> dict:
         return {"entities": json.dumps(result, ensure_ascii=False)}
 
 
-HANDLERS = {handler.task: handler for handler in (TextClassification, TokenClassification, ImageClassification)}
+HANDLERS = {handler.task: handler for handler in (TextClassificationHandler, TokenClassificationHandler, ImageClassificationHandler)}

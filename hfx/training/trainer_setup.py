@@ -6,8 +6,8 @@ import math
 import torch
 from transformers import TrainingArguments
 
-from stages.distributed import backend, per_process_batch, world_size
-from stages.params import Finetune, ParamsError
+from hfx.training.distributed import backend, per_process_batch, world_size
+from hfx.training.params import Finetune, ParamsError
 
 
 def precision_flags(precision: str) -> dict:

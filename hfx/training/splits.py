@@ -6,8 +6,8 @@ import numpy as np
 from datasets import Dataset
 from sklearn.model_selection import train_test_split
 
-from stages.params import Data, ParamsError
-from stages.tasks.common import label_codes
+from hfx.training.params import Data, ParamsError
+from hfx.training.adapters.common import label_codes
 
 SPLITS = ("train", "validation", "test")
 # Other names sources use for the same splits (Hub datasets, competitions, papers).

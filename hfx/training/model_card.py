@@ -10,8 +10,8 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
-from stages.formats import CALIBRATION_FILE, FILES
-from stages.params import Params
+from hfx.serving.folder import CALIBRATION_FILE, FORMATS
+from hfx.training.params import Params
 
 
 def _table(rows: list[tuple]) -> str:
@@ -60,7 +60,7 @@ def _overlap(data_card: dict | None) -> str:
 
 
 def _title(params: Params) -> str:
-    if params.finetune.epochs == 0:  # stages/as_is.py
+    if params.finetune.epochs == 0:  # hfx/training/as_is.py
         return f"{params.model.name} for {params.task}, as it is (not fine-tuned here: finetune.epochs 0)"
     return f"Fine-tuned {params.model.name} for {params.task}"
 
@@ -85,7 +85,9 @@ def _calibration(calibration: dict | None) -> str:
         return ""
     text = (f"\nExpected calibration error (ECE) on test: {calibration['ece']:.4f}: how far, on average, a score is"
             " from how often such scores are right (0: a score of 0.9 is right 9 times in 10).")
-    if "temperature" in calibration:
+    if "temperature_not_fitted" in calibration:
+        text += f" No temperature is applied: {calibration['temperature_not_fitted']}."
+    elif "temperature" in calibration:
         text += (f" `hfx.predict` and `hfx.serve` divide the logits by a temperature of {calibration['temperature']:g},"
                  f" fitted on the validation split ({CALIBRATION_FILE}): ECE {calibration['validation_ece']:.4f} ->"
                  f" {calibration['validation_ece_calibrated']:.4f} on validation, {calibration['ece']:.4f} ->"
@@ -142,7 +144,7 @@ Source `{params.data.source}` ({task.input_key.replace('_', ' ')} `{task.input_c
 {_calibration(calibration)}
 ## Formats
 {_table([("format", "file", f"test {task.headline}", "size (MB)")] + [
-    (f, FILES[f], f"{export_metrics[task.headline][f]:.4f}", export_metrics["size_mb"][f]) for f in fmt])}
+    (f, FORMATS[f], f"{export_metrics[task.headline][f]:.4f}", export_metrics["size_mb"][f]) for f in fmt])}
 
 Latency depends on the machine: the project's `metrics/export.json` has the median batch-1 latency of each
 format on the machine that exported this folder.

@@ -1,6 +1,7 @@
 """The typed schema of params.yaml, checked before any stage does expensive work.
 
-`python -m stages.params` checks params.yaml on its own and prints one line per problem.
+`python -m stages.check_params` (the pipeline's first stage) checks params.yaml on its own and prints one line per
+problem.
 """
 
 import difflib
@@ -35,7 +36,6 @@ class Data(Section):
     data_files: dict[Literal["train", "validation", "test"], str | list[str]] | None = None
     splits: dict[Literal["train", "validation", "test"], str] | None = None
     format: Literal["conll"] | None = None  # conll: `word ... tag` lines; also read from a .conll suffix
-    tag_scheme: Literal["auto", "iob1", "iob2"] = "auto"  # token classification: how B-/I- tags are written
     text_column: str = Field(min_length=1)
     image_column: str = Field("image", min_length=1)  # image classification: images, their bytes or paths
     label_column: str = Field(min_length=1)
@@ -101,7 +101,7 @@ class Preprocess(Section):
 
 
 class Finetune(Section):
-    epochs: float = Field(ge=0)  # 0: no training, the model scored as it is (stages/as_is.py)
+    epochs: float = Field(ge=0)  # 0: no training, the model scored as it is (hfx/training/as_is.py)
     min_steps: int = Field(0, ge=0)
     learning_rate: float = Field(gt=0, lt=1)
     batch_size: int = Field(gt=0)
@@ -143,7 +143,7 @@ class Export(Section):
 
 
 # What a stage output must never be or contain: stages delete their outputs before writing them.
-PROTECTED = (".git", ".dvc", "stages", "tests", "params.yaml", "dvc.yaml", "dvc.lock")
+PROTECTED = (".git", ".dvc", "stages", "hfx", "tests", "params.yaml", "dvc.yaml", "dvc.lock")
 
 
 class Paths(Section):
@@ -270,12 +270,3 @@ def run_stage(main) -> None:
     except StageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
-
-
-def main() -> None:
-    load_params()
-    print(f"{PARAMS_FILE}: ok")
-
-
-if __name__ == "__main__":
-    run_stage(main)

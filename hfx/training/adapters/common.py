@@ -13,7 +13,7 @@ from scipy.special import softmax
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 from sklearn.preprocessing import label_binarize
 
-from stages.params import Data, ParamsError
+from hfx.training.params import Data, ParamsError
 
 
 FIXED = "fixed:"  # in standardize's counts: tags repaired, not rows dropped

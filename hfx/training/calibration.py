@@ -4,7 +4,9 @@ reliability diagram, and one temperature, fitted on validation, that divides the
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, softmax
+from scipy.special import log_softmax
+
+from hfx.serving.transforms import probabilities  # noqa: F401 - the scores as served, with or without a temperature
 
 BINS = 15  # equal-width confidence bins, as the ECE is usually reported
 IGNORED = -100  # the label of a position that is not scored (padding, a word's later sub-tokens)
@@ -14,10 +16,6 @@ def scored(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """(n, classes) logits and their gold ids: one per row, or one per scored token of a sequence task."""
     kept = labels != IGNORED
     return logits[kept].astype(np.float64), labels[kept].astype(np.int64)
-
-
-def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    return softmax(logits / temperature, axis=-1)
 
 
 def _bins(probs: np.ndarray, labels: np.ndarray, bins: int) -> list[tuple[int, int, float, float]]:
@@ -47,8 +45,23 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
     return float(-log_softmax(logits / temperature, axis=-1)[np.arange(len(labels)), labels].mean())
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature (0.05 to 20) with the lowest NLL on these rows: above 1 the model was overconfident."""
-    result = minimize_scalar(lambda log_t: nll(logits, labels, np.exp(log_t)), bounds=(np.log(0.05), np.log(20.0)),
+BOUNDS = (0.05, 20.0)  # the temperatures searched
+MIN_ERRORS = 3  # wrong validation predictions below which there is nothing to fit a temperature to
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> tuple[float, str | None]:
+    """(temperature, None): the temperature in BOUNDS with the lowest NLL on these rows (above 1 the model was
+    overconfident). (1.0, why) when no temperature can be trusted: the rows have fewer than MIN_ERRORS wrong
+    predictions (the NLL then falls toward a temperature of 0, making every answer, wrong ones too, score 1.0),
+    or the search stops at a bound."""
+    errors = int((logits.argmax(-1) != labels).sum())
+    if errors < MIN_ERRORS:
+        return 1.0, (f"validation has {errors} wrong predictions of {len(labels)}, under {MIN_ERRORS}: too few to fit"
+                     " a temperature to; scores are the model's own")
+    low, high = np.log(BOUNDS[0]), np.log(BOUNDS[1])
+    result = minimize_scalar(lambda log_t: nll(logits, labels, np.exp(log_t)), bounds=(low, high),
                              method="bounded", options={"xatol": 1e-5})
-    return float(np.exp(result.x))
+    if min(result.x - low, high - result.x) < 1e-3:
+        return 1.0, (f"the fit stopped at the bound {np.exp(result.x):.3g} of {BOUNDS[0]:g}..{BOUNDS[1]:g}: no"
+                     " temperature in range fits validation; scores are the model's own")
+    return float(np.exp(result.x)), None

@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from stages.params import Finetune, ParamsError, StageError
+from hfx.training.params import Finetune, ParamsError, StageError
 
 RESUME_ENV = "HFX_RESUME_FROM"  # the checkpoint the launcher found, for every worker to resume from
 

@@ -1,12 +1,12 @@
 """What the text tasks share: a fast tokenizer is their processor, and rows have a length in tokens."""
 
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
-from stages.params import Data, Model, Params, ParamsError, Preprocess
-from stages.sources import from_pretrained
+from hfx.training.params import Data, Model, Params, ParamsError, Preprocess
+from hfx.training.sources import from_pretrained
 
 
-class TextInputs:
+class TextInputsAdapter:
     input_key = "text_column"  # the data.* key naming the input column
 
     def input_column(self, data: Data) -> str:
@@ -14,6 +14,10 @@ class TextInputs:
     group_by_length = True  # batches of rows of similar length pad less; rows carry a `length` column
     quantize_op_types = None  # int8: every op onnxruntime quantizes dynamically
     static_int8 = False  # weights only: activation ranges are computed per batch
+
+    def served_inputs(self, raw_test) -> list:
+        """The test split's inputs as a user hands them to predict and serve: the texts."""
+        return list(raw_test["text"])
 
     def input_summary(self, split) -> dict:
         """What the data card says of a split's inputs beside its labels: nothing for texts here (their length
@@ -27,6 +31,14 @@ class TextInputs:
     def train_transform(self, settings: Preprocess, seed: int = 0):
         """What changes training rows as they are read: nothing for text."""
         return None
+
+    def check_settings(self, model: Model, settings: Preprocess) -> None:
+        """preprocess.max_length within the positions the model has, in one line before any work."""
+        config = from_pretrained(AutoConfig, model)
+        positions = getattr(config, "max_position_embeddings", None)
+        if positions and settings.max_length > positions:
+            raise ParamsError(f"preprocess.max_length: {settings.max_length} is more tokens than '{model.name}' takes"
+                              f" ({positions}, max_position_embeddings); set it to {positions} or less")
 
     def load_processor(self, model: Model):
         """The model's tokenizer; a fast one, since word alignment and offsets need it."""

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset
 
-from stages.tasks.common import column_batches
+from hfx.training.adapters.common import column_batches
 
 PUNCTUATION = re.compile(r"[^\w\s]|_")
 
@@ -77,12 +77,13 @@ def data_card(splits: dict[str, Dataset], task, labels: dict, dropped: dict) -> 
             **overlaps(splits, task.columns[0])}
 
 
-def length_card(lengths: dict[str, np.ndarray], truncated: dict[str, int], max_length: int) -> dict:
+def length_card(lengths: dict[str, np.ndarray], truncated: dict[str, int], units: dict[str, int],
+                max_length: int) -> dict:
     """Per split: text length in tokens (median, 90th and 99th percentile, longest, after truncation) and
-    the share of rows cut at `max_length`."""
+    the share of `units` (rows, or words of sentences) cut at `max_length`."""
     return {name: {"tokens": {"p50": int(np.percentile(values, 50)), "p90": int(np.percentile(values, 90)),
                               "p99": int(np.percentile(values, 99)), "max": int(values.max(initial=0))},
-                   "truncated_share": round(truncated[name] / max(len(values), 1), 4), "max_length": max_length}
+                   "truncated_share": round(truncated[name] / max(units[name], 1), 4), "max_length": max_length}
             for name, values in lengths.items()}
 
 

@@ -10,9 +10,10 @@ from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
-from stages.params import Data, ParamsError, Preprocess
-from stages.tasks.text_inputs import TextInputs
-from stages.tasks.common import (BATCH_ROWS, DROPPED, FIXED, Evaluation, clean_rows, column_batches, column_sum,
+from hfx.serving.entities import entity_spans
+from hfx.training.params import Data, ParamsError, Preprocess
+from hfx.training.adapters.text_inputs import TextInputsAdapter
+from hfx.training.adapters.common import (BATCH_ROWS, DROPPED, FIXED, Evaluation, clean_rows, column_batches, column_sum,
                                  label_text, require_columns, score_curves)
 
 
@@ -94,7 +95,7 @@ def word_features(words: list[str], i: int) -> dict:
     return features
 
 
-class TokenClassification(TextInputs):
+class TokenClassificationAdapter(TextInputsAdapter):
     name = "token-classification"
     auto_model = AutoModelForTokenClassification
     stratify_column = None  # a sentence has many tags: carving and capping sample plainly
@@ -103,7 +104,7 @@ class TokenClassification(TextInputs):
     best_metric = "f1"
     validation_metrics = ("accuracy", "f1", "f1_macro", "precision", "recall")
     card_metrics = ("f1", "precision", "recall", "f1_macro", "accuracy")  # the model card's test scores
-    pipeline_kwargs = {"aggregation_strategy": "simple"}  # entity spans, not sub-token tags
+    pipeline_kwargs = {"aggregation_strategy": "first"}  # entity spans by word, a word tagged as its first sub-token
     margin_keys = ("f1",)
     logits_axes = {0: "batch", 1: "sequence"}
     truncated_unit = "words"
@@ -112,17 +113,17 @@ class TokenClassification(TextInputs):
         return any(name.endswith("ForTokenClassification") for name in config.architectures or ())
 
     def standardize(self, split: Dataset, data: Data, split_name: str) -> tuple[Dataset, Counter]:
-        """Rows as {tokens, tags} lists in IOB2. Drops (and counts) empty sentences; converts IOB1 and repairs
-        invalid IOB2 (counted under `fixed:`); a sentence whose word and tag counts differ is an error."""
+        """Rows as {tokens, tags} lists in IOB2. Drops (and counts) empty sentences; a sentence whose word and tag
+        counts differ is an error. An I- tag that opens an entity becomes B-: IOB1 and IOB2 are read the same way,
+        since IOB1 writes B- only where IOB2 does too. Counted under `fixed:` as `iob1_to_iob2` when the data
+        looks IOB1 (no entity opens with B-), else as `invalid_iob2_repaired`."""
         require_columns(split, data, split_name)
         inner = getattr(split.features[data.label_column], "feature", None)  # List(ClassLabel): Hub conll2003
         names = inner.names if isinstance(inner, ClassLabel) else None
-        iob1 = data.tag_scheme == "iob1"
-        if data.tag_scheme == "auto":  # a first pass over the tags alone
-            seen = (False, False)
-            for tags in column_batches(split, data.label_column, BATCH_ROWS):
-                seen = iob1_evidence((_as_list(t, names) or [] for t in tags.to_pylist()), seen)
-            iob1 = seen == (False, True)  # as looks_iob1, over every batch
+        seen = (False, False)  # a first pass over the tags alone: what the repairs are counted as
+        for tags in column_batches(split, data.label_column, BATCH_ROWS):
+            seen = iob1_evidence((_as_list(t, names) or [] for t in tags.to_pylist()), seen)
+        iob1 = seen == (False, True)  # as looks_iob1, over every batch
         features = Features({"tokens": List(Value("string")), "tags": List(Value("string")), "changed": Value("int64"),
                              DROPPED: Value("string")})
         kept, counts, _ = clean_rows(split, _clean_sentences, features, data=data, names=names, split_name=split_name)
@@ -154,12 +155,15 @@ class TokenClassification(TextInputs):
 
     def tokenize(self, batch: dict, processor, settings: Preprocess, label2id: dict) -> dict:
         """The first sub-token of each word carries its tag; the others (or, with label_all_subtokens, their
-        I- form) and special tokens -100. `truncated`: words cut off by max_length."""
+        I- form) and special tokens -100. `word_starts`: 1 at each word's first sub-token, which evaluate scores
+        (and predict and serve read the word's tag from). `truncated`: words cut off by max_length, of `units`."""
         encoded = processor(batch["tokens"], is_split_into_words=True, truncation=True,
                             max_length=settings.max_length)
-        labels, truncated = [], []
+        labels, starts, truncated = [], [], []
         for i, tags in enumerate(batch["tags"]):
             word_ids, previous, row = encoded.word_ids(i), None, []
+            starts.append([int(word is not None and word != previous_word)
+                           for word, previous_word in zip(word_ids, [None, *word_ids[:-1]])])
             for word in word_ids:
                 if word is None:
                     row.append(-100)
@@ -174,17 +178,40 @@ class TokenClassification(TextInputs):
             kept = max((w for w in word_ids if w is not None), default=-1) + 1
             truncated.append(len(tags) - kept)
         encoded["labels"] = labels
+        encoded["word_starts"] = starts
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         encoded["truncated"] = truncated
+        encoded["units"] = [len(tags) for tags in batch["tags"]]
         return encoded
 
     def collator(self, tokenizer):
         return DataCollatorForTokenClassification(tokenizer)
 
-    def decode(self, logits: np.ndarray, labels: np.ndarray) -> list[tuple]:
-        """(gold ids, predicted ids) per sentence, at the labelled positions (each word's first sub-token)."""
+    def decode(self, logits: np.ndarray, labels: np.ndarray, word_starts: np.ndarray | None = None) -> list[tuple]:
+        """(gold ids, predicted ids) per sentence, at each word's first sub-token (`word_starts`; without it, at
+        the labelled positions, which are those unless preprocess.label_all_subtokens)."""
         predicted = logits.argmax(-1)
-        return [(row[row != -100].tolist(), guess[row != -100].tolist()) for row, guess in zip(labels, predicted)]
+        at = labels != -100 if word_starts is None else word_starts == 1
+        return [(row[keep].tolist(), guess[keep].tolist()) for row, guess, keep in zip(labels, predicted, at)]
+
+    def served_inputs(self, raw_test: Dataset) -> list:
+        """The test split's sentences as a user hands them to predict and serve: the words joined by spaces."""
+        return [" ".join(words) for words in raw_test["tokens"]]
+
+    def served_pairs(self, results: list, raw_test: Dataset, names: list[str]) -> list[tuple]:
+        """(gold ids, served ids) per sentence, a tag per word: words inside a served entity span take B-/I- of its
+        type, the others (and words past the max input length) O."""
+        ids = {name: i for i, name in enumerate(names)}
+        pairs = []
+        for words, tags, entities in zip(raw_test["tokens"], raw_test["tags"], results):
+            starts = np.cumsum([0] + [len(word) + 1 for word in words[:-1]])
+            served = ["O"] * len(words)
+            for entity in entities:
+                inside = [i for i, start in enumerate(starts) if entity["start"] <= start < entity["end"]]
+                for i in inside:
+                    served[i] = ("B-" if i == inside[0] else "I-") + entity["entity_group"]
+            pairs.append(([ids[tag] for tag in tags], [ids[tag] for tag in served]))
+        return pairs
 
     def metrics(self, pairs: list[tuple], names: list[str]) -> dict:
         gold = [[names[i] for i in g] for g, _ in pairs]
@@ -198,17 +225,21 @@ class TokenClassification(TextInputs):
 
         return compute
 
-    def evaluation(self, raw_test: Dataset, logits: np.ndarray, labels: np.ndarray, names: list[str]) -> Evaluation:
-        """Whole sentences: a word cut off by max_length counts as predicted O."""
-        pairs = self.decode(logits, labels)
+    def evaluation(self, raw_test: Dataset, test: Dataset, logits: np.ndarray, labels: np.ndarray,
+                   names: list[str]) -> Evaluation:
+        """Whole sentences, a tag per word (its first sub-token's), grouped into entities as predict and serve
+        group them (`served_tags`): a word cut off by max_length counts as predicted O."""
+        starts = np.zeros(labels.shape, dtype=np.int64)  # the Trainer pads every row to the longest
+        for i, row in enumerate(test["word_starts"]):
+            starts[i, :len(row)] = row
+        pairs = self.decode(logits, labels, starts)
         gold = [list(tags) for tags in raw_test["tags"]]
-        predicted = [[names[i] for i in p] + ["O"] * (len(g) - len(p)) for g, (_, p) in zip(gold, pairs)]
+        predicted = [served_tags([names[i] for i in p] + ["O"] * (len(g) - len(p))) for g, (_, p) in zip(gold, pairs)]
         scores = entity_scores(gold, predicted)
         words = raw_test["tokens"]
         # Each word's score: the probability of its predicted tag (none for a word cut off by max_length).
         confidence = softmax(logits.astype(np.float64), axis=-1).max(-1).round(5)
-        word_scores = [list(c[row != -100]) + [None] * (len(g) - int((row != -100).sum()))
-                       for c, row, g in zip(confidence, labels, gold)]
+        word_scores = [list(c[row == 1]) + [None] * (len(g) - int(row.sum())) for c, row, g in zip(confidence, starts, gold)]
         predictions = pd.DataFrame([{"sentence": s, "word": word, "actual": g, "predicted": p, "score": c}
                                     for s, (sentence, gs, ps, cs) in enumerate(zip(words, gold, predicted, word_scores))
                                     for word, g, p, c in zip(sentence, gs, ps, cs)])
@@ -216,8 +247,8 @@ class TokenClassification(TextInputs):
                                   "predicted": [" ".join(p) for p in predicted],
                                   "correct": [g == p for g, p in zip(gold, predicted)]})
         per_class = pd.DataFrame([{"label": kind, **values} for kind, values in scores["per_class"].items()])
-        # ROC and precision-recall of the tag scores, one-vs-rest over every labelled word (the words kept).
-        kept = labels != -100
+        # ROC and precision-recall of the tag scores, one-vs-rest over every word the model saw.
+        kept = starts == 1
         curve_summary, curves = score_curves(labels[kept], logits[kept], names)
         return Evaluation(metrics={**{k: v for k, v in scores.items() if k != "per_class"},
                                    **{f"token_{k}": v for k, v in curve_summary.items()}},
@@ -233,6 +264,15 @@ class TokenClassification(TextInputs):
         predicted = crf.predict([[word_features(w, i) for i in range(len(w))] for w in test["tokens"]])
         scores = entity_scores([list(t) for t in test["tags"]], [list(p) for p in predicted])
         return {"model": "crf-word-shape", **{key: scores[key] for key in ("f1", "precision", "recall")}}
+
+
+def served_tags(tags: list[str]) -> list[str]:
+    """A sentence's predicted word tags as the entities predict and serve answer with (`entity_spans`), in
+    strict IOB2: an I-X that opens an entity there becomes B-X."""
+    served = ["O"] * len(tags)
+    for kind, first, last in entity_spans(tags):
+        served[first:last + 1] = [f"B-{kind}"] + [f"I-{kind}"] * (last - first)
+    return served
 
 
 def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict:

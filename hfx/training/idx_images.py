@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
 
-from stages.params import ParamsError
+from hfx.training.params import ParamsError
 
 IDX_SPLITS = {"train": "train", "t10k": "test", "test": "test"}  # MNIST's file prefixes
 

@@ -1,0 +1,104 @@
+"""The exported model folder: the one contract between the training half (export writes it) and the serving
+half (predict and serve read it). Every name in it is defined here and nowhere else.
+
+A folder is what `dvc repro` writes to models/export (or `dvc get`/`dvc import` of it): config.json (the labels,
+id2label, in the model's output order), tokenizer.json and tokenizer_config.json (text; model_max_length is the
+max input length) or preprocessor_config.json (images), one file per format (FORMATS), a model card whose
+`pipeline_tag` is the task, and calibration.json (the temperature the logits are divided by).
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from hfx.serving.handlers import HANDLERS
+
+# Format name -> file, in the order export writes and reports them.
+FORMATS = {"pytorch": "model.safetensors", "fp32": "model.onnx", "int8": "model_quantized.onnx"}
+CALIBRATION_FILE = "calibration.json"  # {"temperature": T}: scores are softmax(logits / T); none: T = 1
+CARD_FILE = "README.md"  # the model card; its front matter's pipeline_tag names the task
+# An int8 file's metadata: "fixed" (static: ranges measured on validation rows at export) or "per_call"
+# (dynamic: measured on each call's input, so it runs one row per call). A file without it counts as per_call.
+ACTIVATION_RANGES = "hfx.activation_ranges"
+
+
+class ModelError(Exception):
+    """A folder that cannot be served as it is: one line saying what is missing."""
+
+
+@dataclass
+class ModelInfo:
+    folder: Path
+    name: str
+    task: str
+    labels: list[str]
+    max_length: int | None  # tokens (text tasks)
+    formats: list[str]
+    test_metrics: dict = field(default_factory=dict)
+    temperature: float = 1.0  # what the logits are divided by before the softmax (calibration.json)
+
+
+def _card_front_matter(folder: Path) -> dict:
+    card = folder / CARD_FILE
+    text = card.read_text() if card.is_file() else ""
+    return (yaml.safe_load(text.split("---")[1]) or {}) if text.startswith("---") else {}
+
+
+def read_folder(folder: str | Path) -> ModelInfo:
+    """What an exported folder holds, or a ModelError naming what is missing."""
+    folder = Path(folder)
+    hint = "(an exported model: `dvc repro` writes models/export, `dvc pull models/export` fetches it)"
+    if not folder.is_dir():
+        raise ModelError(f"model folder '{folder}' does not exist {hint}")
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"'{folder}' is not an exported model folder: no config.json {hint}")
+    formats = [fmt for fmt, file in FORMATS.items() if (folder / file).is_file()]
+    if not formats:
+        raise ModelError(f"'{folder}' has no model weights: none of {', '.join(FORMATS.values())} {hint}")
+    config = json.loads((folder / "config.json").read_text())
+    card = _card_front_matter(folder)
+    task = card.get("pipeline_tag") or _task_from_architectures(config.get("architectures") or [])
+    processor_file = HANDLERS[task].processor_file if task in HANDLERS else "tokenizer.json"
+    if not (folder / processor_file).is_file():
+        raise ModelError(f"'{folder}' is not an exported model folder: no {processor_file} {hint}")
+    if "id2label" not in config:
+        raise ModelError(f"'{folder}/config.json' has no id2label: not a fine-tuned classifier")
+    labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text()) \
+        if (folder / "tokenizer_config.json").is_file() else {}
+    max_length = min(tokenizer_config.get("model_max_length", 512), config.get("max_position_embeddings", 512)) \
+        if processor_file == "tokenizer.json" else None
+    results = (card.get("model-index") or [{}])[0].get("results") or [{}]
+    metrics = {m.get("name", m["type"]): m["value"] for m in results[0].get("metrics", []) if "value" in m}
+    return ModelInfo(folder=folder, name=card.get("base_model", folder.name), task=task, labels=labels,
+                     max_length=max_length, formats=formats, test_metrics=metrics, temperature=_temperature(folder))
+
+
+def _temperature(folder: Path) -> float:
+    """The temperature export stored from evaluate's calibration, or 1.0 (scores as the model gives them)."""
+    path = folder / CALIBRATION_FILE
+    if not path.is_file():
+        return 1.0
+    try:
+        value = json.loads(path.read_text())["temperature"]
+    except (ValueError, KeyError, TypeError):
+        value = None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ModelError(f"'{path}' has no valid temperature: expected {{\"temperature\": <a positive number>}};"
+                         " delete the file to serve uncalibrated scores")
+    return float(value)
+
+
+ARCHITECTURE_TASKS = {"ForSequenceClassification": "text-classification",
+                      "ForTokenClassification": "token-classification",
+                      "ForImageClassification": "image-classification"}
+
+
+def _task_from_architectures(architectures: list[str]) -> str:
+    for suffix, task in ARCHITECTURE_TASKS.items():
+        if any(name.endswith(suffix) for name in architectures):
+            return task
+    raise ModelError(f"cannot tell the task of a model with architectures {architectures}; its model card"
+                     " (README.md) has no pipeline_tag")

@@ -1,1 +1,0 @@
-"""hfx pipeline stages and the small modules they share."""
