@@ -3,8 +3,9 @@
 Starts each server on 127.0.0.1 in turn (never side by side on a small CPU) and drives it with wrk, POSTing
 SST-2 test sentences in turn (../shared/data/sst2 or $HFX_SST2), at concurrency 1, 8 and 32, each run bounded
 in seconds and in requests, after a warm-up. Servers:
-  hfx           python -m hfx.serve on models/export (ONNX int8, dynamic batching)
-  hfx-unbatched the same with --max-batch-size 1: what dynamic batching adds
+  hfx           python -m hfx.serve on models/export (ONNX int8: dynamic int8 runs one row per model call, so
+                an answer never depends on its batch; the batcher still gathers requests between calls)
+  hfx-unbatched the same with --max-batch-size 1: what gathering requests adds
   peer          benchmarks/peer_server.py: FastAPI + transformers.pipeline in a plain endpoint (uvicorn)
 and on request (HFX_LOADTEST_SERVERS=hfx-fp32,hfx-fp32-unbatched) the fp32 model with and without batching.
 Prints requests/s, p50 and p99 latency, non-2xx and failed requests, and ratios; writes
