@@ -21,12 +21,13 @@ from transformers import AutoConfig, EarlyStoppingCallback, Trainer, set_seed
 from hfx.training.artifacts import atomic_dir, read_json, write_json
 from hfx.training.as_is import model_as_is
 from hfx.training.checkpoints import resumable_checkpoint, run_fingerprint
-from hfx.training.distributed import (RESUME_ENV, backend, in_worker, is_first_node, is_main_process, launch,
-                                per_process_batch, world_size)
+from hfx.training.distributed import (RESUME_ENV, RotateOnEveryMachine, agreed_checkpoint, backend, in_worker,
+                                     is_first_node, is_main_process, launch, per_process_batch, world_size)
 from hfx.training.params import Params, load_params, run_stage
 from hfx.training.sources import from_pretrained
 from hfx.training.adapters import get_task
-from hfx.training.trainer_setup import best_metric, epochs_to_run, precision_flags, training_arguments
+from hfx.training.trainer_setup import (TransformAtResume, best_metric, epochs_to_run, precision_flags,
+                                        training_arguments)
 from hfx.training.training_log import CuratedDVCLiveCallback, LogAtCheckpoints
 
 
@@ -94,13 +95,16 @@ def main() -> None:
         # cost about a fifth of a CPU step. Off by default: on the default data it cost accuracy (README).
         model.get_input_embeddings().requires_grad_(False)
 
-    if distributed:
-        resume_from = os.environ.get(RESUME_ENV) or None
+    if distributed:  # the first machine's launcher settled it, for every machine
+        resume_from = agreed_checkpoint(args, os.environ.get(RESUME_ENV) or None)
     else:
         resume_from = resumable_checkpoint(Path(paths.checkpoints), run_fingerprint(params, paths.processed))
-    if main_process and resume_from:
+    if resume_from and os.environ.get("LOCAL_RANK", "0") == "0":  # once per machine
         print(f"finetune: resuming from {resume_from}")
-    callbacks = [LogAtCheckpoints()]
+    transform = task.train_transform(params.preprocess, ft.seed)
+    callbacks = [LogAtCheckpoints(), RotateOnEveryMachine()]
+    if transform is not None:
+        callbacks.append(TransformAtResume(transform))
     if main_process:  # the other ranks write nothing
         live = Live(paths.train_logs, dvcyaml=False, save_dvc_exp=False)  # a resumed run logs its rows again
         callbacks.append(CuratedDVCLiveCallback(live, {"model": params.model.name, **params.finetune.model_dump()}))
@@ -109,7 +113,7 @@ def main() -> None:
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=augmented(splits["train"], task.train_transform(params.preprocess, ft.seed)),
+        train_dataset=augmented(splits["train"], transform),
         eval_dataset=by_length(splits["validation"]) if task.group_by_length else splits["validation"],
         processing_class=processor,
         data_collator=task.collator(processor),

@@ -82,6 +82,8 @@ def test_two_machines_meet_over_loopback_and_the_second_writes_no_output(double,
     # Only the Trainer's per-process random state in the checkpoints, which a resume needs: no model, no logs.
     assert written and all(f.startswith("models/checkpoints/checkpoint-") and "/rng_state_1.pth" in f for f in written)
     assert set(before) <= set(files(second))
+    # The second machine's own checkpoint folders are rotated as the first machine's are (4 epochs, 4 saves).
+    assert len(list((second / "models/checkpoints").glob("checkpoint-*"))) <= 3
 
 
 def test_a_machine_without_a_rendezvous_address_fails_in_one_line(double):
@@ -132,3 +134,42 @@ def test_a_killed_process_fails_the_stage_and_the_rerun_resumes_with_two(tiny_mo
     assert "finetune: resuming from" in rerun.stdout and "on 2 processes (gloo)" in rerun.stdout
     assert (repo / "models/finetuned/model.safetensors").is_file()
     assert not list(checkpoints.glob("checkpoint-*"))
+
+
+def launch_machines(repos, port: int) -> list[subprocess.Popen]:
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    return [subprocess.Popen([sys.executable, "-m", "stages.finetune"], cwd=repo, text=True,
+                             env={**stage_env(), **env, "NODE_RANK": str(rank)}, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT) for rank, repo in enumerate(repos)]
+
+
+def test_two_machines_resume_from_the_same_checkpoint_in_a_shared_folder(tiny_model, tmp_path):
+    """Killed after a checkpoint, two machines (two launchers over 127.0.0.1) whose paths.checkpoints is one
+    shared folder both resume from the checkpoint the first machine settles on, and finish."""
+    first = tiny_pipeline_repo(tmp_path / "first", tiny_model, SIZES, finetune__processes=1, finetune__nodes=2,
+                               finetune__process_timeout_s=60, **{**SETTINGS, "finetune__eval_steps": 8})
+    run(["dvc", "repro", "preprocess"], first)
+    second = tmp_path / "second"
+    shutil.copytree(first, second, symlinks=True)
+    (first / "models/checkpoints").mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(second / "models/checkpoints", ignore_errors=True)
+    (second / "models").mkdir(exist_ok=True)
+    (second / "models/checkpoints").symlink_to(first / "models/checkpoints")  # a folder both machines mount
+
+    machines = launch_machines((first, second), free_port())
+    victim = worker(machines[1], rank=1)
+    deadline = time.monotonic() + 300
+    while not list((first / "models/checkpoints").glob("checkpoint-*/trainer_state.json")):
+        assert time.monotonic() < deadline and all(m.poll() is None for m in machines), "no checkpoint was written"
+        time.sleep(0.2)
+    victim.send_signal(signal.SIGKILL)
+    outputs = [m.communicate(timeout=300)[0] for m in machines]
+    assert all(m.returncode != 0 for m in machines), outputs
+    assert not (first / "models/finetuned").exists()
+
+    machines = launch_machines((first, second), free_port())
+    outputs = [m.communicate(timeout=600)[0] for m in machines]
+    assert [m.returncode for m in machines] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    resumed = [[line for line in out.splitlines() if line.startswith("finetune: resuming from")] for out in outputs]
+    assert resumed[0] and resumed[0] == resumed[1], resumed  # the same checkpoint on both machines
+    assert (first / "models/finetuned/model.safetensors").is_file() and not (second / "models/finetuned").exists()

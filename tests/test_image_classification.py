@@ -111,6 +111,58 @@ def test_augmentation_keeps_shape_and_content_and_varies_by_draw():
     assert all(out.shape == pixels.shape and out.dtype == np.uint8 for out in outs)
     assert len({out.tobytes() for out in outs}) > 5, "crops and flips differ from draw to draw"
     assert any(np.array_equal(out, pixels) or np.array_equal(out, pixels[:, :, ::-1]) for out in outs)
+    again = ADAPTER.augmentation(pad=2, flip=True, seed=0)
+    again.at_batch = 7  # a run resumed after 7 batches draws what the uninterrupted one drew for the 8th
+    assert np.array_equal(again({"pixel_values": [pixels], "labels": [0]})["pixel_values"][0], outs[7])
+
+
+def test_an_interrupted_image_run_with_augmentation_resumes_to_the_same_weights(tmp_path):
+    """Killed after a checkpoint and resumed, a run with random crops and flips ends with the weights of one
+    never interrupted: the augmentation's draws follow the batch, not how many batches this process has read."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import ROOT, commit_all, make_repo, run, set_params, stage_env
+    from tests.test_images import write_idx
+
+    def image_run(path):
+        repo = make_repo(path)
+        (repo / "inputs").mkdir()
+        rng = np.random.default_rng(0)
+        for prefix, n in (("train", 240), ("t10k", 60)):
+            labels = np.arange(n) % 3
+            images = rng.integers(0, 60, (n, 28, 28))
+            images[labels == 1] += 150
+            images[labels == 2, :, ::4] = 255
+            write_idx(repo / f"inputs/{prefix}-images-idx3-ubyte.gz", images)
+            write_idx(repo / f"inputs/{prefix}-labels-idx1-ubyte.gz", labels)
+        set_params(repo, task="image-classification", data__source="inputs", data__image_column="image",
+                   data__label_column="label", data__exclude_labels=[], model__name=str(ROOT / "presets/resnet-small"),
+                   model__init="random", preprocess__augment=True, finetune__min_steps=0, finetune__epochs=3,
+                   finetune__learning_rate=3e-3, finetune__batch_size=32, finetune__eval_steps=4,
+                   finetune__early_stopping_patience=None)
+        commit_all(repo, "image run")
+        run(["dvc", "repro", "preprocess"], repo)
+        return repo
+
+    reference = image_run(tmp_path / "reference")
+    run(["dvc", "repro", "finetune"], reference)
+    repo = image_run(tmp_path / "resumed")
+    checkpoints = lambda: list((repo / "models/checkpoints").glob("checkpoint-*/trainer_state.json"))  # noqa: E731
+    proc = subprocess.Popen(["dvc", "repro", "finetune"], cwd=repo, env=stage_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not checkpoints() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert checkpoints() and not (repo / "models/finetuned").exists(), "killed after a checkpoint, before the end"
+    resumed = run(["dvc", "repro", "finetune"], repo)
+    assert "finetune: resuming from models/checkpoints/checkpoint-" in resumed.stdout
+    weights = "models/finetuned/model.safetensors"
+    assert (repo / weights).read_bytes() == (reference / weights).read_bytes()
 
 
 def test_a_pretrained_image_classifier_keeps_its_weights_and_gets_a_new_head(image_repo, tmp_path):

@@ -113,8 +113,9 @@ def test_repro_pull_allow_missing_fetches_only_what_the_changed_stage_needs(shar
     ran = {line.split("'")[1] for line in repro.splitlines() if line.startswith("Running stage")}
     assert ran <= {"check_params", "export"} and "export" in ran, repro
     assert (teammate / "models/export/model.onnx").is_file()
-    # Export reads the raw manifest, not the raw splits; finetune did not run, so its resume state stayed put.
-    assert sorted(p.name for p in (teammate / "data/raw").iterdir()) == ["manifest.json"]
+    # Export reads the raw manifest and the test split it scores as users send it, not the other splits;
+    # finetune did not run, so its resume state stayed put.
+    assert sorted(p.name for p in (teammate / "data/raw").iterdir()) == ["manifest.json", "test.parquet"]
     assert not (teammate / "models/checkpoints").exists()
 
 

@@ -9,8 +9,11 @@ machine that keeps the outputs), `MASTER_ADDR` and `MASTER_PORT` (where rank 0 l
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
+from transformers.trainer_utils import rotate_checkpoints
 
 from hfx.training.params import Finetune, ParamsError, StageError
 
@@ -62,7 +65,8 @@ def torchrun_command(ft: Finetune, module: str) -> list[str]:
         missing = [name for name in ("NODE_RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
         if missing:
             raise ParamsError(f"finetune.nodes: {ft.nodes} machines need {', '.join(missing)} in the environment"
-                              " of each (NODE_RANK 0 on the machine that keeps the outputs; README, 'Many machines')")
+                              " of each (NODE_RANK 0 on the machine that keeps the outputs; README, 'Many processes,"
+                              " GPUs and machines')")
         command += [f"--node-rank={os.environ['NODE_RANK']}", f"--master-addr={os.environ['MASTER_ADDR']}",
                     f"--master-port={os.environ['MASTER_PORT']}"]
     return command + ["-m", module]
@@ -76,3 +80,29 @@ def launch(ft: Finetune, module: str, resume_from: str | None) -> None:
     if result.returncode != 0:
         raise StageError(f"finetune: a training process failed (torchrun exit {result.returncode}); see its"
                          " output above. Nothing was written; the next run resumes from the last checkpoint")
+
+
+def agreed_checkpoint(args, resume_from: str | None) -> str | None:
+    """The checkpoint the first machine's launcher settled on, for every process of every machine (the other
+    launchers cannot see it): no rank runs another schedule. Each machine must read it where the first wrote
+    it, so paths.checkpoints must be a folder every machine shares; one line where it is not. Call after the
+    workers have started (torchrun)."""
+    args.device  # noqa: B018 - the TrainingArguments join the process group on first use
+    chosen = [resume_from]
+    torch.distributed.broadcast_object_list(chosen, src=0)
+    if chosen[0] and not (Path(chosen[0]) / "trainer_state.json").is_file():
+        raise StageError(f"finetune: machine NODE_RANK={os.environ.get('NODE_RANK', '0')} cannot read {chosen[0]},"
+                         " the checkpoint the first machine resumes from; put paths.checkpoints on a folder every"
+                         " machine shares, at the same path (README, 'Many processes, GPUs and machines')")
+    return chosen[0]
+
+
+class RotateOnEveryMachine(TrainerCallback):
+    """Machine 0's rank 0 alone rotates checkpoints, but every process saves its random state into them: on a
+    machine whose checkpoint folder is its own, old checkpoint folders would pile up. Its first process keeps
+    the ones machine 0 keeps, by the Trainer's own rule: the newest save_total_limit, the latest and the best.
+    In a folder shared with machine 0 both apply the same rule, and a folder already gone is skipped."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if not is_first_node() and os.environ.get("LOCAL_RANK", "0") == "0":
+            rotate_checkpoints(args.output_dir, args.save_total_limit, state.best_model_checkpoint)

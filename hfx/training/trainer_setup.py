@@ -4,7 +4,7 @@ checkpoint, and the TrainingArguments, for one process or many."""
 import math
 
 import torch
-from transformers import TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 
 from hfx.training.distributed import backend, per_process_batch, world_size
 from hfx.training.params import Finetune, ParamsError
@@ -73,3 +73,15 @@ def training_arguments(ft: Finetune, output_dir: str, epochs: float, metric: str
         ddp_timeout=ft.process_timeout_s,  # a process that stops answering fails the others after this long
         **precision_flags(ft.precision),
     )
+
+
+class TransformAtResume(TrainerCallback):
+    """Tells a training-time transform whose random state follows the batch count (an image adapter's
+    augmentation) where that count stands when training starts: 0, or the batches a resumed checkpoint has
+    seen, which the Trainer skips without reading."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.transform.at_batch = state.global_step * args.gradient_accumulation_steps

@@ -115,22 +115,7 @@ class ImageClassificationAdapter(SingleLabelAdapter):
         return self.augmentation(seed=seed) if settings.augment else None
 
     def augmentation(self, pad: int = 4, flip: bool = True, seed: int = 0):
-        """Training-time augmentation, applied as rows are read (`set_transform`) and never stored: a random
-        crop of the image padded by `pad` pixels (edges repeated) and, with `flip`, a random horizontal flip."""
-        rng = np.random.default_rng(seed)
-
-        def augment(batch: dict) -> dict:
-            out = []
-            for pixels in batch["pixel_values"]:
-                pixels = np.asarray(pixels, dtype=np.uint8)
-                height, width = pixels.shape[-2:]
-                padded = np.pad(pixels, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
-                top, left = rng.integers(0, 2 * pad + 1, size=2)
-                pixels = padded[:, top:top + height, left:left + width]
-                out.append(pixels[:, :, ::-1] if flip and rng.random() < 0.5 else pixels)
-            return {**batch, "pixel_values": out}
-
-        return augment
+        return Augmentation(pad, flip, seed)
 
     def check_settings(self, model: Model, settings: Preprocess) -> None:
         """Nothing to check: images are resized to the processor's size."""
@@ -207,6 +192,33 @@ def image_grid(path: Path, images: list, actual: list[str], predicted: list[str]
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+class Augmentation:
+    """Training-time augmentation, applied as rows are read (`set_transform`) and never stored: a random crop of
+    the image padded by `pad` pixels (edges repeated) and, with `flip`, a random horizontal flip.
+
+    Its random state is derived from the seed and the number of the batch it is called for, so a run resumed from
+    a checkpoint draws for each batch what an uninterrupted run draws: the Trainer skips the batches a checkpoint
+    has seen without reading them, and `at_batch` (set when training starts, from the checkpoint's step) says
+    where the count stands."""
+
+    def __init__(self, pad: int, flip: bool, seed: int):
+        self.pad, self.flip, self.seed = pad, flip, seed
+        self.at_batch = 0
+
+    def __call__(self, batch: dict) -> dict:
+        rng = np.random.default_rng([self.seed, self.at_batch])
+        self.at_batch += 1
+        out, pad = [], self.pad
+        for pixels in batch["pixel_values"]:
+            pixels = np.asarray(pixels, dtype=np.uint8)
+            height, width = pixels.shape[-2:]
+            padded = np.pad(pixels, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
+            top, left = rng.integers(0, 2 * pad + 1, size=2)
+            pixels = padded[:, top:top + height, left:left + width]
+            out.append(pixels[:, :, ::-1] if self.flip and rng.random() < 0.5 else pixels)
+        return {**batch, "pixel_values": out}
 
 
 class NormalizeImages:
