@@ -102,6 +102,8 @@ def main(argv=None) -> None:
     handler = model.handler
     images = handler.input_field == "image"
     table_input = len(args.inputs) == 1 and Path(args.inputs[0]).suffix.lower() in TABLES
+    if table_input and not Path(args.inputs[0]).is_file():
+        raise PredictError(f"{args.inputs[0]}: no such file (a table to label: {', '.join(TABLES)})")
     out = Output(args.output)
     if out.is_table and not table_input:
         raise PredictError("--output .csv/.parquet keeps a table's columns: give a table file as input, or write .jsonl")

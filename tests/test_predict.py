@@ -124,6 +124,7 @@ def test_bad_input_is_one_line(exported_model, tmp_path):
         (("x", "--model", tmp_path / "nowhere"), "does not exist"),
         (("x", "--model", tmp_path / "no-int8"), "has no model_quantized.onnx for format int8; formats here: fp32"),
         (("x", "--model", exported_model, "--output", tmp_path / "out.csv"), "--output .csv/.parquet keeps a table's columns"),
+        ((tmp_path / "missing.csv", "--model", exported_model, "--output", tmp_path / "out.csv"), "missing.csv: no such file"),
     ]
     for args, message in cases:
         result = predict(*args, check=False)
