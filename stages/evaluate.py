@@ -1,36 +1,37 @@
 """Stage 4: score the fine-tuned model on the test split, beside a classical baseline on the same train split,
 and say how far its scores can be read as probabilities.
 
+The model answers the raw test inputs through the serving half (hfx.serving), exactly as `python -m hfx.predict
+--format pytorch` does on models/finetuned: the scores here are those of what is served.
+
 Reads `task`, `evaluate.*`. Writes metrics/eval.json (the task's scores, per class, the loss, the baseline and
 the margin over it, the most frequent confusions), metrics/calibration.json (the calibration error, and the
-temperature fitted on validation that export stores for predict and serve), metrics/predictions.csv (a table a person can read, with the `actual` and `predicted` columns the
-confusion matrix plots), metrics/errors.csv (the most confident mistakes) and metrics/plots/ (the task's
+temperature fitted on validation that export stores for predict and serve), metrics/predictions.csv (a table
+a person can read, with the `actual` and `predicted` columns the confusion matrix plots), metrics/errors.csv (the most confident mistakes) and metrics/plots/ (the task's
 curves and tables, and the reliability diagram before and after the temperature).
 """
 
 import json
-import tempfile
 from pathlib import Path
 
 import pandas as pd
-from datasets import load_dataset, load_from_disk
-from transformers import Trainer, TrainingArguments
+import torch
+from datasets import load_dataset
 
-from hfx.training.artifacts import atomic_dir, atomic_file, read_json, write_json
-from hfx.training.calibration import expected_calibration_error, fit_temperature, probabilities, reliability, scored
+from hfx.serving.transforms import probabilities
+from hfx.training.artifacts import atomic_dir, atomic_file, write_json
+from hfx.training.calibration import expected_calibration_error, fit_temperature, nll, reliability
 from hfx.training.params import load_params, run_stage
 from hfx.training.adapters import get_task
+from hfx.training.adapters.common import scored
+from hfx.training.served_scores import serve_split
 
 
-def predict(model_dir: str, splits: list, task, batch_size: int) -> list:
-    """Per split: its logits, labels and mean loss, batched and padded per batch."""
-    model = task.auto_model.from_pretrained(model_dir, use_safetensors=True)
-    processor = task.saved_processor(model_dir)
-    with tempfile.TemporaryDirectory() as scratch:
-        args = TrainingArguments(output_dir=scratch, per_device_eval_batch_size=batch_size, report_to="none")
-        trainer = Trainer(model=model, args=args, data_collator=task.collator(processor), processing_class=processor)
-        outputs = [trainer.predict(split) for split in splits]
-    return [(out.predictions, out.label_ids, out.metrics["test_loss"]) for out in outputs]
+def served(task, folder: str, raw_split, batch_size: int):
+    """The fine-tuned folder's answers to a split's raw inputs, through the serving half as `python -m
+    hfx.predict --format pytorch` gives them, and the (logits, gold ids) each answer was decided from."""
+    answers = serve_split(Path(folder), "pytorch", task, raw_split, batch_size, torch.get_num_threads())
+    return answers, scored(answers.decided, task.gold_ids(raw_split, answers.model.info.labels))
 
 
 def calibration(test: tuple, validation: tuple | None) -> tuple[dict, dict]:
@@ -38,11 +39,11 @@ def calibration(test: tuple, validation: tuple | None) -> tuple[dict, dict]:
     temperature fitted on it and the ECE under that temperature, on test and on validation. Rounded to 4
     digits, so that what export reads changes with the model, not with evaluate.batch_size's float noise. A
     temperature that cannot be trusted stays 1.0, with the reason under `temperature_not_fitted`."""
-    logits, labels = scored(*test)
+    logits, labels = test
     summary = {"ece": expected_calibration_error(probabilities(logits), labels)}
     temperature = 1.0
     if validation is not None:
-        fit_logits, fit_labels = scored(*validation)
+        fit_logits, fit_labels = validation
         temperature, kept_at_1 = fit_temperature(fit_logits, fit_labels)
         temperature = round(temperature, 4)
         summary |= {"ece_calibrated": expected_calibration_error(probabilities(logits, temperature), labels),
@@ -66,25 +67,25 @@ def confusions(predictions: pd.DataFrame, count: int = 5) -> dict:
 def main() -> None:
     params = load_params()
     task, paths = get_task(params.task), params.paths
-    names = list(read_json(f"{paths.processed}/labels.json")["label2id"])
-    processed = load_from_disk(paths.processed)
-    test = processed["test"]
-    raw = load_dataset("parquet", data_files={s: f"{paths.raw}/{s}.parquet" for s in ("train", "test")})
+    splits = ("train", "test", "validation")
+    raw = load_dataset("parquet", data_files={split: f"{paths.raw}/{split}.parquet" for split in splits})
 
-    # The temperature is fitted on validation: the test split only ever measures.
-    splits = [test, processed["validation"]] if params.evaluate.calibrate else [test]
-    (logits, labels, loss), *validation = predict(paths.finetuned, splits, task, params.evaluate.batch_size)
-    evaluation = task.evaluation(raw["test"], test, logits, labels, names)
+    test, (logits, labels) = served(task, paths.finetuned, raw["test"], params.evaluate.batch_size)
+    names = test.model.info.labels
+    evaluation = task.evaluation(raw["test"], test.results, test.decided, names)
     baseline = task.baseline(raw["train"], raw["test"])
-    calibrated, reliability_files = calibration((logits, labels), validation[0][:2] if validation else None)
+    # The temperature is fitted on validation: the test split only ever measures.
+    validation = served(task, paths.finetuned, raw["validation"], params.evaluate.batch_size)[1] \
+        if params.evaluate.calibrate else None
+    calibrated, reliability_files = calibration((logits, labels), validation)
     predictions = evaluation.predictions
     wrong = predictions[predictions["actual"] != predictions["predicted"]]
     errors = wrong.sort_values("score", ascending=False, kind="stable").head(params.evaluate.top_errors)
 
     metrics = {
         **evaluation.metrics,
-        "loss": float(loss),
-        "n_test": len(test),
+        "loss": nll(logits, labels),  # mean cross-entropy of the gold labels (entities: of each word seen)
+        "n_test": len(raw["test"]),
         "baseline": baseline,
         "margin_over_baseline": {key: evaluation.metrics[key] - baseline[key] for key in task.margin_keys},
         "top_confusions": confusions(predictions),

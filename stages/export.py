@@ -17,7 +17,7 @@ from hfx.training.artifacts import atomic_dir, read_json, write_json
 from hfx.training.model_card import write_figures, write_model_card
 from hfx.training.onnx_export import batches, export_onnx, quantize
 from hfx.training.params import StageError, load_params, run_stage
-from hfx.training.served_scores import largest_difference, median_latency_ms, serve_test_split
+from hfx.training.served_scores import largest_difference, median_latency_ms, serve_split
 
 
 def main() -> None:
@@ -31,7 +31,6 @@ def main() -> None:
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     calibration = read_json(paths.calibration)
 
-    task.prepare_export(processor, params)
     with atomic_dir(paths.export) as out:
         model.save_pretrained(out)
         processor.save_pretrained(out)
@@ -52,14 +51,14 @@ def main() -> None:
             formats.append("int8")
 
         # Each format answers the raw test inputs as predict and serve do; its scores come from those answers.
-        served = {fmt: serve_test_split(out, fmt, task, raw_test, ex.batch_size, threads) for fmt in formats}
-        differences = {fmt: largest_difference(served[fmt][1], served["pytorch"][1]) for fmt in formats[1:]}
+        served = {fmt: serve_split(out, fmt, task, raw_test, ex.batch_size, threads) for fmt in formats}
+        differences = {fmt: largest_difference(served[fmt].logits, served["pytorch"].logits) for fmt in formats[1:]}
         if differences.get("fp32", 0.0) > ex.parity_tolerance:
             raise StageError(f"export: {FORMATS['fp32']} differs from PyTorch by up to {differences['fp32']:.2e} in a"
                              f" logit, over export.parity_tolerance={ex.parity_tolerance:g}; nothing was exported"
                              " (set export.onnx: false to export PyTorch only)")
-        per_format = {fmt: task.metrics(task.served_pairs(results, raw_test, label_names), label_names)
-                      for fmt, (results, _, _) in served.items()}
+        per_format = {fmt: task.metrics(task.served_pairs(answers.results, raw_test, label_names), label_names)
+                      for fmt, answers in served.items()}
         metrics = {
             "formats": formats,
             task.headline: {fmt: scores[task.headline] for fmt, scores in per_format.items()},
@@ -74,8 +73,8 @@ def main() -> None:
                          per_format["pytorch"], metrics, figures, read_json(paths.data_card), calibration,
                          read_json(f"{paths.data_plots}/lengths.json"))
 
-    metrics["latency_ms_batch1"] = {fmt: round(median_latency_ms(loaded, task, raw_test, ex.latency_queries), 3)
-                                    for fmt, (_, _, loaded) in served.items()}
+    metrics["latency_ms_batch1"] = {fmt: round(median_latency_ms(answers.model, task, raw_test, ex.latency_queries), 3)
+                                    for fmt, answers in served.items()}
     metrics["threads"] = threads
     write_json(paths.export_metrics, metrics)
     print(f"export: {', '.join(formats)}; {task.headline} {metrics[task.headline]};"

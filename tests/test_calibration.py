@@ -9,7 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from hfx.training.calibration import expected_calibration_error, fit_temperature, nll, probabilities, reliability, scored
+from hfx.serving.transforms import probabilities
+from hfx.training.adapters.common import scored
+from hfx.training.calibration import expected_calibration_error, fit_temperature, nll, reliability
 from tests.conftest import ROOT, copy_of, run, stage_env
 
 
@@ -70,11 +72,13 @@ def test_without_validation_only_the_test_ece_is_reported():
     assert files["reliability.json"] == files["reliability_calibrated.json"]  # no temperature: the same points
 
 
-def test_sequence_logits_are_scored_at_labelled_positions_only():
-    logits = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
-    labels = np.array([[1, -100, 0], [-100, -100, 1]])
-    flat, gold = scored(logits, labels)
-    assert flat.tolist() == [[0, 1], [4, 5], [10, 11]] and gold.tolist() == [1, 0, 1]
+def test_each_answer_is_scored_by_the_logits_it_was_decided_from_and_unseen_words_are_left_out():
+    one_per_text = [np.array([[0.0, 1.0]]), np.array([[2.0, 3.0]])]
+    flat, gold = scored(one_per_text, [np.array([1]), np.array([0])])
+    assert flat.tolist() == [[0, 1], [2, 3]] and gold.tolist() == [1, 0]
+    one_per_word = [np.array([[0.0, 1.0], [2.0, 3.0], [np.nan, np.nan]]), np.array([[4.0, 5.0]])]
+    flat, gold = scored(one_per_word, [np.array([1, 0, 1]), np.array([0])])
+    assert flat.tolist() == [[0, 1], [2, 3], [4, 5]] and gold.tolist() == [1, 0, 0]
 
 
 def test_the_temperature_reaches_the_folder_and_its_card(tiny_run, tmp_path):

@@ -220,3 +220,5 @@ def test_predict_over_the_test_images_gets_exactly_the_accuracy_export_reports(i
     accuracy = float(np.mean([p == gold for p, gold in zip(predicted, test["label"])]))
     assert len(predicted) == len(test)
     assert accuracy == json.loads((repo / "metrics/export.json").read_text())["accuracy"][fmt]
+    if fmt == "pytorch":  # evaluate scores the fine-tuned folder through the same serving code
+        assert accuracy == json.loads((repo / "metrics/eval.json").read_text())["accuracy"]

@@ -4,6 +4,7 @@ import json
 import sys
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -99,6 +100,10 @@ def test_predict_over_the_test_split_gets_exactly_the_accuracy_export_reports(pi
     accuracy = float((labelled["predicted_label"] == labelled["label"]).mean())
     assert accuracy == json.loads((repo / "metrics/export.json").read_text())["accuracy"][fmt]
     assert accuracy == json.loads((repo / "metrics/eval.json").read_text())["accuracy"] or fmt == "int8"
+    if fmt == "pytorch":  # evaluate's answers are predict's, row by row: the same serving code on the same weights
+        evaluated = pd.read_csv(repo / "metrics/predictions.csv")
+        assert evaluated["predicted"].tolist() == labelled["predicted_label"].tolist()
+        assert np.allclose(evaluated["score"], labelled["score"], atol=1e-5)
 
 
 def test_exported_folder_loads_in_a_pipeline(pipeline_repo):

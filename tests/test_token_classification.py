@@ -137,30 +137,17 @@ def test_first_sub_token_carries_the_tag_and_cut_words_are_counted(tiny_ner_mode
     assert [every["labels"][0][i] for i, w in enumerate(first) if w == 0] == [1] + [2] * (first.count(0) - 1)
 
 
-def test_words_cut_off_count_as_predicted_o():
+def test_words_cut_off_count_as_predicted_o_with_no_score():
+    """evaluate reads the served spans back as a tag per word: a word without a span is O, and a word the model
+    never saw (NaN decision logits: past max_length) has no score."""
     names = ["O", "B-PER", "I-PER"]
     raw = Dataset.from_dict({"tokens": [["ana", "met", "ali"]], "tags": [["B-PER", "O", "B-PER"]]})
-    labels = np.array([[-100, 1, 0, -100]])  # the third word was cut off by max_length
-    processed = Dataset.from_dict({"word_starts": [[0, 1, 1, 0]]})
-    logits = np.zeros((1, 4, 3))
-    logits[0, 1, 1] = logits[0, 2, 0] = 5
-    evaluation = NER.evaluation(raw, processed, logits, labels, names)
+    results = [[{"entity_group": "PER", "score": 0.9, "word": "ana", "start": 0, "end": 3}]]
+    decided = [np.array([[0, 5, 0], [5, 0, 0], [np.nan] * 3])]
+    evaluation = NER.evaluation(raw, results, decided, names)
     assert evaluation.metrics["recall"] == 0.5 and evaluation.metrics["precision"] == 1.0
     assert evaluation.predictions["predicted"].tolist() == ["B-PER", "O", "O"]
-
-
-def test_evaluate_scores_words_as_served_also_with_every_sub_token_labelled():
-    """With label_all_subtokens every sub-token has a label, but a word is scored once, by its first
-    sub-token; a lone I-PER opens an entity, as predict and serve answer (strict IOB2 would drop it)."""
-    names = ["O", "B-PER", "I-PER"]
-    raw = Dataset.from_dict({"tokens": [["ana", "met", "alibaba"]], "tags": [["B-PER", "O", "B-PER"]]})
-    labels = np.array([[-100, 1, 0, 1, 2, -100]])  # alibaba is two sub-tokens, both labelled
-    processed = Dataset.from_dict({"word_starts": [[0, 1, 1, 1, 0, 0]]})
-    logits = np.zeros((1, 6, 3))
-    logits[0, 1, 2] = logits[0, 2, 0] = logits[0, 3, 2] = logits[0, 4, 0] = 5  # I-PER O I-PER O
-    evaluation = NER.evaluation(raw, processed, logits, labels, names)
-    assert evaluation.predictions["predicted"].tolist() == ["B-PER", "O", "B-PER"]
-    assert evaluation.metrics["f1"] == 1.0
+    assert evaluation.predictions["score"].isna().tolist() == [False, False, True]
 
 
 @pytest.fixture(scope="module")
@@ -350,6 +337,30 @@ def test_a_word_is_one_entity_or_none_whatever_its_later_sub_tokens_say(ner_repo
             assert (entity["start"] in {a for a, _ in words}) and (entity["end"] in {b for _, b in words}), entity
 
 
+def test_a_word_is_decided_by_its_first_sub_token_and_a_cut_word_by_none(ner_repo):
+    """What evaluate scores and calibrates on: one row per word, its first sub-token's logits; NaN past max_length."""
+    from hfx.serving.model import LoadedModel
+
+    repo, _ = ner_repo
+    handler = LoadedModel(repo / "models/export", "fp32").handler
+    text = "the mayor of Ouagadougou met ali"
+    words = [match.start() for match in re.finditer(r"\S+", text)]
+    handler.tokenizer.no_truncation()  # an earlier test may have exported with a short max_length
+    full = handler.encode([text])[0]
+    first = {}  # word -> the position of its first sub-token
+    for i, (start, _) in enumerate(full.offsets):
+        if not full.special_tokens_mask[i]:
+            first.setdefault(max(w for w, word_start in enumerate(words) if word_start <= start), i)
+    assert len(full.ids) > len(words) + 4, full.tokens  # several words are several sub-tokens
+    handler.tokenizer.enable_truncation(first[4] + 1)  # [CLS], the first four words, [SEP]: 'met', 'ali' cut off
+    row = handler.encode([text])[0]
+    logits = np.arange(len(row.ids) * len(handler.labels), dtype=np.float32).reshape(len(row.ids), -1)
+    decided = handler.decision_logits(logits, row, text)
+    assert decided.shape == (6, len(handler.labels))
+    assert (decided[:4] == logits[[first[w] for w in range(4)]]).all(), "each word's first sub-token"
+    assert np.isnan(decided[4:]).all(), "words past max_length"
+
+
 @pytest.mark.parametrize("fmt", ["pytorch", "fp32", "int8"])
 def test_predict_over_the_test_split_gets_exactly_the_entity_f1_export_reports(ner_repo, tmp_path, fmt):
     """The test sentences through `python -m hfx.predict`, as a user sends them (words joined by spaces); the
@@ -372,3 +383,5 @@ def test_predict_over_the_test_split_gets_exactly_the_entity_f1_export_reports(n
         served.append(tags)
     f1 = f1_score([list(tags) for tags in test["tags"]], served, mode="strict", scheme=IOB2)
     assert f1 == json.loads((repo / "metrics/export.json").read_text())["f1"][fmt]
+    if fmt == "pytorch":  # evaluate scores the fine-tuned folder through the same serving code
+        assert f1 == json.loads((repo / "metrics/eval.json").read_text())["f1"]

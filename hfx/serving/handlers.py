@@ -212,6 +212,11 @@ class ClassScoresHandler:
 
     options = frozenset({"top_k", "raw_scores"})
 
+    @staticmethod
+    def decision_logits(logits: np.ndarray, row, item) -> np.ndarray:
+        """The logits the answer is decided from: the input's own, as one row."""
+        return logits[None]
+
     def decode(self, logits: np.ndarray, row, item, top_k: int | None = None,
                raw_scores: bool = False) -> list[dict]:
         """[{label, score}] sorted by score: probabilities (calibrated by the folder's temperature), or the logits
@@ -257,10 +262,10 @@ class TokenClassificationHandler(TextInputsHandler):
     task = "token-classification"
     auto_model = "AutoModelForTokenClassification"
 
-    def word_tags(self, logits: np.ndarray, row, text: str) -> list[tuple[int, int, int, float]]:
-        """(start, end, tag id, score) of each word the model saw (a word past the max input length is not
-        seen): the tag and probability of its first sub-token, calibrated by the folder's temperature."""
-        scores = probabilities(logits.astype(np.float32), self.temperature)
+    @staticmethod
+    def first_subtokens(row, text: str) -> list[tuple[int, int, int]]:
+        """(start, end, position of its first sub-token) of each word the model saw (a word past the max input
+        length is not seen)."""
         spans = [match.span() for match in re.finditer(r"\S+", text)]
         starts = [start for start, _ in spans]
         words, previous = [], None
@@ -269,10 +274,25 @@ class TokenClassificationHandler(TextInputsHandler):
                 continue
             word = bisect.bisect_right(starts, start) - 1
             if word != previous:
-                best = int(scores[i].argmax())
-                words.append((*spans[word], best, float(scores[i, best])))
+                words.append((*spans[word], i))
                 previous = word
         return words
+
+    def decision_logits(self, logits: np.ndarray, row, text: str) -> np.ndarray:
+        """The logits the answer is decided from, one row per word of the text: its first sub-token's, or NaN
+        for a word the model did not see (past the max input length)."""
+        spans = [match.start() for match in re.finditer(r"\S+", text)]
+        decided = np.full((len(spans), len(self.labels)), np.nan, dtype=np.float32)
+        for start, _, i in self.first_subtokens(row, text):
+            decided[bisect.bisect_left(spans, start)] = logits[i]
+        return decided
+
+    def word_tags(self, logits: np.ndarray, row, text: str) -> list[tuple[int, int, int, float]]:
+        """(start, end, tag id, score) of each word the model saw: the tag and probability of its first
+        sub-token, calibrated by the folder's temperature."""
+        scores = probabilities(logits.astype(np.float32), self.temperature)
+        return [(start, end, int(scores[i].argmax()), float(scores[i].max()))
+                for start, end, i in self.first_subtokens(row, text)]
 
     def decode(self, logits: np.ndarray, row, text: str) -> list[dict]:
         """[{entity_group, score, word, start, end}] (`entity_spans`): `word` is the text the entity covers,

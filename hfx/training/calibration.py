@@ -6,16 +6,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
-from hfx.serving.transforms import probabilities  # noqa: F401 - the scores as served, with or without a temperature
-
 BINS = 15  # equal-width confidence bins, as the ECE is usually reported
-IGNORED = -100  # the label of a position that is not scored (padding, a word's later sub-tokens)
-
-
-def scored(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n, classes) logits and their gold ids: one per row, or one per scored token of a sequence task."""
-    kept = labels != IGNORED
-    return logits[kept].astype(np.float64), labels[kept].astype(np.int64)
 
 
 def _bins(probs: np.ndarray, labels: np.ndarray, bins: int) -> list[tuple[int, int, float, float]]:

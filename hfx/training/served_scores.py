@@ -1,10 +1,12 @@
-"""Scores as users get them: the test split's raw inputs through the serving half, one format at a time.
+"""Scores as users get them: a split's raw inputs through the serving half, one format at a time.
 
-export measures every format it writes with this, so metrics/export.json holds what `python -m hfx.predict` and
-`python -m hfx.serve` answer: the same reading, tokenization, truncation, batching, decoding and temperature.
+evaluate scores the fine-tuned folder and export every format it writes with this, so metrics/eval.json and
+metrics/export.json hold what `python -m hfx.predict` and `python -m hfx.serve` answer: the same reading,
+tokenization, truncation, batching, decoding and temperature.
 """
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +15,22 @@ from datasets import Dataset
 from hfx.serving.model import LoadedModel
 
 
-def serve_test_split(folder: Path, fmt: str, task, raw_test: Dataset, batch_size: int, threads: int):
-    """(each test row's result as predict gives it, each row's logits, the loaded model)."""
+@dataclass
+class Served:
+    """A split's raw inputs answered as predict gives them."""
+    results: list  # each row's answer (the handler's decode)
+    logits: list[np.ndarray]  # each row's logits as the model gives them (per token for entities)
+    decided: list[np.ndarray]  # the logits each answer is decided from, one row per label it gives
+    model: LoadedModel
+
+
+def serve_split(folder: Path, fmt: str, task, raw_split: Dataset, batch_size: int, threads: int) -> Served:
     model = LoadedModel(folder, fmt, threads)
-    items = [model.handler.read(item) for item in task.served_inputs(raw_test)]
+    items = [model.handler.read(item) for item in task.served_inputs(raw_split)]
     rows = model.handler.encode(items)
     logits = model.logits(rows, batch_size)
-    results = [model.handler.decode(*row) for row in zip(logits, rows, items)]
-    return results, logits, model
+    return Served(results=[model.handler.decode(*row) for row in zip(logits, rows, items)], logits=logits,
+                  decided=[model.handler.decision_logits(*row) for row in zip(logits, rows, items)], model=model)
 
 
 def median_latency_ms(model: LoadedModel, task, raw_test: Dataset, queries: int) -> float:

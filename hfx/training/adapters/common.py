@@ -70,6 +70,17 @@ def score_curves(labels: np.ndarray, logits: np.ndarray, names: list[str]) -> tu
     }
 
 
+def scored(decided: list[np.ndarray], gold: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, classes) logits and their gold ids, from each input's decision logits (one row per label its answer
+    gives: one for classification, one per word for entities) and its gold ids; rows the model did not see
+    (NaN: words past the max input length) are left out."""
+    pairs = [(d[:len(g)], g[:len(d)]) for d, g in zip(decided, gold)]
+    logits = np.concatenate([d for d, _ in pairs]).astype(np.float64)
+    labels = np.concatenate([g for _, g in pairs]).astype(np.int64)
+    seen = ~np.isnan(logits).any(-1)
+    return logits[seen], labels[seen]
+
+
 def require_columns(split, data: Data, split_name: str, input_key: str = "text_column") -> None:
     """The columns `data.<input_key>` and `data.label_column` name, or one line listing the split's columns."""
     for key, column in ((f"data.{input_key}", getattr(data, input_key)), ("data.label_column", data.label_column)):

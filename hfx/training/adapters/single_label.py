@@ -4,7 +4,6 @@ accuracy and macro F1, the evaluation tables."""
 import numpy as np
 import pandas as pd
 from datasets import Dataset
-from scipy.special import softmax
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from hfx.training.adapters.common import Evaluation, label_text, score_curves, sorted_labels, value_counts
@@ -78,8 +77,13 @@ class SingleLabelAdapter:
         return label in data.exclude_labels or source.get(label) in data.exclude_labels
 
     def decode(self, logits: np.ndarray, labels: np.ndarray) -> list[tuple]:
-        """(gold id, predicted id) per row."""
+        """(gold id, predicted id) per row, from the Trainer's logits (validation while training)."""
         return list(zip(labels.tolist(), logits.argmax(-1).tolist()))
+
+    def gold_ids(self, raw_split: Dataset, names: list[str]) -> list[np.ndarray]:
+        """Each row's gold label id, as one row (the shape of a handler's decision logits)."""
+        ids = {name: i for i, name in enumerate(names)}
+        return [np.array([ids[gold]]) for gold in raw_split["label"]]
 
     def served_pairs(self, results: list, raw_test: Dataset, names: list[str]) -> list[tuple]:
         """(gold id, served id) per test row, from the serving half's answers ([{label, score}], best first)."""
@@ -97,15 +101,15 @@ class SingleLabelAdapter:
 
         return compute
 
-    def evaluation(self, raw_test: Dataset, test: Dataset, logits: np.ndarray, labels: np.ndarray,
-                   names: list[str]) -> Evaluation:
-        scores = self.metrics(self.decode(logits, labels), names)
-        curve_summary, curves = score_curves(labels, logits, names)
-        probabilities = softmax(logits.astype(np.float64), axis=-1)
-        items = raw_test[self.item_column] if self.item_column in raw_test.column_names else range(len(labels))
-        predictions = pd.DataFrame({self.item_column: items, "actual": [names[i] for i in labels],
-                                    "predicted": [names[i] for i in probabilities.argmax(-1)],
-                                    "score": probabilities.max(-1).round(5)})
+    def evaluation(self, raw_test: Dataset, results: list, decided: list[np.ndarray], names: list[str]) -> Evaluation:
+        """Scores of the served answers (`results`); curves of the logits they were decided from (`decided`)."""
+        pairs = self.served_pairs(results, raw_test, names)
+        scores = self.metrics(pairs, names)
+        curve_summary, curves = score_curves(np.array([gold for gold, _ in pairs]), np.concatenate(decided), names)
+        items = raw_test[self.item_column] if self.item_column in raw_test.column_names else range(len(pairs))
+        predictions = pd.DataFrame({self.item_column: items, "actual": [names[gold] for gold, _ in pairs],
+                                    "predicted": [result[0]["label"] for result in results],
+                                    "score": [round(result[0]["score"], 5) for result in results]})
         per_class = pd.DataFrame([{"label": name, **values} for name, values in scores["per_class"].items()])
         return Evaluation(metrics={**{k: v for k, v in scores.items() if k != "per_class"}, **curve_summary},
                           per_class=scores["per_class"], predictions=predictions,

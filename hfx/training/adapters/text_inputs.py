@@ -59,6 +59,7 @@ class TextInputsAdapter:
         sample = tokenizer(["a short example", "a somewhat longer example sentence"], padding=True, return_tensors="pt")
         return {name: sample[name] for name in names}, {name: {0: "batch", 1: "sequence"} for name in names}
 
-    def prepare_export(self, tokenizer, params: Params) -> None:
-        # predict, serve and pipeline() truncate to the length the model was fine-tuned on, as preprocess did.
+    def prepare_processor(self, tokenizer, params: Params) -> None:
+        # The fine-tuned folder's tokenizer truncates to the length the model was fine-tuned on, as preprocess
+        # did: evaluate, predict, serve and pipeline() all read it from there.
         tokenizer.model_max_length = params.preprocess.max_length

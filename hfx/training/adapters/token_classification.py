@@ -10,11 +10,10 @@ from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
-from hfx.serving.entities import entity_spans
 from hfx.training.params import Data, ParamsError, Preprocess
 from hfx.training.adapters.text_inputs import TextInputsAdapter
 from hfx.training.adapters.common import (BATCH_ROWS, DROPPED, FIXED, Evaluation, clean_rows, column_batches, column_sum,
-                                 label_text, require_columns, score_curves)
+                                 label_text, require_columns, score_curves, scored)
 
 
 def entity_type(tag: str) -> str | None:
@@ -187,12 +186,16 @@ class TokenClassificationAdapter(TextInputsAdapter):
     def collator(self, tokenizer):
         return DataCollatorForTokenClassification(tokenizer)
 
-    def decode(self, logits: np.ndarray, labels: np.ndarray, word_starts: np.ndarray | None = None) -> list[tuple]:
-        """(gold ids, predicted ids) per sentence, at each word's first sub-token (`word_starts`; without it, at
-        the labelled positions, which are those unless preprocess.label_all_subtokens)."""
+    def decode(self, logits: np.ndarray, labels: np.ndarray) -> list[tuple]:
+        """(gold ids, predicted ids) per sentence at its labelled positions, from the Trainer's logits
+        (validation while training; with preprocess.label_all_subtokens every sub-token counts)."""
         predicted = logits.argmax(-1)
-        at = labels != -100 if word_starts is None else word_starts == 1
-        return [(row[keep].tolist(), guess[keep].tolist()) for row, guess, keep in zip(labels, predicted, at)]
+        return [(row[keep].tolist(), guess[keep].tolist()) for row, guess, keep in zip(labels, predicted, labels != -100)]
+
+    def gold_ids(self, raw_split: Dataset, names: list[str]) -> list[np.ndarray]:
+        """Each sentence's gold tag ids, one per word (the shape of the handler's decision logits)."""
+        ids = {name: i for i, name in enumerate(names)}
+        return [np.array([ids[tag] for tag in tags]) for tags in raw_split["tags"]]
 
     def served_inputs(self, raw_test: Dataset) -> list:
         """The test split's sentences as a user hands them to predict and serve: the words joined by spaces."""
@@ -225,31 +228,28 @@ class TokenClassificationAdapter(TextInputsAdapter):
 
         return compute
 
-    def evaluation(self, raw_test: Dataset, test: Dataset, logits: np.ndarray, labels: np.ndarray,
-                   names: list[str]) -> Evaluation:
-        """Whole sentences, a tag per word (its first sub-token's), grouped into entities as predict and serve
-        group them (`served_tags`): a word cut off by max_length counts as predicted O."""
-        starts = np.zeros(labels.shape, dtype=np.int64)  # the Trainer pads every row to the longest
-        for i, row in enumerate(test["word_starts"]):
-            starts[i, :len(row)] = row
-        pairs = self.decode(logits, labels, starts)
-        gold = [list(tags) for tags in raw_test["tags"]]
-        predicted = [served_tags([names[i] for i in p] + ["O"] * (len(g) - len(p))) for g, (_, p) in zip(gold, pairs)]
+    def evaluation(self, raw_test: Dataset, results: list, decided: list[np.ndarray], names: list[str]) -> Evaluation:
+        """Whole sentences, a tag per word, read back from the served entity spans (`results`): a word cut off
+        by max_length counts as predicted O. Each word's score and the curves come from the logits its tag was
+        decided from (`decided`: its first sub-token's)."""
+        pairs = self.served_pairs(results, raw_test, names)
+        gold = [[names[i] for i in g] for g, _ in pairs]
+        predicted = [[names[i] for i in p] for _, p in pairs]
         scores = entity_scores(gold, predicted)
         words = raw_test["tokens"]
         # Each word's score: the probability of its predicted tag (none for a word cut off by max_length).
-        confidence = softmax(logits.astype(np.float64), axis=-1).max(-1).round(5)
-        word_scores = [list(c[row == 1]) + [None] * (len(g) - int(row.sum())) for c, row, g in zip(confidence, starts, gold)]
+        word_scores = [[None if np.isnan(c) else c for c in softmax(d.astype(np.float64), axis=-1).max(-1).round(5)]
+                       for d in decided]
         predictions = pd.DataFrame([{"sentence": s, "word": word, "actual": g, "predicted": p, "score": c}
                                     for s, (sentence, gs, ps, cs) in enumerate(zip(words, gold, predicted, word_scores))
-                                    for word, g, p, c in zip(sentence, gs, ps, cs)])
+                                    for word, g, p, c in zip(sentence, gs, ps, cs + [None] * (len(gs) - len(cs)))])
         sentences = pd.DataFrame({"words": [" ".join(w) for w in words], "gold": [" ".join(g) for g in gold],
                                   "predicted": [" ".join(p) for p in predicted],
                                   "correct": [g == p for g, p in zip(gold, predicted)]})
         per_class = pd.DataFrame([{"label": kind, **values} for kind, values in scores["per_class"].items()])
         # ROC and precision-recall of the tag scores, one-vs-rest over every word the model saw.
-        kept = starts == 1
-        curve_summary, curves = score_curves(labels[kept], logits[kept], names)
+        logits, labels = scored(decided, self.gold_ids(raw_test, names))
+        curve_summary, curves = score_curves(labels, logits, names)
         return Evaluation(metrics={**{k: v for k, v in scores.items() if k != "per_class"},
                                    **{f"token_{k}": v for k, v in curve_summary.items()}},
                           per_class=scores["per_class"], predictions=predictions,
@@ -264,15 +264,6 @@ class TokenClassificationAdapter(TextInputsAdapter):
         predicted = crf.predict([[word_features(w, i) for i in range(len(w))] for w in test["tokens"]])
         scores = entity_scores([list(t) for t in test["tags"]], [list(p) for p in predicted])
         return {"model": "crf-word-shape", **{key: scores[key] for key in ("f1", "precision", "recall")}}
-
-
-def served_tags(tags: list[str]) -> list[str]:
-    """A sentence's predicted word tags as the entities predict and serve answer with (`entity_spans`), in
-    strict IOB2: an I-X that opens an entity there becomes B-X."""
-    served = ["O"] * len(tags)
-    for kind, first, last in entity_spans(tags):
-        served[first:last + 1] = [f"B-{kind}"] + [f"I-{kind}"] * (last - first)
-    return served
 
 
 def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict:
