@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install repro test check report remote push pull bench bench-defaults bench-processes bench-memory bench-calibration bench-int8 predict serve loadtest clean
+.PHONY: install repro test test-fast lint check report remote push pull bench bench-defaults bench-processes bench-memory bench-calibration bench-int8 predict serve loadtest clean
 
 # predict and serve read an exported model folder and nothing else.
 MODEL ?= models/export
@@ -18,11 +18,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 FORMAT ?= int8
 
-$(VENV)/.installed: requirements.txt requirements-serve.txt requirements-assets.txt
+$(VENV)/.installed: requirements.txt requirements-serve.txt requirements-train.txt requirements-assets.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements-assets.txt
+	$(BIN)/pip install --quiet --no-deps --editable .   # the `hfx` command; the code stays where it is
 	touch $@
 
 # Test-only tools (pytest, hypothesis, a test S3 server): `make test` adds them, `make repro` never does.
@@ -47,6 +48,15 @@ check: install
 
 test: $(VENV)/.installed-dev report/node_modules/.package-lock.json
 	python -m pytest -q tests
+
+# ruff's lint and format check (pyproject.toml); `ruff format .` and `ruff check --fix .` apply them.
+lint: $(VENV)/.installed-dev
+	ruff check .
+	ruff format --check .
+
+# The quick part, for every edit: unit tests and the tiny end-to-end pipeline (`-m "not slow"`; pyproject.toml).
+test-fast: $(VENV)/.installed-dev report/node_modules/.package-lock.json
+	python -m pytest -q -m "not slow" tests
 
 # An HTML page with `dvc plots show` and the metrics table that renders offline.
 # `make report REVS="exp-a exp-b"` compares experiments (dvc plots diff).

@@ -103,25 +103,55 @@ def project_finetune(repo: Path) -> dict:
     processed = load_from_disk(str(repo / "data/processed"))
     lengths = processed["train"]["length"]
     runtime = train["train"]["runtime"]
-    return {"train_rows": len(lengths), "epochs": epochs, "real_tokens": sum(lengths) * epochs,
-            "train_runtime_s": runtime, "samples_per_s": train["train"]["samples_per_second"],
-            "real_tokens_per_s": sum(lengths) * epochs / runtime, "validation_accuracy": train["eval"]["accuracy"],
-            "dvc_repro_finetune_wall_s": seconds,
-            "mfu": mfu(repo, lengths, processed["validation"]["length"], epochs, runtime, peaks)}
+    return {
+        "train_rows": len(lengths),
+        "epochs": epochs,
+        "real_tokens": sum(lengths) * epochs,
+        "train_runtime_s": runtime,
+        "samples_per_s": train["train"]["samples_per_second"],
+        "real_tokens_per_s": sum(lengths) * epochs / runtime,
+        "validation_accuracy": train["eval"]["accuracy"],
+        "dvc_repro_finetune_wall_s": seconds,
+        "mfu": mfu(repo, lengths, processed["validation"]["length"], epochs, runtime, peaks),
+    }
 
 
 def peer_finetune(repo: Path, sample: Path, real_tokens: int) -> dict:
     """benchmarks/peer_run_glue.py with the model and hyper-parameters of the project's run in `repo`."""
     params = load_params(repo / "params.yaml")
     ft = params.finetune
-    out, _ = sh([sys.executable, str(ROOT / "benchmarks/peer_run_glue.py"), "--data", str(sample), "--model",
-                 model_path(params.model), "--out", str(WORK / "peer-out"), "--epochs", str(ft.epochs),
-                 "--learning-rate", str(ft.learning_rate), "--batch-size", str(ft.batch_size), "--weight-decay",
-                 str(ft.weight_decay), "--warmup-ratio", str(ft.warmup_ratio), "--seed", str(ft.seed)], ROOT)
+    out, _ = sh(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/peer_run_glue.py"),
+            "--data",
+            str(sample),
+            "--model",
+            model_path(params.model),
+            "--out",
+            str(WORK / "peer-out"),
+            "--epochs",
+            str(ft.epochs),
+            "--learning-rate",
+            str(ft.learning_rate),
+            "--batch-size",
+            str(ft.batch_size),
+            "--weight-decay",
+            str(ft.weight_decay),
+            "--warmup-ratio",
+            str(ft.warmup_ratio),
+            "--seed",
+            str(ft.seed),
+        ],
+        ROOT,
+    )
     peer = json.loads(out.strip().splitlines()[-1])
-    return {"train_runtime_s": peer["train_runtime"], "samples_per_s": peer["train_samples_per_second"],
-            "real_tokens_per_s": real_tokens / peer["train_runtime"],
-            "validation_accuracy": peer["validation_accuracy"]}
+    return {
+        "train_runtime_s": peer["train_runtime"],
+        "samples_per_s": peer["train_samples_per_second"],
+        "real_tokens_per_s": real_tokens / peer["train_runtime"],
+        "validation_accuracy": peer["validation_accuracy"],
+    }
 
 
 def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
@@ -138,8 +168,9 @@ def timeit(fn) -> float:
     return time.perf_counter() - start
 
 
-def mfu(repo: Path, lengths: list[int], validation_lengths: list[int], epochs: float, runtime: float,
-        peaks: list[float]) -> dict:
+def mfu(
+    repo: Path, lengths: list[int], validation_lengths: list[int], epochs: float, runtime: float, peaks: list[float]
+) -> dict:
     """Model FLOPs utilisation against the better of the float32 matmul `peaks`, on real (unpadded) tokens.
 
     Training: 6 x non-embedding parameters + 12 x layers x length x hidden FLOPs per token (forward and backward,
@@ -154,17 +185,25 @@ def mfu(repo: Path, lengths: list[int], validation_lengths: list[int], epochs: f
     layers, hidden = config.num_hidden_layers, config.hidden_size
     train_flops = epochs * sum(6 * non_embedding * t + 12 * layers * hidden * t * t for t in lengths)
     eval_runtimes = pd.read_csv(repo / "metrics/train/plots/metrics/eval/runtime.tsv", sep="\t")["runtime"]
-    validation_flops = len(eval_runtimes) * sum(2 * non_embedding * t + 4 * layers * hidden * t * t
-                                                for t in validation_lengths)
+    validation_flops = len(eval_runtimes) * sum(
+        2 * non_embedding * t + 4 * layers * hidden * t * t for t in validation_lengths
+    )
     training_s = float(runtime - eval_runtimes.sum())
     peak = max(peaks)
-    return {"non_embedding_params": non_embedding, "train_flops": train_flops, "training_s": training_s,
-            "achieved_gflops": train_flops / training_s / 1e9, "matmul_peak_gflops": peak / 1e9,
-            "matmul_peaks_before_after_gflops": [p / 1e9 for p in peaks],
-            "mfu": train_flops / training_s / peak, "validation_passes": len(eval_runtimes),
-            "validation_s": float(eval_runtimes.sum()), "validation_flops": validation_flops,
-            "mfu_with_validation": (train_flops + validation_flops) / runtime / peak,
-            "threads": torch.get_num_threads()}
+    return {
+        "non_embedding_params": non_embedding,
+        "train_flops": train_flops,
+        "training_s": training_s,
+        "achieved_gflops": train_flops / training_s / 1e9,
+        "matmul_peak_gflops": peak / 1e9,
+        "matmul_peaks_before_after_gflops": [p / 1e9 for p in peaks],
+        "mfu": train_flops / training_s / peak,
+        "validation_passes": len(eval_runtimes),
+        "validation_s": float(eval_runtimes.sum()),
+        "validation_flops": validation_flops,
+        "mfu_with_validation": (train_flops + validation_flops) / runtime / peak,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def preprocess_throughput() -> dict:
@@ -193,22 +232,34 @@ def inference(repo: Path) -> dict:
         start = time.perf_counter()
         labels = [result[0]["label"] for result in model.predict(texts, 32)]
         seconds = time.perf_counter() - start
-        results[fmt] = {"latency_ms_batch1": float(np.median(times) * 1000), "samples_per_s_batch32": len(texts) / seconds,
-                        "test_accuracy": float(np.mean([a == b for a, b in zip(labels, gold)]))}
+        results[fmt] = {
+            "latency_ms_batch1": float(np.median(times) * 1000),
+            "samples_per_s_batch32": len(texts) / seconds,
+            "test_accuracy": float(np.mean([a == b for a, b in zip(labels, gold)])),
+        }
     return {"n_test": len(texts), "latency_queries": min(200, len(texts)), "threads": threads, "formats": results}
 
 
 def dvc_timings(repo: Path, repeats: int = 5) -> dict:
     status, _ = sh(["dvc", "status"], repo)
     assert "up to date" in status, status
-    return {"noop_repro_s": statistics.median(sh(["dvc", "repro"], repo)[1] for _ in range(repeats)),
-            "status_s": statistics.median(sh(["dvc", "status"], repo)[1] for _ in range(repeats)), "repeats": repeats}
+    return {
+        "noop_repro_s": statistics.median(sh(["dvc", "repro"], repo)[1] for _ in range(repeats)),
+        "status_s": statistics.median(sh(["dvc", "status"], repo)[1] for _ in range(repeats)),
+        "repeats": repeats,
+    }
 
 
 def main() -> None:
-    results = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                           "processor": platform.processor() or platform.machine(), "torch": torch.__version__},
-               "skipped": []}
+    results = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+        },
+        "skipped": [],
+    }
     if not (SST2 / "train.csv").is_file():
         message = f"SST-2 not found at {SST2} (set HFX_SST2 to a folder with train/validation/test.csv)"
         print(f"bench: skipping parts 1-6: {message}")
@@ -226,8 +277,9 @@ def main() -> None:
         results["preprocess"] = preprocess_throughput()
         # The opt-in that trades accuracy for speed, measured on the same sample (docs/benchmarks.md).
         frozen = project_finetune(project_repo("sst2-sample-frozen", sample, freeze_token_embeddings=True))
-        results["freeze_token_embeddings"] = {key: frozen[key] for key in
-                                              ("train_runtime_s", "samples_per_s", "validation_accuracy")}
+        results["freeze_token_embeddings"] = {
+            key: frozen[key] for key in ("train_runtime_s", "samples_per_s", "validation_accuracy")
+        }
         results["freeze_token_embeddings"]["mfu"] = frozen["mfu"]["mfu"]
     results["summary"] = summary(results)
     (ROOT / "benchmarks/results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -241,15 +293,26 @@ def summary(r: dict) -> list[dict]:
         return []
     ft, formats = r["finetune"], r["inference"]["formats"]
     eager, int8 = formats["pytorch"], formats["int8"]
-    return [{"what": what, "value": round(value, 4)} for what, value in [
-        ("training speed, times the run_glue.py-style script", ft["project"]["samples_per_s"] / ft["peer"]["samples_per_s"]),
-        ("validation accuracy minus the script's (points)",
-         100 * (ft["project"]["validation_accuracy"] - ft["peer"]["validation_accuracy"])),
-        ("share of the CPU's matmul peak used in training (MFU)", r["mfu"]["mfu"]),
-        ("int8 ONNX batch-1 speed, times PyTorch", eager["latency_ms_batch1"] / int8["latency_ms_batch1"]),
-        ("int8 ONNX test accuracy minus PyTorch's (points)", 100 * (int8["test_accuracy"] - eager["test_accuracy"])),
-        ("no-op dvc repro (s)", r["dvc"]["noop_repro_s"]),
-    ]]
+    return [
+        {"what": what, "value": round(value, 4)}
+        for what, value in [
+            (
+                "training speed, times the run_glue.py-style script",
+                ft["project"]["samples_per_s"] / ft["peer"]["samples_per_s"],
+            ),
+            (
+                "validation accuracy minus the script's (points)",
+                100 * (ft["project"]["validation_accuracy"] - ft["peer"]["validation_accuracy"]),
+            ),
+            ("share of the CPU's matmul peak used in training (MFU)", r["mfu"]["mfu"]),
+            ("int8 ONNX batch-1 speed, times PyTorch", eager["latency_ms_batch1"] / int8["latency_ms_batch1"]),
+            (
+                "int8 ONNX test accuracy minus PyTorch's (points)",
+                100 * (int8["test_accuracy"] - eager["test_accuracy"]),
+            ),
+            ("no-op dvc repro (s)", r["dvc"]["noop_repro_s"]),
+        ]
+    ]
 
 
 def print_table(r: dict) -> None:
@@ -261,23 +324,39 @@ def print_table(r: dict) -> None:
     for key, label in [("samples_per_s", "train samples/s"), ("real_tokens_per_s", "real tokens/s")]:
         print(f"   {label:<44}{p[key]:>9.1f} {q[key]:>9.1f} {p[key] / q[key]:>6.2f}x")
     print(f"   {'validation accuracy (872 rows)':<44}{p['validation_accuracy']:>9.4f} {q['validation_accuracy']:>9.4f}")
-    print(f"2. MFU: {m['achieved_gflops']:.1f} GFLOP/s on real tokens over {m['training_s']:.1f} s of training / "
-          f"{m['matmul_peak_gflops']:.1f} GFLOP/s float32 matmul peak ({m['threads']} threads) = {100 * m['mfu']:.1f}%")
-    print("   peak: the better of {:.1f} before and {:.1f} GFLOP/s after the finetune".format(
-        *m["matmul_peaks_before_after_gflops"]))
-    print(f"   whole train() with its {m['validation_passes']} validation pass(es), {m['validation_s']:.1f} s "
-          f"(forward FLOPs counted): {100 * m['mfu_with_validation']:.1f}%")
+    print(
+        f"2. MFU: {m['achieved_gflops']:.1f} GFLOP/s on real tokens over {m['training_s']:.1f} s of training / "
+        f"{m['matmul_peak_gflops']:.1f} GFLOP/s float32 matmul peak ({m['threads']} threads) = {100 * m['mfu']:.1f}%"
+    )
+    print(
+        "   peak: the better of {:.1f} before and {:.1f} GFLOP/s after the finetune".format(
+            *m["matmul_peaks_before_after_gflops"]
+        )
+    )
+    print(
+        f"   whole train() with its {m['validation_passes']} validation pass(es), {m['validation_s']:.1f} s "
+        f"(forward FLOPs counted): {100 * m['mfu_with_validation']:.1f}%"
+    )
     print(f"3. preprocess: {pre['rows']:,} rows in {pre['wall_s']:.1f} s = {pre['rows_per_s']:,.0f} rows/s")
-    print(f"4. inference on {inf['n_test']:,} test rows ({inf['threads']} threads)  "
-          "batch-1 ms   batch-32 samples/s   accuracy")
+    print(
+        f"4. inference on {inf['n_test']:,} test rows ({inf['threads']} threads)  "
+        "batch-1 ms   batch-32 samples/s   accuracy"
+    )
     for fmt, v in inf["formats"].items():
-        print(f"   {fmt:<40}{v['latency_ms_batch1']:>9.2f} {v['samples_per_s_batch32']:>20.1f} {v['test_accuracy']:>10.4f}")
-    print(f"5. dvc repro (no-op) {dvc['noop_repro_s']:.2f} s, dvc status {dvc['status_s']:.2f} s "
-          f"(median of {dvc['repeats']})")
+        print(
+            f"   {fmt:<40}{v['latency_ms_batch1']:>9.2f} {v['samples_per_s_batch32']:>20.1f}"
+            f" {v['test_accuracy']:>10.4f}"
+        )
+    print(
+        f"5. dvc repro (no-op) {dvc['noop_repro_s']:.2f} s, dvc status {dvc['status_s']:.2f} s "
+        f"(median of {dvc['repeats']})"
+    )
     fr = r["freeze_token_embeddings"]
-    print(f"6. opt-in finetune.freeze_token_embeddings: {fr['samples_per_s']:.1f} train samples/s "
-          f"({fr['samples_per_s'] / p['samples_per_s']:.2f}x the default), validation accuracy "
-          f"{fr['validation_accuracy']:.4f}, MFU {100 * fr['mfu']:.1f}%")
+    print(
+        f"6. opt-in finetune.freeze_token_embeddings: {fr['samples_per_s']:.1f} train samples/s "
+        f"({fr['samples_per_s'] / p['samples_per_s']:.2f}x the default), validation accuracy "
+        f"{fr['validation_accuracy']:.4f}, MFU {100 * fr['mfu']:.1f}%"
+    )
     print("\nin short")
     for line in r["summary"]:
         print(f"   {line['what']:<56}{line['value']:>10}")

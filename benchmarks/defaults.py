@@ -32,8 +32,9 @@ CAPS = [int(n) for n in os.environ.get("HFX_DEFAULTS_ROWS", "2000,5000").split("
 def run_default(name: str, data: dict, cap: int, overrides: dict) -> dict:
     repo = copy_project(WORK / f"{name}-{cap}")
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"].update(source=str(DATA / name), text_column="text", label_column="label", exclude_labels=[],
-                          max_samples=cap, **data)
+    params["data"].update(
+        source=str(DATA / name), text_column="text", label_column="label", exclude_labels=[], max_samples=cap, **data
+    )
     for key, value in overrides.items():
         section, field = key.split(".")
         params[section][field] = value
@@ -42,10 +43,18 @@ def run_default(name: str, data: dict, cap: int, overrides: dict) -> dict:
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
     train = json.loads((repo / "metrics/train/metrics.json").read_text())
     manifest = json.loads((repo / "data/raw/manifest.json").read_text())
-    return {"data": name, "max_samples": cap, "train_rows": manifest["splits"]["train"]["rows"],
-            "test_rows": evaluation["n_test"], "steps": train["step"], "epochs": train["epoch"],
-            "accuracy": evaluation["accuracy"], "baseline_accuracy": evaluation["baseline"]["accuracy"],
-            "margin_points": 100 * evaluation["margin_over_baseline"]["accuracy"], "wall_s": round(seconds, 1)}
+    return {
+        "data": name,
+        "max_samples": cap,
+        "train_rows": manifest["splits"]["train"]["rows"],
+        "test_rows": evaluation["n_test"],
+        "steps": train["step"],
+        "epochs": train["epoch"],
+        "accuracy": evaluation["accuracy"],
+        "baseline_accuracy": evaluation["baseline"]["accuracy"],
+        "margin_points": 100 * evaluation["margin_over_baseline"]["accuracy"],
+        "wall_s": round(seconds, 1),
+    }
 
 
 def main() -> None:
@@ -61,14 +70,21 @@ def main() -> None:
         for name, data in RUNS:
             r = run_default(name, data, cap, overrides)
             results.append(r)
-            print(f"| {name} | {cap:,} | {r['train_rows']:,} | {r['steps']} | {r['epochs']:g} | {r['accuracy']:.4f} |"
-                  f" {r['baseline_accuracy']:.4f} | {r['margin_points']:+.1f} | {time.strftime('%M:%S', time.gmtime(r['wall_s']))} |",
-                  flush=True)
+            print(
+                f"| {name} | {cap:,} | {r['train_rows']:,} | {r['steps']} | {r['epochs']:g} | {r['accuracy']:.4f} |"
+                f" {r['baseline_accuracy']:.4f} | {r['margin_points']:+.1f} |"
+                f" {time.strftime('%M:%S', time.gmtime(r['wall_s']))} |",
+                flush=True,
+            )
     if overrides:
         return
     out = ROOT / "benchmarks/defaults.json"
-    out.write_text(json.dumps({"params": yaml.safe_load((ROOT / "params.yaml").read_text())["finetune"],
-                               "runs": results}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {"params": yaml.safe_load((ROOT / "params.yaml").read_text())["finetune"], "runs": results}, indent=2
+        )
+        + "\n"
+    )
     print(f"-> {out.relative_to(ROOT)}")
 
 

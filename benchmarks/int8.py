@@ -46,13 +46,16 @@ def measure(model: LoadedModel, texts: list[str], gold: list[str], latency_rows:
         model.predict([text])
         times.append(time.perf_counter() - start)
     labels = [result[0]["label"] for result in batched]
-    score_gap = max(abs(a[0]["score"] - {e["label"]: e["score"] for e in b}[a[0]["label"]])
-                    for a, b in zip(batched, alone))
-    return {"test_accuracy": round(float(np.mean([a == b for a, b in zip(labels, gold)])), 4),
-            "rows_per_s_batch32": round(len(texts) / seconds, 1),
-            "latency_ms_one_text": round(float(np.median(times) * 1000), 3),
-            "labels_changed_batch1_vs_32": sum(a[0]["label"] != b[0]["label"] for a, b in zip(batched, alone)),
-            "max_score_difference_batch1_vs_32": float(f"{score_gap:.2e}")}
+    score_gap = max(
+        abs(a[0]["score"] - {e["label"]: e["score"] for e in b}[a[0]["label"]]) for a, b in zip(batched, alone)
+    )
+    return {
+        "test_accuracy": round(float(np.mean([a == b for a, b in zip(labels, gold)])), 4),
+        "rows_per_s_batch32": round(len(texts) / seconds, 1),
+        "latency_ms_one_text": round(float(np.median(times) * 1000), 3),
+        "labels_changed_batch1_vs_32": sum(a[0]["label"] != b[0]["label"] for a, b in zip(batched, alone)),
+        "max_score_difference_batch1_vs_32": float(f"{score_gap:.2e}"),
+    }
 
 
 def main() -> None:
@@ -63,8 +66,12 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(paths.export)
     validation = load_from_disk(paths.processed)["validation"]
     rows = validation.select(range(min(params.export.calibration_rows, len(validation))))
-    ranges = [inputs for inputs, _ in batches(rows, DataCollatorWithPadding(tokenizer), list(tokenizer.model_input_names),
-                                              params.export.batch_size)]
+    ranges = [
+        inputs
+        for inputs, _ in batches(
+            rows, DataCollatorWithPadding(tokenizer), list(tokenizer.model_input_names), params.export.batch_size
+        )
+    ]
     config = AutoConfig.from_pretrained(paths.export)
     results = {"rows": len(texts), "threads": threads, "calibration_rows": len(rows), "variants": {}}
     with tempfile.TemporaryDirectory() as scratch:
@@ -83,8 +90,10 @@ def main() -> None:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"{'variant':44} accuracy  rows/s  ms/text  labels changed by batching (max score gap)")
     for name, v in results["variants"].items():
-        print(f"{name:44} {v['test_accuracy']:.4f} {v['rows_per_s_batch32']:7.1f} {v['latency_ms_one_text']:8.3f}"
-              f"  {v['labels_changed_batch1_vs_32']} ({v['max_score_difference_batch1_vs_32']:.1e})")
+        print(
+            f"{name:44} {v['test_accuracy']:.4f} {v['rows_per_s_batch32']:7.1f} {v['latency_ms_one_text']:8.3f}"
+            f"  {v['labels_changed_batch1_vs_32']} ({v['max_score_difference_batch1_vs_32']:.1e})"
+        )
 
 
 if __name__ == "__main__":

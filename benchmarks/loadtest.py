@@ -40,8 +40,17 @@ SERVERS = {
     "peer": [sys.executable, "-m", "uvicorn", "benchmarks.peer_server:app", "--log-level", "warning"],
     # On request (HFX_LOADTEST_SERVERS=hfx-fp32,hfx-fp32-unbatched): what batching does for the fp32 model.
     "hfx-fp32": [sys.executable, "-m", "hfx.serve", "--model", str(MODEL), "--format", "fp32"],
-    "hfx-fp32-unbatched": [sys.executable, "-m", "hfx.serve", "--model", str(MODEL), "--format", "fp32",
-                           "--max-batch-size", "1"],
+    "hfx-fp32-unbatched": [
+        sys.executable,
+        "-m",
+        "hfx.serve",
+        "--model",
+        str(MODEL),
+        "--format",
+        "fp32",
+        "--max-batch-size",
+        "1",
+    ],
 }
 CHOSEN = os.environ.get("HFX_LOADTEST_SERVERS", "hfx,hfx-unbatched,peer").split(",")
 
@@ -74,8 +83,12 @@ def start(name: str) -> tuple[subprocess.Popen, str]:
         if server.poll() is not None:
             sys.exit(f"loadtest: {name} exited: {server.stderr.read()[-2000:]}")
         try:
-            urllib.request.urlopen(urllib.request.Request(f"{url}/predict", data=b'{"inputs": "warm up"}',
-                                                          headers={"Content-Type": "application/json"}), timeout=5)
+            urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{url}/predict", data=b'{"inputs": "warm up"}', headers={"Content-Type": "application/json"}
+                ),
+                timeout=5,
+            )
             return server, url
         except OSError:
             time.sleep(0.3)
@@ -86,9 +99,27 @@ def start(name: str) -> tuple[subprocess.Popen, str]:
 def wrk(binary: str, url: str, bodies: Path, concurrency: int, seconds: int, max_requests: int) -> dict:
     threads = min(concurrency, 2)
     env = {**os.environ, "HFX_BODIES": str(bodies), "HFX_MAX_REQUESTS": str(max(1, max_requests // threads))}
-    out = subprocess.run([binary, "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "10s",
-                          "--latency", "-s", str(ROOT / "benchmarks/wrk_bodies.lua"), url],
-                         env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            binary,
+            "-t",
+            str(threads),
+            "-c",
+            str(concurrency),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+            str(ROOT / "benchmarks/wrk_bodies.lua"),
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
     def ms(label: str) -> float:
         value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE).groups()
@@ -100,10 +131,15 @@ def wrk(binary: str, url: str, bodies: Path, concurrency: int, seconds: int, max
     if requests >= max(1, max_requests // threads) * threads:
         # wrk divides by the whole duration even when the threads stopped early: the rate would be too low.
         sys.exit(f"loadtest: the run hit HFX_LOADTEST_REQUESTS={max_requests} before {seconds} s; raise it")
-    return {"concurrency": concurrency, "requests": requests,
-            "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50_ms": ms("50%"), "p99_ms": ms("99%"), "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-            "failed": sum(map(int, sockets.groups())) if sockets else 0}
+    return {
+        "concurrency": concurrency,
+        "requests": requests,
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": ms("50%"),
+        "p99_ms": ms("99%"),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "failed": sum(map(int, sockets.groups())) if sockets else 0,
+    }
 
 
 def main() -> None:
@@ -128,8 +164,12 @@ def main() -> None:
             code = server.wait(timeout=60)
         results["runs"][name].append({"exit_code_after_sigterm": code})
         for run in results["runs"][name][:-1]:
-            print(f"{name:<14} c={run['concurrency']:<3} {run['requests_per_s']:>8.1f} req/s  p50 {run['p50_ms']:>7.2f} ms"
-                  f"  p99 {run['p99_ms']:>7.2f} ms  non-2xx {run['non_2xx']}  failed {run['failed']}", flush=True)
+            print(
+                f"{name:<14} c={run['concurrency']:<3} {run['requests_per_s']:>8.1f} req/s"
+                f"  p50 {run['p50_ms']:>7.2f} ms  p99 {run['p99_ms']:>7.2f} ms"
+                f"  non-2xx {run['non_2xx']}  failed {run['failed']}",
+                flush=True,
+            )
 
     if not {"hfx", "hfx-unbatched", "peer"} <= set(results["runs"]):
         print(json.dumps(results, indent=2))
@@ -138,8 +178,12 @@ def main() -> None:
     hfx, unbatched, peer = (results["runs"][n][:-1] for n in ("hfx", "hfx-unbatched", "peer"))
     int8_ms = export.get("latency_ms_batch1", {}).get("int8")
     results["summary"] = {
-        "requests_per_s_vs_peer": {r["concurrency"]: round(r["requests_per_s"] / p["requests_per_s"], 2) for r, p in zip(hfx, peer)},
-        "requests_per_s_vs_unbatched": {r["concurrency"]: round(r["requests_per_s"] / u["requests_per_s"], 2) for r, u in zip(hfx, unbatched)},
+        "requests_per_s_vs_peer": {
+            r["concurrency"]: round(r["requests_per_s"] / p["requests_per_s"], 2) for r, p in zip(hfx, peer)
+        },
+        "requests_per_s_vs_unbatched": {
+            r["concurrency"]: round(r["requests_per_s"] / u["requests_per_s"], 2) for r, u in zip(hfx, unbatched)
+        },
         "p99_c1_vs_int8_batch1_latency": round(hfx[0]["p99_ms"] / int8_ms, 2) if int8_ms else None,
         "int8_batch1_latency_ms": int8_ms,
         "errors": {name: sum(r["non_2xx"] + r["failed"] for r in runs[:-1]) for name, runs in results["runs"].items()},

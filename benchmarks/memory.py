@@ -113,22 +113,52 @@ def predict_memory(sizes: list[int]) -> dict:
         csv = folder / "texts.csv"
         if not csv.exists():
             write_reviews(csv, rows, words=(3, 10))
-        wall, peak, anon = run_measured([sys.executable, "-m", "hfx.predict", str(csv), "--output", str(folder / "out.csv"),
-                                         "--model", str(export), "--format", "fp32"], ROOT, ENV)
-        runs.append({"rows": rows, "wall_s": round(wall, 1), "rows_per_s": round(rows / wall), "peak_mb": round(peak),
-                     "peak_anonymous_mb": round(anon)})
+        wall, peak, anon = run_measured(
+            [
+                sys.executable,
+                "-m",
+                "hfx.predict",
+                str(csv),
+                "--output",
+                str(folder / "out.csv"),
+                "--model",
+                str(export),
+                "--format",
+                "fp32",
+            ],
+            ROOT,
+            ENV,
+        )
+        runs.append(
+            {
+                "rows": rows,
+                "wall_s": round(wall, 1),
+                "rows_per_s": round(rows / wall),
+                "peak_mb": round(peak),
+                "peak_anonymous_mb": round(anon),
+            }
+        )
     small, large = runs[0], runs[-1]
-    return {"runs": runs, f"peak_memory_ratio_at_{large['rows'] / small['rows']:g}x_rows": round(large["peak_mb"] / small["peak_mb"], 2),
-            f"peak_anonymous_memory_ratio_at_{large['rows'] / small['rows']:g}x_rows":
-                round(large["peak_anonymous_mb"] / small["peak_anonymous_mb"], 2)}
+    return {
+        "runs": runs,
+        f"peak_memory_ratio_at_{large['rows'] / small['rows']:g}x_rows": round(large["peak_mb"] / small["peak_mb"], 2),
+        f"peak_anonymous_memory_ratio_at_{large['rows'] / small['rows']:g}x_rows": round(
+            large["peak_anonymous_mb"] / small["peak_anonymous_mb"], 2
+        ),
+    }
 
 
 def write_predict_results(results: dict) -> None:
     path = ROOT / "benchmarks/memory.json"
     summary = json.loads(path.read_text()) if path.is_file() else {}
     path.write_text(json.dumps({**summary, "predict": results}, indent=2) + "\n")
-    print("predict | " + " | ".join(f"{r['rows']:,} rows: {r['wall_s']} s, peak {r['peak_mb']} MB ({r['peak_anonymous_mb']})"
-                                    for r in results["runs"]))
+    print(
+        "predict | "
+        + " | ".join(
+            f"{r['rows']:,} rows: {r['wall_s']} s, peak {r['peak_mb']} MB ({r['peak_anonymous_mb']})"
+            for r in results["runs"]
+        )
+    )
     print(json.dumps({k: v for k, v in results.items() if k != "runs"}, indent=2))
 
 
@@ -144,25 +174,43 @@ def main() -> None:
     small, large, parallel = runs[0], runs[-2], runs[-1]
     growth = f"{SIZES[-1] / SIZES[0]:g}x_rows"
     summary = {
-        "cores": cores, "fixed_cost": {**fixed, "note": f"{FIXED_COST_ROWS} rows: starting the stage"}, "runs": runs,
-        f"peak_memory_ratio_at_{growth}": {stage: round(large[stage]["peak_mb"] / small[stage]["peak_mb"], 2)
-                                          for stage in ("download", "preprocess")},
+        "cores": cores,
+        "fixed_cost": {**fixed, "note": f"{FIXED_COST_ROWS} rows: starting the stage"},
+        "runs": runs,
+        f"peak_memory_ratio_at_{growth}": {
+            stage: round(large[stage]["peak_mb"] / small[stage]["peak_mb"], 2) for stage in ("download", "preprocess")
+        },
         f"peak_anonymous_memory_ratio_at_{growth}": {
             stage: round(large[stage]["peak_anonymous_mb"] / small[stage]["peak_anonymous_mb"], 2)
-            for stage in ("download", "preprocess")},
-        f"rows_per_s_ratio_at_{growth}": {stage: round(large[stage]["rows_per_s"] / small[stage]["rows_per_s"], 2)
-                                         for stage in ("download", "preprocess")},
-        f"preprocess_num_proc_{cores}_speedup": round(parallel["preprocess"]["rows_per_s"] / large["preprocess"]["rows_per_s"], 2),
+            for stage in ("download", "preprocess")
+        },
+        f"rows_per_s_ratio_at_{growth}": {
+            stage: round(large[stage]["rows_per_s"] / small[stage]["rows_per_s"], 2)
+            for stage in ("download", "preprocess")
+        },
+        f"preprocess_num_proc_{cores}_speedup": round(
+            parallel["preprocess"]["rows_per_s"] / large["preprocess"]["rows_per_s"], 2
+        ),
     }
     (ROOT / "benchmarks/memory.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print("| rows | csv MB | num_proc | download s | peak MB (anonymous) | rows/s | preprocess s | peak MB (anonymous) | rows/s |")
+    print(
+        "| rows | csv MB | num_proc | download s | peak MB (anonymous) | rows/s"
+        " | preprocess s | peak MB (anonymous) | rows/s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         cells = [f"{run['rows']:,}", run["csv_mb"], run["num_proc"]]
         for stage in ("download", "preprocess"):
             measured = run.get(stage)
-            cells += [measured["wall_s"], f"{measured['peak_mb']} ({measured['peak_anonymous_mb']})",
-                      f"{measured['rows_per_s']:,}"] if measured else ["", "", ""]
+            cells += (
+                [
+                    measured["wall_s"],
+                    f"{measured['peak_mb']} ({measured['peak_anonymous_mb']})",
+                    f"{measured['rows_per_s']:,}",
+                ]
+                if measured
+                else ["", "", ""]
+            )
         print("| " + " | ".join(str(cell) for cell in cells) + " |")
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
     write_predict_results(predict_memory(SIZES))

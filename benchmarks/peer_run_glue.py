@@ -12,8 +12,14 @@ import json
 
 import numpy as np
 from datasets import load_dataset
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments,
-                          default_data_collator, set_seed)
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    Trainer,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
 
 
 def main() -> None:
@@ -44,20 +50,41 @@ def main() -> None:
 
     data = raw.map(preprocess, batched=True, remove_columns=["text"])
     training_args = TrainingArguments(
-        output_dir=args.out, num_train_epochs=args.epochs, learning_rate=args.learning_rate,
-        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
-        weight_decay=args.weight_decay, warmup_steps=args.warmup_ratio, seed=args.seed,
-        report_to="none", use_cpu=True)
+        output_dir=args.out,
+        num_train_epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_ratio,
+        seed=args.seed,
+        report_to="none",
+        use_cpu=True,
+    )
 
     def accuracy(prediction):
         return {"accuracy": float((np.argmax(prediction.predictions, -1) == prediction.label_ids).mean())}
 
-    trainer = Trainer(model=model, args=training_args, train_dataset=data["train"], eval_dataset=data["validation"],
-                      data_collator=default_data_collator, compute_metrics=accuracy, processing_class=tokenizer)
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=data["train"],
+        eval_dataset=data["validation"],
+        data_collator=default_data_collator,
+        compute_metrics=accuracy,
+        processing_class=tokenizer,
+    )
     train = trainer.train().metrics
     evaluation = trainer.evaluate()
-    print(json.dumps({"train_runtime": train["train_runtime"], "train_samples_per_second":
-                      train["train_samples_per_second"], "validation_accuracy": evaluation["eval_accuracy"]}))
+    print(
+        json.dumps(
+            {
+                "train_runtime": train["train_runtime"],
+                "train_samples_per_second": train["train_samples_per_second"],
+                "validation_accuracy": evaluation["eval_accuracy"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

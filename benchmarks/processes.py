@@ -30,9 +30,13 @@ def run_layout(scratch: Path, processes: int) -> dict:
     subprocess.run([sys.executable, "-m", "stages.finetune"], cwd=scratch, check=True)
     wall = time.perf_counter() - start
     logged = json.loads((scratch / "metrics/train/metrics.json").read_text())
-    return {"processes": processes, "wall_s": round(wall, 1),
-            "train_rows_per_s": logged["train"]["samples_per_second"], "steps": logged["step"],
-            "validation": {k: round(logged["eval"][k], 4) for k in ("accuracy", "f1_macro", "loss")}}
+    return {
+        "processes": processes,
+        "wall_s": round(wall, 1),
+        "train_rows_per_s": logged["train"]["samples_per_second"],
+        "steps": logged["step"],
+        "validation": {k: round(logged["eval"][k], 4) for k in ("accuracy", "f1_macro", "loss")},
+    }
 
 
 def main() -> None:
@@ -46,9 +50,12 @@ def main() -> None:
         (scratch / "data/processed").symlink_to(ROOT / "data/processed")  # read only
         results = [{**layout, **run_layout(scratch, layout["processes"])} for layout in LAYOUTS]
     single, multi = results
-    summary = {"cores": os.cpu_count(), "layouts": results,
-               "speedup": round(multi["train_rows_per_s"] / single["train_rows_per_s"], 2),
-               "accuracy_difference": round(multi["validation"]["accuracy"] - single["validation"]["accuracy"], 4)}
+    summary = {
+        "cores": os.cpu_count(),
+        "layouts": results,
+        "speedup": round(multi["train_rows_per_s"] / single["train_rows_per_s"], 2),
+        "accuracy_difference": round(multi["validation"]["accuracy"] - single["validation"]["accuracy"], 4),
+    }
     (ROOT / "benchmarks/processes.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 

@@ -51,21 +51,31 @@ def image_files(folder: Path) -> list[str]:
     return [str(path) for path in sorted(folder.rglob("*")) if path.suffix.lower() in suffixes and path.is_file()]
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m hfx.predict", description=__doc__.split("\n\n")[0])
-    parser.add_argument("inputs", nargs="+", metavar="INPUT|-|FILE|FOLDER",
-                        help="texts or image files, - for stdin, one table file, or a folder of images")
+def parse_args(argv, prog: str = "python -m hfx.predict"):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT|-|FILE|FOLDER",
+        help="texts or image files, - for stdin, one table file, or a folder of images",
+    )
     parser.add_argument("--model", default="models/export", help="an exported model folder (default: models/export)")
     parser.add_argument("--format", default="int8", choices=list(FORMATS), help="model format (default: int8 ONNX)")
     parser.add_argument("--text-column", default="text", help="the column of texts in a file (default: text)")
-    parser.add_argument("--image-column", default="image",
-                        help="the column of image paths in a file, relative to its folder (default: image)")
+    parser.add_argument(
+        "--image-column",
+        default="image",
+        help="the column of image paths in a file, relative to its folder (default: image)",
+    )
     parser.add_argument("--output", help="write here instead of stdout: .jsonl, or .csv/.parquet (input columns kept)")
     parser.add_argument("--all-scores", action="store_true", help="every label's score, not only the best")
     parser.add_argument("--batch-size", type=int, default=32, help="inputs per model call (default: 32)")
     parser.add_argument("--max-length", type=int, help="truncate texts to this many tokens (default: the model's)")
-    parser.add_argument("--strict", action="store_true", help="fail on an input the model cannot take (an empty text,"
-                        " an unreadable image) instead of skipping it")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on an input the model cannot take (an empty text, an unreadable image) instead of skipping it",
+    )
     args = parser.parse_args(argv)
     if args.batch_size < 1 or (args.max_length is not None and args.max_length < 2):
         parser.error("--batch-size must be at least 1 and --max-length at least 2")
@@ -80,6 +90,7 @@ def windows(args, images: bool):
         lines = (line.rstrip("\r\n") for line in sys.stdin)
         return iter(lambda: (list(islice(lines, WINDOW)), None), ([], None)), None
     if len(args.inputs) == 1 and source.suffix.lower() in TABLES and source.is_file():
+
         def table_windows():
             for frame in read_windows(source, column, option, WINDOW):
                 items = frame[column].tolist()
@@ -93,11 +104,11 @@ def windows(args, images: bool):
         items = image_files(source)
         if not items:
             raise PredictError(f"no image files in the folder {source}")
-    return ((items[i:i + WINDOW], None) for i in range(0, len(items), WINDOW)), len(items)
+    return ((items[i : i + WINDOW], None) for i in range(0, len(items), WINDOW)), len(items)
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
+def main(argv=None, prog: str = "python -m hfx.predict") -> None:
+    args = parse_args(argv, prog)
     model = LoadedModel(args.model, args.format)
     handler = model.handler
     images = handler.input_field == "image"
@@ -106,10 +117,11 @@ def main(argv=None) -> None:
         raise PredictError(f"{args.inputs[0]}: no such file (a table to label: {', '.join(TABLES)})")
     out = Output(args.output)
     if out.is_table and not table_input:
-        raise PredictError("--output .csv/.parquet keeps a table's columns: give a table file as input, or write .jsonl")
+        raise PredictError(
+            "--output .csv/.parquet keeps a table's columns: give a table file as input, or write .jsonl"
+        )
     if args.all_scores and "top_k" not in handler.options:
-        raise PredictError(f"--all-scores gives every label's score of a classifier; {args.model} is"
-                           f" {model.info.task}")
+        raise PredictError(f"--all-scores gives every label's score of a classifier; {args.model} is {model.info.task}")
     if args.max_length:
         if images:
             raise PredictError("--max-length cuts texts; an image model takes images at its processor's size")
@@ -127,17 +139,26 @@ def main(argv=None) -> None:
             if out.is_table:
                 import pandas as pd
 
-                added = pd.DataFrame([handler.columns(r, args.all_scores) for r in results], index=frame.index[keep],
-                                     columns=names)
-                out.table(frame.join(added.rename(columns=lambda name: output_column(name, frame.columns))))
+                added = pd.DataFrame(
+                    [handler.columns(r, args.all_scores) for r in results], index=frame.index[keep], columns=names
+                )
+                out.table(
+                    frame.join(added.rename(columns={name: output_column(name, frame.columns) for name in names}))
+                )
             else:
-                out.records([{handler.input_field: items[i], **handler.record(r, args.all_scores)}
-                             for i, r in zip(keep, results)])
+                out.records(
+                    [
+                        {handler.input_field: items[i], **handler.record(r, args.all_scores)}
+                        for i, r in zip(keep, results)
+                    ]
+                )
             seen, labelled = seen + len(items), labelled + len(keep)
             bar.update(len(items))
     if args.output:
-        print(f"predict: {labelled} of {seen} {handler.input_field}s labelled ({args.format}) -> {args.output}",
-              file=sys.stderr)
+        print(
+            f"predict: {labelled} of {seen} {handler.input_field}s labelled ({args.format}) -> {args.output}",
+            file=sys.stderr,
+        )
 
 
 def output_column(name: str, taken) -> str:

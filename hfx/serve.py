@@ -48,8 +48,9 @@ class Settings:
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    inputs: object = Field(description="a text, or a list of texts (image models: base64-encoded images)",
-                           examples=["a moving film"])
+    inputs: object = Field(
+        description="a text, or a list of texts (image models: base64-encoded images)", examples=["a moving film"]
+    )
     raw_scores: StrictBool = Field(False, description="logits instead of probabilities (text classification)")
     truncate: StrictBool = Field(True, description="cut texts to the max input length; false: 413 instead")
     top_k: StrictInt | None = Field(None, ge=1, description="the k best labels (text classification; default: all)")
@@ -64,14 +65,25 @@ class Rejected(Exception):
 class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
-        self.requests = Counter("hfx_requests", "HTTP requests by route and status", ["route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("hfx_request_duration_seconds", "HTTP request latency", ["route"], registry=self.registry,
-                                 buckets=(.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5))
-        self.batch_size = Histogram("hfx_batch_size", "inputs per model call", registry=self.registry,
-                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128))
-        self.inference = Histogram("hfx_inference_duration_seconds", "model call latency", registry=self.registry,
-                                   buckets=(.001, .002, .005, .01, .02, .05, .1, .2, .5, 1))
+        self.requests = Counter(
+            "hfx_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "hfx_request_duration_seconds",
+            "HTTP request latency",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+        )
+        self.batch_size = Histogram(
+            "hfx_batch_size", "inputs per model call", registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+        )
+        self.inference = Histogram(
+            "hfx_inference_duration_seconds",
+            "model call latency",
+            registry=self.registry,
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1),
+        )
         self.queue_depth = Gauge("hfx_queue_depth", "texts waiting for the model", registry=self.registry)
 
 
@@ -88,16 +100,22 @@ class Batcher:
 
     async def submit(self, rows: list) -> list[np.ndarray]:
         if len(rows) > self.settings.max_queue:
-            raise Rejected(413, f"{len(rows)} inputs, more than the queue ever holds ({self.settings.max_queue});"
-                                " send fewer at a time", "PayloadTooLarge")
+            raise Rejected(
+                413,
+                f"{len(rows)} inputs, more than the queue ever holds ({self.settings.max_queue}); send fewer at a time",
+                "PayloadTooLarge",
+            )
         if self.pending + len(rows) > self.settings.max_queue:
-            raise Rejected(429, f"the queue is full ({self.pending} inputs waiting, max {self.settings.max_queue});"
-                                " retry later", "Overloaded")
+            raise Rejected(
+                429,
+                f"the queue is full ({self.pending} inputs waiting, max {self.settings.max_queue}); retry later",
+                "Overloaded",
+            )
         loop, size = asyncio.get_running_loop(), self.settings.max_batch_size
         futures = []
         for start in range(0, len(rows), size):
             futures.append(loop.create_future())
-            self.waiting.append((rows[start:start + size], futures[-1]))
+            self.waiting.append((rows[start : start + size], futures[-1]))
         self.pending += len(rows)
         self.metrics.queue_depth.set(self.pending)
         self.wakeup.set()
@@ -131,7 +149,7 @@ class Batcher:
                 offset = 0
                 for item, future in batch:
                     if logits is not None and not future.done():
-                        future.set_result(logits[offset:offset + len(item)])
+                        future.set_result(logits[offset : offset + len(item)])
                     offset += len(item)
 
 
@@ -178,7 +196,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 def validation_message(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "body"
-    return f"{where}: {first['msg']}" if first["type"] != "json_invalid" else f"the body is not valid JSON: {first['msg']}"
+    return (
+        f"{where}: {first['msg']}" if first["type"] != "json_invalid" else f"the body is not valid JSON: {first['msg']}"
+    )
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -207,8 +227,15 @@ def create_app(settings: Settings) -> FastAPI:
     async def http_error(request: Request, exc: HTTPException):
         return error(exc.status_code, str(exc.detail), "Http")
 
-    @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": PredictRequest.model_json_schema()}}}})
+    @app.post(
+        "/predict",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+            }
+        },
+    )
     async def predict(request: Request):
         """Per input, labels with scores, best first (text and image classification) or entity spans (token
         classification): one result for an input, a list of them for a list of inputs. Image models also take
@@ -217,7 +244,8 @@ def create_app(settings: Settings) -> FastAPI:
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         # Parsing, decoding and tokenizing take time in proportion to the body: never on the event loop.
         query, items, single, rows = await asyncio.get_running_loop().run_in_executor(
-            request.app.state.reader, prepare, body, content_type)
+            request.app.state.reader, prepare, body, content_type
+        )
         logits = await request.app.state.batcher.submit(rows)
         options = {name: getattr(query, name) for name in query.model_fields_set & handler.options}
         results = [handler.decode(*row, **options) for row in zip(logits, rows, items)]
@@ -231,12 +259,17 @@ def create_app(settings: Settings) -> FastAPI:
             query = PredictRequest.model_validate_json(body)
             count = len(query.inputs) if isinstance(query.inputs, list) else 1
             if count > settings.max_client_batch_size:  # before anything is decoded
-                raise Rejected(413, f"batch of {count} inputs, over the limit of {settings.max_client_batch_size}",
-                               "Validation")
+                raise Rejected(
+                    413, f"batch of {count} inputs, over the limit of {settings.max_client_batch_size}", "Validation"
+                )
             unused = sorted(query.model_fields_set - handler.options - {"inputs", "truncate"})
             if unused:
-                raise Rejected(422, f"{unused[0]} does not apply to a {info.task} model; it takes inputs and truncate"
-                                    + "".join(f", {name}" for name in sorted(handler.options)), "Validation")
+                raise Rejected(
+                    422,
+                    f"{unused[0]} does not apply to a {info.task} model; it takes inputs and truncate"
+                    + "".join(f", {name}" for name in sorted(handler.options)),
+                    "Validation",
+                )
             return prepared(query, *handler.parse(query.inputs))
         except ValidationError as exc:
             raise Rejected(422, validation_message(exc), "Validation") from None
@@ -250,8 +283,12 @@ def create_app(settings: Settings) -> FastAPI:
         if not query.truncate:
             too_long = [i for i, row in enumerate(rows) if handler.truncated(row)]
             if too_long:
-                raise Rejected(413, f"inputs[{too_long[0]}] is longer than the max input length of {info.max_length}"
-                                    " tokens; send truncate: true to cut it", "Validation")
+                raise Rejected(
+                    413,
+                    f"inputs[{too_long[0]}] is longer than the max input length of {info.max_length}"
+                    " tokens; send truncate: true to cut it",
+                    "Validation",
+                )
         return query, items, single, rows
 
     @app.get("/health")
@@ -260,10 +297,17 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/info")
     async def describe():
-        return {"model_id": info.name, "model_folder": str(info.folder), "task": info.task, "labels": info.labels,
-                "format": settings.format, "max_input_length": info.max_length, "test_metrics": info.test_metrics,
-                "temperature": info.temperature,
-                **{k: v for k, v in asdict(settings).items() if k.startswith("max_")}}
+        return {
+            "model_id": info.name,
+            "model_folder": str(info.folder),
+            "task": info.task,
+            "labels": info.labels,
+            "format": settings.format,
+            "max_input_length": info.max_length,
+            "test_metrics": info.test_metrics,
+            "temperature": info.temperature,
+            **{k: v for k, v in asdict(settings).items() if k.startswith("max_")},
+        }
 
     @app.get("/metrics")
     async def prometheus():
@@ -275,9 +319,9 @@ def create_app(settings: Settings) -> FastAPI:
 ROUTES = {"/predict", "/health", "/info", "/metrics", "/docs", "/openapi.json"}
 
 
-def parse_args(argv=None) -> Settings:
+def parse_args(argv=None, prog: str = "python -m hfx.serve") -> Settings:
     defaults = Settings()
-    parser = argparse.ArgumentParser(prog="python -m hfx.serve", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=defaults.model, help="an exported model folder")
     parser.add_argument("--format", default=defaults.format, choices=[f for f in FORMATS if f != "pytorch"])
     for name, value in asdict(defaults).items():
@@ -287,28 +331,40 @@ def parse_args(argv=None) -> Settings:
     if min(settings.max_batch_size, settings.max_client_batch_size, settings.max_body_bytes, settings.max_queue) < 1:
         parser.error("the --max-* limits must be at least 1")
     if settings.max_queue < settings.max_client_batch_size:
-        parser.error(f"--max-queue {settings.max_queue} is below --max-client-batch-size"
-                     f" {settings.max_client_batch_size}: a full-size request could never be queued")
+        parser.error(
+            f"--max-queue {settings.max_queue} is below --max-client-batch-size"
+            f" {settings.max_client_batch_size}: a full-size request could never be queued"
+        )
     return settings
 
 
-def main(argv=None) -> None:
+def main(argv=None, prog: str = "python -m hfx.serve") -> None:
     import uvicorn
 
-    settings = parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # ONNX Runtime sets its own threads; keep others from adding more
+    settings = parse_args(argv, prog)
     try:
         app = create_app(settings)
     except ModelError as exc:
         raise SystemExit(f"error: {exc}") from None
-    print(f"serve: {settings.model} ({app.description}) on http://{settings.host}:{settings.port}, docs at /docs",
-          flush=True)
+    print(
+        f"serve: {settings.model} ({app.description}) on http://{settings.host}:{settings.port}, docs at /docs",
+        flush=True,
+    )
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler it found: with
     # this one, a finished shutdown exits 0, as process managers expect of a clean stop.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools", access_log=False,
-                log_level="warning", timeout_graceful_shutdown=30)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+    )
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # ONNX Runtime sets its own threads; keep others from adding more
     main()

@@ -18,15 +18,34 @@ HERE = Path(__file__).resolve().parent
 VEGA_FILES = ("vega/build/vega.min.js", "vega-lite/build/vega-lite.min.js", "vega-embed/build/vega-embed.min.js")
 # Column groups of the metrics table: (column of `dvc exp show --csv`, header, which value is best).
 GROUPS = {
-    "test scores": [("accuracy", "accuracy", max), ("f1_macro", "macro F1", max), ("f1", "entity F1", max),
-                    ("roc_auc", "ROC AUC", max), ("loss", "loss", min)],
-    "baseline": [("baseline.accuracy", "accuracy", max), ("baseline.f1", "entity F1", max),
-                 ("margin_over_baseline.accuracy", "margin", max), ("margin_over_baseline.f1", "margin", max)],
-    "calibration": [("ece", "ECE", min), ("ece_calibrated", "ECE, calibrated", min), ("temperature", "temperature", None)],
-    "data": [("leakage.test_in_train.normalised", "test rows in train", min),
-             ("duplicates_in_train.normalised", "duplicates in train", min)],
-    "export": [("accuracy.int8", "int8 accuracy", max), ("f1.int8", "int8 entity F1", max),
-               ("latency_ms_batch1.pytorch", "PyTorch ms", min), ("latency_ms_batch1.int8", "int8 ms", min)],
+    "test scores": [
+        ("accuracy", "accuracy", max),
+        ("f1_macro", "macro F1", max),
+        ("f1", "entity F1", max),
+        ("roc_auc", "ROC AUC", max),
+        ("loss", "loss", min),
+    ],
+    "baseline": [
+        ("baseline.accuracy", "accuracy", max),
+        ("baseline.f1", "entity F1", max),
+        ("margin_over_baseline.accuracy", "margin", max),
+        ("margin_over_baseline.f1", "margin", max),
+    ],
+    "calibration": [
+        ("ece", "ECE", min),
+        ("ece_calibrated", "ECE, calibrated", min),
+        ("temperature", "temperature", None),
+    ],
+    "data": [
+        ("leakage.test_in_train.normalised", "test rows in train", min),
+        ("duplicates_in_train.normalised", "duplicates in train", min),
+    ],
+    "export": [
+        ("accuracy.int8", "int8 accuracy", max),
+        ("f1.int8", "int8 entity F1", max),
+        ("latency_ms_batch1.pytorch", "PyTorch ms", min),
+        ("latency_ms_batch1.int8", "int8 ms", min),
+    ],
 }
 KEY_PARAMS = ["model.name", "finetune.epochs", "finetune.learning_rate", "finetune.batch_size"]  # when none differ
 PARAM_PREFIXES = ("task", "data.", "model.", "preprocess.", "finetune.", "evaluate.", "export.")
@@ -65,8 +84,10 @@ def metrics_table() -> str:
     settings = {"experiment": names.map(html.escape)}
     for column in varying:  # a param's value may be long (a path): it wraps in its own cell
         settings[column.replace(".", ".<wbr>")] = '<span class="param">' + table[column].map(html.escape) + "</span>"
-    return "\n".join(pd.DataFrame(part).to_html(index=False, classes="metrics", border=0, escape=False)
-                     for part in (columns, settings))
+    return "\n".join(
+        pd.DataFrame(part).to_html(index=False, classes="metrics", border=0, escape=False)
+        for part in (columns, settings)
+    )
 
 
 def main() -> None:
@@ -77,8 +98,11 @@ def main() -> None:
         sys.exit(f"error: {missing[0]} not found; run `npm ci --prefix report` (make report does)")
     out.mkdir(parents=True, exist_ok=True)
     command = ["dvc", "plots", "diff", *revisions] if revisions else ["dvc", "plots", "show"]
-    subprocess.run([*command, "--html-template", str(HERE / "template.html"), "-o", str(out)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*command, "--html-template", str(HERE / "template.html"), "-o", str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     page = out / "index.html"
     page.write_text(page.read_text().replace("{metrics_table}", metrics_table()))
     for name in VEGA_FILES:

@@ -6,16 +6,15 @@ sizes, duplicates in train, and leakage, the validation and test rows that also 
 """
 
 import sys
-
 from pathlib import Path
 
+from hfx.training.adapters import get_task
+from hfx.training.adapters.common import BATCH_ROWS, FIXED
 from hfx.training.artifacts import atomic_dir, write_json
 from hfx.training.data_card import data_card
 from hfx.training.params import load_params, run_stage
 from hfx.training.sources import load_source
 from hfx.training.splits import build_splits
-from hfx.training.adapters import get_task
-from hfx.training.adapters.common import BATCH_ROWS, FIXED
 
 
 def main() -> None:
@@ -33,23 +32,30 @@ def main() -> None:
         "splits_in_source": sorted(loaded),
         "splits_unused": unused,
         "splits": {
-            name: {"rows": len(ds), "origin": origin[name],
-                   "labels": task.label_counts(ds)}
+            name: {"rows": len(ds), "origin": origin[name], "labels": task.label_counts(ds)}
             for name, ds in splits.items()
         },
         # Rows dropped, and (token classification) tags converted or repaired, per split and why.
-        "dropped": {name: {k: v for k, v in counts.items() if not k.startswith(FIXED)} for name, counts in dropped.items()},
-        "fixed": {name: {k.removeprefix(FIXED): v for k, v in counts.items() if k.startswith(FIXED)}
-                  for name, counts in dropped.items()},
+        "dropped": {
+            name: {k: v for k, v in counts.items() if not k.startswith(FIXED)} for name, counts in dropped.items()
+        },
+        "fixed": {
+            name: {k.removeprefix(FIXED): v for k, v in counts.items() if k.startswith(FIXED)}
+            for name, counts in dropped.items()
+        },
         "max_samples": data.max_samples,
     }
-    card = data_card(splits, task, {name: split["labels"] for name, split in manifest["splits"].items()},
-                     manifest["dropped"])
+    card = data_card(
+        splits, task, {name: split["labels"] for name, split in manifest["splits"].items()}, manifest["dropped"]
+    )
     leaked = card["leakage"]["test_in_train"]
     if leaked["normalised"]:
-        print(f"warning: data: {leaked['exact']} test rows also appear in train ({leaked['normalised']} once case,"
-              " spaces and punctuation are ignored); test scores overstate how the model does on new data"
-              f" ({params.paths.data_card})", file=sys.stderr)
+        print(
+            f"warning: data: {leaked['exact']} test rows also appear in train ({leaked['normalised']} once case,"
+            " spaces and punctuation are ignored); test scores overstate how the model does on new data"
+            f" ({params.paths.data_card})",
+            file=sys.stderr,
+        )
 
     with atomic_dir(params.paths.raw) as out:
         for name, ds in splits.items():

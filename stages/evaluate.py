@@ -7,8 +7,9 @@ The model answers the raw test inputs through the serving half (hfx.serving), ex
 Reads `task`, `evaluate.*`. Writes metrics/eval.json (the task's scores, per class, the loss, the baseline and
 the margin over it, the most frequent confusions), metrics/calibration.json (the calibration error, and the
 temperature fitted on validation that export stores for predict and serve), metrics/predictions.csv (a table
-a person can read, with the `actual` and `predicted` columns the confusion matrix plots), metrics/errors.csv (the most confident mistakes) and metrics/plots/ (the task's
-curves and tables, and the reliability diagram before and after the temperature).
+a person can read, with the `actual` and `predicted` columns the confusion matrix plots), metrics/errors.csv
+(the most confident mistakes) and metrics/plots/ (the task's curves and tables, and the reliability diagram
+before and after the temperature).
 """
 
 import json
@@ -19,11 +20,11 @@ import torch
 from datasets import load_dataset
 
 from hfx.serving.transforms import probabilities
+from hfx.training.adapters import get_task
+from hfx.training.adapters.common import scored
 from hfx.training.artifacts import atomic_dir, atomic_file, write_json
 from hfx.training.calibration import expected_calibration_error, fit_temperature, nll, reliability
 from hfx.training.params import load_params, run_stage
-from hfx.training.adapters import get_task
-from hfx.training.adapters.common import scored
 from hfx.training.served_scores import serve_split
 
 
@@ -46,15 +47,19 @@ def calibration(test: tuple, validation: tuple | None) -> tuple[dict, dict]:
         fit_logits, fit_labels = validation
         temperature, kept_at_1 = fit_temperature(fit_logits, fit_labels)
         temperature = round(temperature, 4)
-        summary |= {"ece_calibrated": expected_calibration_error(probabilities(logits, temperature), labels),
-                    "temperature": temperature,
-                    "validation_ece": expected_calibration_error(probabilities(fit_logits), fit_labels),
-                    "validation_ece_calibrated": expected_calibration_error(probabilities(fit_logits, temperature), fit_labels)}
+        summary |= {
+            "ece_calibrated": expected_calibration_error(probabilities(logits, temperature), labels),
+            "temperature": temperature,
+            "validation_ece": expected_calibration_error(probabilities(fit_logits), fit_labels),
+            "validation_ece_calibrated": expected_calibration_error(probabilities(fit_logits, temperature), fit_labels),
+        }
     rounded = {key: round(value, 4) for key, value in summary.items()}
     if validation is not None and kept_at_1:
         rounded["temperature_not_fitted"] = kept_at_1  # why the temperature stays 1.0
-    return rounded, {"reliability.json": reliability(probabilities(logits), labels),
-                     "reliability_calibrated.json": reliability(probabilities(logits, temperature), labels)}
+    return rounded, {
+        "reliability.json": reliability(probabilities(logits), labels),
+        "reliability_calibrated.json": reliability(probabilities(logits, temperature), labels),
+    }
 
 
 def confusions(predictions: pd.DataFrame, count: int = 5) -> dict:
@@ -75,8 +80,11 @@ def main() -> None:
     evaluation = task.evaluation(raw["test"], test.results, test.decided, names)
     baseline = task.baseline(raw["train"], raw["test"])
     # The temperature is fitted on validation: the test split only ever measures.
-    validation = served(task, paths.finetuned, raw["validation"], params.evaluate.batch_size)[1] \
-        if params.evaluate.calibrate else None
+    validation = (
+        served(task, paths.finetuned, raw["validation"], params.evaluate.batch_size)[1]
+        if params.evaluate.calibrate
+        else None
+    )
     calibrated, reliability_files = calibration((logits, labels), validation)
     predictions = evaluation.predictions
     wrong = predictions[predictions["actual"] != predictions["predicted"]]
@@ -103,10 +111,14 @@ def main() -> None:
                 content.to_csv(out / name, index=False)
             else:
                 (out / name).write_text(json.dumps(content, indent=2) + "\n")
-    scores = ", ".join(f"{key} {evaluation.metrics[key]:.4f} (baseline {baseline[key]:.4f})" for key in task.margin_keys)
-    print(f"evaluate: {scores}; calibration error {calibrated['ece']:.4f}"
-          + (f", {calibrated['ece_calibrated']:.4f} at temperature {calibrated['temperature']:g}" if validation else "")
-          + f" -> {Path(paths.eval_metrics)}")
+    scores = ", ".join(
+        f"{key} {evaluation.metrics[key]:.4f} (baseline {baseline[key]:.4f})" for key in task.margin_keys
+    )
+    print(
+        f"evaluate: {scores}; calibration error {calibrated['ece']:.4f}"
+        + (f", {calibrated['ece_calibrated']:.4f} at temperature {calibrated['temperature']:g}" if validation else "")
+        + f" -> {Path(paths.eval_metrics)}"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,10 @@ def main() -> None:
             ranges = None
             if task.static_int8:  # activation ranges from validation rows: never the test split it is scored on
                 rows = validation.select(range(min(ex.calibration_rows, len(validation))))
-                ranges = [inputs for inputs, _ in batches(rows, task.collator(processor), task.input_names(processor),
-                                                          ex.batch_size)]
+                ranges = [
+                    inputs
+                    for inputs, _ in batches(rows, task.collator(processor), task.input_names(processor), ex.batch_size)
+                ]
             quantize(out / FORMATS["fp32"], model.config, out / FORMATS["int8"], task.quantize_op_types, ranges)
             formats.append("int8")
 
@@ -54,11 +56,15 @@ def main() -> None:
         served = {fmt: serve_split(out, fmt, task, raw_test, ex.batch_size, threads) for fmt in formats}
         differences = {fmt: largest_difference(served[fmt].logits, served["pytorch"].logits) for fmt in formats[1:]}
         if differences.get("fp32", 0.0) > ex.parity_tolerance:
-            raise StageError(f"export: {FORMATS['fp32']} differs from PyTorch by up to {differences['fp32']:.2e} in a"
-                             f" logit, over export.parity_tolerance={ex.parity_tolerance:g}; nothing was exported"
-                             " (set export.onnx: false to export PyTorch only)")
-        per_format = {fmt: task.metrics(task.served_pairs(answers.results, raw_test, label_names), label_names)
-                      for fmt, answers in served.items()}
+            raise StageError(
+                f"export: {FORMATS['fp32']} differs from PyTorch by up to {differences['fp32']:.2e} in a"
+                f" logit, over export.parity_tolerance={ex.parity_tolerance:g}; nothing was exported"
+                " (set export.onnx: false to export PyTorch only)"
+            )
+        per_format = {
+            fmt: task.metrics(task.served_pairs(answers.results, raw_test, label_names), label_names)
+            for fmt, answers in served.items()
+        }
         metrics = {
             "formats": formats,
             task.headline: {fmt: scores[task.headline] for fmt, scores in per_format.items()},
@@ -69,16 +75,29 @@ def main() -> None:
         # The card shows what is the same on every run (no timings), so the folder's bytes are too.
         write_figures(out, paths.predictions, paths.train_logs, label_names)
         figures = task.card_figures(out, load_from_disk(paths.processed)["test"], paths.predictions)
-        write_model_card(out / "README.md", params, task, read_json(f"{paths.raw}/manifest.json"),
-                         per_format["pytorch"], metrics, figures, read_json(paths.data_card), calibration,
-                         read_json(f"{paths.data_plots}/lengths.json"))
+        write_model_card(
+            out / "README.md",
+            params,
+            task,
+            read_json(f"{paths.raw}/manifest.json"),
+            per_format["pytorch"],
+            metrics,
+            figures,
+            read_json(paths.data_card),
+            calibration,
+            read_json(f"{paths.data_plots}/lengths.json"),
+        )
 
-    metrics["latency_ms_batch1"] = {fmt: round(median_latency_ms(answers.model, task, raw_test, ex.latency_queries), 3)
-                                    for fmt, answers in served.items()}
+    metrics["latency_ms_batch1"] = {
+        fmt: round(median_latency_ms(answers.model, task, raw_test, ex.latency_queries), 3)
+        for fmt, answers in served.items()
+    }
     metrics["threads"] = threads
     write_json(paths.export_metrics, metrics)
-    print(f"export: {', '.join(formats)}; {task.headline} {metrics[task.headline]};"
-          f" latency {metrics['latency_ms_batch1']} ms -> {paths.export}")
+    print(
+        f"export: {', '.join(formats)}; {task.headline} {metrics[task.headline]};"
+        f" latency {metrics['latency_ms_batch1']} ms -> {paths.export}"
+    )
 
 
 if __name__ == "__main__":

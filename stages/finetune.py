@@ -18,16 +18,31 @@ from datasets import load_from_disk
 from dvclive import Live
 from transformers import AutoConfig, EarlyStoppingCallback, Trainer, set_seed
 
+from hfx.training.adapters import get_task
 from hfx.training.artifacts import atomic_dir, read_json, write_json
 from hfx.training.as_is import model_as_is
 from hfx.training.checkpoints import resumable_checkpoint, run_fingerprint
-from hfx.training.distributed import (RESUME_ENV, RotateOnEveryMachine, agreed_checkpoint, backend, in_worker,
-                                     is_first_node, is_main_process, launch, per_process_batch, world_size)
+from hfx.training.distributed import (
+    RESUME_ENV,
+    RotateOnEveryMachine,
+    agreed_checkpoint,
+    backend,
+    in_worker,
+    is_first_node,
+    is_main_process,
+    launch,
+    per_process_batch,
+    world_size,
+)
 from hfx.training.params import Params, load_params, run_stage
 from hfx.training.sources import from_pretrained
-from hfx.training.adapters import get_task
-from hfx.training.trainer_setup import (TransformAtResume, best_metric, epochs_to_run, precision_flags,
-                                        training_arguments)
+from hfx.training.trainer_setup import (
+    TransformAtResume,
+    best_metric,
+    epochs_to_run,
+    precision_flags,
+    training_arguments,
+)
 from hfx.training.training_log import CuratedDVCLiveCallback, LogAtCheckpoints
 
 
@@ -55,7 +70,10 @@ def keep_as_is(params: Params, task, label2id: dict) -> None:
     with atomic_dir(paths.finetuned) as out:
         model.save_pretrained(out)
         processor.save_pretrained(out)
-    print(f"finetune: '{params.model.name}' kept as it is (finetune.epochs: 0), labels {list(label2id)} -> {paths.finetuned}")
+    print(
+        f"finetune: '{params.model.name}' kept as it is (finetune.epochs: 0), labels {list(label2id)}"
+        f" -> {paths.finetuned}"
+    )
 
 
 def main() -> None:
@@ -71,8 +89,11 @@ def main() -> None:
     precision_flags(ft.precision), per_process_batch(ft)
     distributed, main_process = world_size(ft) > 1, is_main_process()
     if distributed and not in_worker():  # the launcher: settle the resume state once, then start the workers
-        resume_from = resumable_checkpoint(Path(paths.checkpoints), run_fingerprint(params, paths.processed)) \
-            if is_first_node() else None
+        resume_from = (
+            resumable_checkpoint(Path(paths.checkpoints), run_fingerprint(params, paths.processed))
+            if is_first_node()
+            else None
+        )
         launch(ft, "stages.finetune", resume_from)
         return
     args = training_arguments(ft, paths.checkpoints, epochs, metric, task.group_by_length)
@@ -82,14 +103,19 @@ def main() -> None:
     set_seed(ft.seed)  # before the model: the new classification head is initialised from it
     processor = task.load_processor(params.model)
     pretrained = from_pretrained(AutoConfig, params.model)
-    head = {"num_labels": len(labels["label2id"]), "label2id": labels["label2id"],
-            "id2label": {int(i): name for i, name in labels["id2label"].items()}}
+    head = {
+        "num_labels": len(labels["label2id"]),
+        "label2id": labels["label2id"],
+        "id2label": {int(i): name for i, name in labels["id2label"].items()},
+    }
     if params.model.init == "random":  # the architecture alone, trained from scratch
         model = task.auto_model.from_config(from_pretrained(AutoConfig, params.model, **head))
     else:
         if main_process and task.has_head(pretrained) and pretrained.num_labels != len(labels["label2id"]):
-            print(f"finetune: '{params.model.name}' comes with a {pretrained.num_labels}-label head; a new"
-                  f" {len(labels['label2id'])}-label head is trained in its place")
+            print(
+                f"finetune: '{params.model.name}' comes with a {pretrained.num_labels}-label head; a new"
+                f" {len(labels['label2id'])}-label head is trained in its place"
+            )
         model = from_pretrained(task.auto_model, params.model, ignore_mismatched_sizes=True, **head)
     if ft.freeze_token_embeddings:
         # The token-embedding matrix is half of a small model's weights: its dense gradient and optimizer update

@@ -3,8 +3,8 @@
 Reads `task`, `model.*`, `preprocess.*`. Fixes the label order once (labels.json). Truncates to max_length
 (and counts what was cut: texts, or words of a sentence) and does not pad: batches are padded to their own
 longest row at training time. Writes the rest of the data card to metrics/data_plots/: each split's label
-balance and, for texts, their length in tokens (lengths.json: percentiles and the share cut; a histogram). Splits are read and written a batch at a time (memory-mapped Arrow), so memory
-stays bounded whatever their size.
+balance and, for texts, their length in tokens (lengths.json: percentiles and the share cut; a histogram).
+Splits are read and written a batch at a time (memory-mapped Arrow), so memory stays bounded whatever their size.
 """
 
 from pathlib import Path
@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 from datasets import load_dataset
 
+from hfx.training.adapters import get_task
+from hfx.training.adapters.common import BATCH_ROWS, column_batches, column_sum
 from hfx.training.artifacts import atomic_dir, read_json, save_datasets, write_json
 from hfx.training.data_card import label_balance, length_card, length_histogram
 from hfx.training.params import load_params, run_stage
 from hfx.training.splits import SPLITS
-from hfx.training.adapters import get_task
-from hfx.training.adapters.common import BATCH_ROWS, column_batches, column_sum
 
 
 def main() -> None:
@@ -31,9 +31,13 @@ def main() -> None:
     label2id = {name: i for i, name in enumerate(names)}
 
     tokenized = splits.map(
-        task.tokenize, batched=True, batch_size=BATCH_ROWS, remove_columns=splits["train"].column_names,
+        task.tokenize,
+        batched=True,
+        batch_size=BATCH_ROWS,
+        remove_columns=splits["train"].column_names,
         fn_kwargs={"processor": processor, "settings": params.preprocess, "label2id": label2id},
-        num_proc=params.preprocess.num_proc if params.preprocess.num_proc > 1 else None, desc="tokenize",
+        num_proc=params.preprocess.num_proc if params.preprocess.num_proc > 1 else None,
+        desc="tokenize",
     )
     truncated = {name: column_sum(ds, "truncated") for name, ds in tokenized.items()}  # rows, or words cut off
     units = {name: column_sum(ds, "units") for name, ds in tokenized.items()}  # rows, or words
@@ -42,21 +46,31 @@ def main() -> None:
     with atomic_dir(params.paths.processed) as out:
         save_datasets(tokenized, out)
         write_json(out / "labels.json", {"id2label": dict(enumerate(names)), "label2id": label2id})
-        stats = {"max_length": params.preprocess.max_length, "rows": {name: len(ds) for name, ds in tokenized.items()},
-                 # what a pass over each split reads from disk
-                 "size_mb": {name: round(sum(f.stat().st_size for f in (out / name).glob("*.arrow")) / 2**20, 2)
-                             for name in tokenized}}
+        stats = {
+            "max_length": params.preprocess.max_length,
+            "rows": {name: len(ds) for name, ds in tokenized.items()},
+            # what a pass over each split reads from disk
+            "size_mb": {
+                name: round(sum(f.stat().st_size for f in (out / name).glob("*.arrow")) / 2**20, 2)
+                for name in tokenized
+            },
+        }
         if task.truncated_unit:
             stats[f"truncated_{task.truncated_unit}"] = truncated
         if task.group_by_length:
-            stats["mean_tokens"] = {name: round(column_sum(ds, "length") / max(len(ds), 1), 2) for name, ds in tokenized.items()}
+            stats["mean_tokens"] = {
+                name: round(column_sum(ds, "length") / max(len(ds), 1), 2) for name, ds in tokenized.items()
+            }
         write_json(out / "stats.json", stats)
     with atomic_dir(params.paths.data_plots) as plots:
         labels = {name: split["labels"] for name, split in read_json(raw / "manifest.json")["splits"].items()}
         label_balance(labels).to_csv(plots / "label_balance.csv", index=False)
         lengths = {}  # in tokens, for texts; images have none
         if task.group_by_length:
-            lengths = {name: np.concatenate([b.to_numpy() for b in column_batches(ds, "length")]) for name, ds in tokenized.items()}
+            lengths = {
+                name: np.concatenate([b.to_numpy() for b in column_batches(ds, "length")])
+                for name, ds in tokenized.items()
+            }
             length_histogram(lengths, params.preprocess.max_length).to_csv(plots / "length_histogram.csv", index=False)
         write_json(plots / "lengths.json", length_card(lengths, truncated, units, params.preprocess.max_length))
     cut = f", truncated {task.truncated_unit} {truncated}" if task.truncated_unit else ""

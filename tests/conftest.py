@@ -17,8 +17,29 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-REPO_FILES = ["dvc.yaml", "params.yaml", "stages", "hfx", ".dvc/config", ".dvc/.gitignore", ".dvc/plots", ".dvcignore",
-              ".gitignore"]
+
+# Tests that use one of these run a pipeline of their own beyond the tiny one (`tiny_run`): `make test-fast`
+# leaves them out, with the modules marked `pytestmark = pytest.mark.slow`.
+SLOW_FIXTURES = {"pipeline_repo", "ner_repo", "image_repo", "good_repo"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+REPO_FILES = [
+    "dvc.yaml",
+    "params.yaml",
+    "stages",
+    "hfx",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvc/plots",
+    ".dvcignore",
+    ".gitignore",
+]
 
 POSITIVE = ["great", "wonderful", "moving", "brilliant", "funny", "charming", "superb", "delightful"]
 NEGATIVE = ["awful", "boring", "dull", "clumsy", "tedious", "bland", "messy", "terrible"]
@@ -43,9 +64,14 @@ def make_reviews(n: int, seed: int = 0) -> pd.DataFrame:
 PEOPLE = [["john", "smith"], ["mary", "jones"], ["ali"], ["chen", "wei"], ["ana", "lopez"], ["otto"]]
 PLACES = [["paris"], ["new", "york"], ["lagos"], ["rio", "de", "janeiro"], ["oslo"]]
 COMPANIES = [["acme", "corp"], ["globex"], ["initech", "group"], ["umbrella"]]
-TEMPLATES = [["{PER}", "visited", "{LOC}", "last", "week"], ["{ORG}", "hired", "{PER}", "in", "{LOC}"],
-             ["the", "team", "from", "{ORG}", "met", "{PER}"], ["{PER}", "moved", "to", "{LOC}"],
-             ["shares", "of", "{ORG}", "fell", "in", "{LOC}", "today"], ["nothing", "happened", "here"]]
+TEMPLATES = [
+    ["{PER}", "visited", "{LOC}", "last", "week"],
+    ["{ORG}", "hired", "{PER}", "in", "{LOC}"],
+    ["the", "team", "from", "{ORG}", "met", "{PER}"],
+    ["{PER}", "moved", "to", "{LOC}"],
+    ["shares", "of", "{ORG}", "fell", "in", "{LOC}", "today"],
+    ["nothing", "happened", "here"],
+]
 
 
 def make_sentences(n: int, seed: int = 0) -> pd.DataFrame:
@@ -66,8 +92,8 @@ def make_sentences(n: int, seed: int = 0) -> pd.DataFrame:
 
 def make_tiny_model(folder: Path, corpus: list[str]) -> Path:
     """A 2-layer BERT with a WordPiece tokenizer trained on `corpus`, saved like a Hub checkpoint."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -77,12 +103,26 @@ def make_tiny_model(folder: Path, corpus: list[str]) -> Path:
     tokenizer.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    fast = BertTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                             sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    fast = BertTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=128,
+    )
     fast.save_pretrained(folder)
-    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(0)  # the same tiny model in every session
     BertModel(config).save_pretrained(folder)
     return folder
@@ -119,20 +159,33 @@ def set_params(repo: Path, **overrides) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env={**stage_env(), **(env or {})}, capture_output=True, text=True,
-                            timeout=timeout)
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        cmd, cwd=cwd, env={**stage_env(), **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return result
 
 
 def stage_env() -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `python` in dvc.yaml = this venv
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", DVC_NO_ANALYTICS="1", HF_HUB_DISABLE_TELEMETRY="1",
-               TOKENIZERS_PARALLELISM="false", GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
-               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com")
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        DVC_NO_ANALYTICS="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        TOKENIZERS_PARALLELISM="false",
+        GIT_AUTHOR_NAME="test",
+        GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="test",
+        GIT_COMMITTER_EMAIL="test@example.com",
+    )
     return env
 
 
@@ -155,9 +208,19 @@ def tiny_ner_repo(dest: Path, tiny_ner_model: Path, sizes: dict[str, int], **ove
     """A committed repo whose pipeline tags generated sentences (csv: words and tags as text) with the tiny BERT."""
     repo = make_repo(dest)
     write_splits(repo / "inputs", sizes, make=make_sentences)
-    set_params(repo, **{"task": "token-classification", "data__source": "inputs", "data__text_column": "text",
-                        "data__label_column": "label", "data__exclude_labels": [], "model__name": str(tiny_ner_model),
-                        "finetune__min_steps": 0, **overrides})
+    set_params(
+        repo,
+        **{
+            "task": "token-classification",
+            "data__source": "inputs",
+            "data__text_column": "text",
+            "data__label_column": "label",
+            "data__exclude_labels": [],
+            "model__name": str(tiny_ner_model),
+            "finetune__min_steps": 0,
+            **overrides,
+        },
+    )
     commit_all(repo, "tiny ner pipeline")
     return repo
 
@@ -167,8 +230,15 @@ def tiny_pipeline_repo(dest: Path, tiny_model: Path, sizes: dict[str, int], **ov
     repo = make_repo(dest)
     write_splits(repo / "inputs", sizes)
     # One pass per epoch unless a test asks for more: min_steps would multiply the epochs of this tiny data.
-    set_params(repo, data__source="inputs", data__text_column="review", data__label_column="sentiment",
-               data__exclude_labels=[], model__name=str(tiny_model), **{"finetune__min_steps": 0, **overrides})
+    set_params(
+        repo,
+        data__source="inputs",
+        data__text_column="review",
+        data__label_column="sentiment",
+        data__exclude_labels=[],
+        model__name=str(tiny_model),
+        **{"finetune__min_steps": 0, **overrides},
+    )
     commit_all(repo, "tiny pipeline")
     return repo
 
@@ -195,8 +265,8 @@ def pipeline_as_served(task: str, folder: Path, **kwargs):
 
 
 def readme_recovery_command() -> str:
-    """The README's command that brings back the last committed outputs after a failed stage."""
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    """The documented command that brings back the last committed outputs after a failed stage."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "docs/troubleshooting.md").read_text(), re.DOTALL)
     return next(block.strip() for block in blocks if "dvc checkout" in block)
 
 
@@ -205,9 +275,17 @@ def tiny_run(tmp_path_factory, tiny_model) -> tuple[Path, subprocess.CompletedPr
     """The tiny pipeline after one `dvc repro` (train and test CSVs, no validation split, string labels), and
     that run's output. The model learns to tell the cue words apart. Tests only read this repo: one that
     changes a repo changes `copy_of` it, which costs a second instead of a run."""
-    repo = tiny_pipeline_repo(tmp_path_factory.mktemp("tiny-run") / "repo", tiny_model, {"train": 240, "test": 60},
-                              finetune__epochs=4, finetune__warmup_ratio=0.0, finetune__learning_rate=3e-3,
-                              finetune__batch_size=16, finetune__logging_steps=5, export__latency_queries=3)
+    repo = tiny_pipeline_repo(
+        tmp_path_factory.mktemp("tiny-run") / "repo",
+        tiny_model,
+        {"train": 240, "test": 60},
+        finetune__epochs=4,
+        finetune__warmup_ratio=0.0,
+        finetune__learning_rate=3e-3,
+        finetune__batch_size=16,
+        finetune__logging_steps=5,
+        export__latency_queries=3,
+    )
     return repo, run(["dvc", "repro"], repo)
 
 
@@ -240,9 +318,21 @@ def image_repo(tmp_path_factory):
         images[labels == 2, :, ::4] = 255  # stripes
         write_idx(repo / f"inputs/{prefix}-images-idx3-ubyte.gz", images)
         write_idx(repo / f"inputs/{prefix}-labels-idx1-ubyte.gz", labels)
-    set_params(repo, task="image-classification", data__source="inputs", data__image_column="image",
-               data__label_column="label", data__label_names=["dark", "bright", "striped"], data__exclude_labels=[],
-               model__name=str(ROOT / "presets/resnet-small"), model__init="random", finetune__min_steps=0, finetune__epochs=3, finetune__learning_rate=3e-3,
-               finetune__batch_size=32, export__latency_queries=5)
+    set_params(
+        repo,
+        task="image-classification",
+        data__source="inputs",
+        data__image_column="image",
+        data__label_column="label",
+        data__label_names=["dark", "bright", "striped"],
+        data__exclude_labels=[],
+        model__name=str(ROOT / "presets/resnet-small"),
+        model__init="random",
+        finetune__min_steps=0,
+        finetune__epochs=3,
+        finetune__learning_rate=3e-3,
+        finetune__batch_size=32,
+        export__latency_queries=5,
+    )
     commit_all(repo, "tiny image pipeline")
     return repo, run(["dvc", "repro"], repo, check=False)

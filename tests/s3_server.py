@@ -15,8 +15,12 @@ from werkzeug.serving import make_server
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "hfx-test", "AWS_SECRET_ACCESS_KEY": "hfx-test-secret",
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "hfx-test",
+    "AWS_SECRET_ACCESS_KEY": "hfx-test-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 class S3Server:
@@ -34,8 +38,9 @@ class S3Server:
 
     def start(self) -> "S3Server":
         # Port 0 the first time; the same port after a restart so clients' config still points at it.
-        self._server = make_server("127.0.0.1", self.port or 0, self._app, threaded=True,
-                                   request_handler=MotoRequestHandler)
+        self._server = make_server(
+            "127.0.0.1", self.port or 0, self._app, threaded=True, request_handler=MotoRequestHandler
+        )
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -61,8 +66,13 @@ class S3Server:
         settings.INITIAL_NO_AUTH_ACTION_COUNT = 0 if required else float("inf")
 
     def client(self):
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name="us-east-1",
+        )
 
     def objects(self, bucket: str, prefix: str = "") -> dict[str, tuple]:
         """key -> (etag, last modified) of every object under prefix."""
@@ -74,7 +84,11 @@ class S3Server:
         is_object = environ.get("PATH_INFO", "/").count("/") > 1  # /bucket/key, not /bucket
         if is_object and method in self.requests:
             self.requests[method] += 1
-            if self._die_after is not None and self._die_after[0] == method and self.requests[method] > self._die_after[1]:
+            if (
+                self._die_after is not None
+                and self._die_after[0] == method
+                and self.requests[method] > self._die_after[1]
+            ):
                 self._die_after = None
                 threading.Thread(target=self.stop).start()
                 raise ConnectionAbortedError("S3 test server dies mid-transfer")  # werkzeug answers 500

@@ -8,9 +8,9 @@ import sys
 import pytest
 import yaml
 
+from hfx.training.adapters import get_task
 from hfx.training.as_is import matched_rows, model_as_is
 from hfx.training.params import Model, ParamsError
-from hfx.training.adapters import get_task
 from tests.conftest import ROOT, commit_all, make_repo, run, stage_env
 
 
@@ -30,6 +30,7 @@ def test_a_model_without_a_head_or_labels_is_refused_in_one_line(exported_model,
         model_as_is(task, Model(name=str(exported_model)), {"good": 0, "pos": 1})
 
 
+@pytest.mark.slow  # a pipeline of its own
 def test_the_exported_model_scored_as_is_gives_its_own_test_scores(exported_model, tmp_path):
     first = exported_model.parents[1]
     repo = make_repo(tmp_path / "repo")
@@ -50,8 +51,19 @@ def test_the_exported_model_scored_as_is_gives_its_own_test_scores(exported_mode
     assert config["id2label"] == {"0": "pos", "1": "neg"}
     assert not (repo / "metrics/train/plots").exists(), "no training curves for a model that was not trained"
     texts = ["the film was brilliant", "the plot was dull"]
-    labels = [[json.loads(line)["label"] for line in subprocess.run(
-        [sys.executable, "-m", "hfx.predict", *texts, "--model", str(folder)], cwd=ROOT, env=stage_env(),
-        capture_output=True, text=True, check=True).stdout.splitlines()] for folder in (exported_model, repo / "models/export")]
+    labels = [
+        [
+            json.loads(line)["label"]
+            for line in subprocess.run(
+                [sys.executable, "-m", "hfx.predict", *texts, "--model", str(folder)],
+                cwd=ROOT,
+                env=stage_env(),
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.splitlines()
+        ]
+        for folder in (exported_model, repo / "models/export")
+    ]
     assert labels[0] == labels[1] == ["pos", "neg"]
     assert "as it is" in (repo / "models/export/README.md").read_text()

@@ -102,9 +102,25 @@ def test_the_temperature_reaches_the_folder_and_its_card(tiny_run, tmp_path):
 
 
 def predict(folder, *texts) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "tests/no_torch.py"), "-m", "hfx.predict", *texts, "--model",
-                           str(folder), "--format", "fp32", "--all-scores"], cwd=ROOT, env=stage_env(),
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests/no_torch.py"),
+            "-m",
+            "hfx.predict",
+            *texts,
+            "--model",
+            str(folder),
+            "--format",
+            "fp32",
+            "--all-scores",
+        ],
+        cwd=ROOT,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_predict_divides_the_logits_by_the_folders_temperature(exported_model, tmp_path):
@@ -113,8 +129,10 @@ def test_predict_divides_the_logits_by_the_folders_temperature(exported_model, t
     for temperature in (1.0, 4.0):
         folders[temperature] = shutil.copytree(exported_model, tmp_path / str(temperature))
         (folders[temperature] / "calibration.json").write_text(json.dumps({"temperature": temperature}))
-    scores = {t: [json.loads(line)["scores"] for line in predict(folder, *texts).stdout.splitlines()]
-              for t, folder in folders.items()}
+    scores = {
+        t: [json.loads(line)["scores"] for line in predict(folder, *texts).stdout.splitlines()]
+        for t, folder in folders.items()
+    }
     for plain, cooled in zip(scores[1.0], scores[4.0]):
         labels = list(plain)
         logits = np.log([plain[label] for label in labels])  # up to a constant, which the softmax ignores

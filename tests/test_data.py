@@ -1,10 +1,10 @@
 """Source resolution, split inference and carving, cleaning and label mapping."""
 
 import bz2
-import hashlib
-import importlib.metadata
 import functools
+import hashlib
 import http.server
+import importlib.metadata
 import threading
 from collections import Counter
 
@@ -12,16 +12,23 @@ import pandas as pd
 import pytest
 from datasets import ClassLabel, Dataset, Features, Value
 
+from hfx.training.adapters import TextClassificationAdapter, sorted_labels
 from hfx.training.params import Data, Model, ParamsError
 from hfx.training.sources import _package_version, file_format, load_source, model_path, package_path
 from hfx.training.splits import build_splits, cap_rows, carve_missing_splits
-from hfx.training.adapters import TextClassificationAdapter, sorted_labels
 from tests.conftest import make_reviews
 
 
 def data(source, **overrides) -> Data:
-    fields = dict(source=str(source), text_column="review", label_column="sentiment", exclude_labels=[],
-                  validation_size=0.1, test_size=0.1, seed=42)
+    fields = dict(
+        source=str(source),
+        text_column="review",
+        label_column="sentiment",
+        exclude_labels=[],
+        validation_size=0.1,
+        test_size=0.1,
+        seed=42,
+    )
     return Data(**{**fields, **overrides})
 
 
@@ -30,10 +37,19 @@ def reviews() -> pd.DataFrame:
     return make_reviews(50)
 
 
-@pytest.mark.parametrize("name, builder", [
-    ("a.csv", "csv"), ("a.tsv", "csv"), ("a.json", "json"), ("a.jsonl", "json"), ("a.parquet", "parquet"),
-    ("a.csv.bz2", "csv"), ("a.jsonl.gz", "json"), ("https://host/x/train.CSV?raw=1", "csv"),
-])
+@pytest.mark.parametrize(
+    "name, builder",
+    [
+        ("a.csv", "csv"),
+        ("a.tsv", "csv"),
+        ("a.json", "json"),
+        ("a.jsonl", "json"),
+        ("a.parquet", "parquet"),
+        ("a.csv.bz2", "csv"),
+        ("a.jsonl.gz", "json"),
+        ("https://host/x/train.CSV?raw=1", "csv"),
+    ],
+)
 def test_file_format_by_suffix(name, builder):
     assert file_format(name)[0] == builder
 
@@ -131,8 +147,12 @@ def test_model_path_resolution(tmp_path, tiny_model):
 
 
 def test_standardize_drops_and_counts_bad_rows():
-    split = Dataset.from_dict({"review": ["good film", "", "  ", None, "bad film", "a plot", "meh"],
-                               "sentiment": ["pos", "pos", "neg", "neg", "neg", "plot", None]})
+    split = Dataset.from_dict(
+        {
+            "review": ["good film", "", "  ", None, "bad film", "a plot", "meh"],
+            "sentiment": ["pos", "pos", "neg", "neg", "neg", "plot", None],
+        }
+    )
     clean, dropped = TextClassificationAdapter().standardize(split, data("x.csv", exclude_labels=["plot"]), "train")
     assert clean["text"] == ["good film", "bad film"] and clean["label"] == ["pos", "neg"]
     assert dropped == Counter({"empty_text": 3, "excluded_label:plot": 1, "missing_label": 1})
@@ -157,11 +177,15 @@ def test_label_order_is_numeric_for_numbers_and_alphabetical_otherwise():
 
 
 def labelled(n_pos: int, n_neg: int) -> Dataset:
-    return Dataset.from_dict({"text": [f"t{i}" for i in range(n_pos + n_neg)], "label": ["pos"] * n_pos + ["neg"] * n_neg})
+    return Dataset.from_dict(
+        {"text": [f"t{i}" for i in range(n_pos + n_neg)], "label": ["pos"] * n_pos + ["neg"] * n_neg}
+    )
 
 
 def test_carving_takes_stratified_test_and_validation_from_train():
-    splits, origin = carve_missing_splits({"train": labelled(600, 400)}, data("x", validation_size=0.1, test_size=0.2), "label")
+    splits, origin = carve_missing_splits(
+        {"train": labelled(600, 400)}, data("x", validation_size=0.1, test_size=0.2), "label"
+    )
     assert [len(splits[s]) for s in ("train", "validation", "test")] == [700, 100, 200]
     assert Counter(splits["test"]["label"]) == {"pos": 120, "neg": 80}
     assert Counter(splits["validation"]["label"]) == {"pos": 60, "neg": 40}
@@ -223,17 +247,25 @@ def test_other_names_of_validation_are_read_as_validation(capsys):
 
 def test_an_unknown_split_is_an_error_when_validation_would_be_carved_instead():
     loaded = {"train": reviews_split(80), "eval": reviews_split(20, seed=1), "test": reviews_split(20, seed=2)}
-    with pytest.raises(ParamsError, match=r"split 'eval' not read as train, validation or test, and validation would"
-                                          r" be carved out of train; say which to use with data.splits"):
+    with pytest.raises(
+        ParamsError,
+        match=r"split 'eval' not read as train, validation or test, and validation would"
+        r" be carved out of train; say which to use with data.splits",
+    ):
         build_splits(loaded, data("x"), TextClassificationAdapter())
-    splits, origin, _, unused = build_splits(loaded, data("x", splits={"train": "train", "validation": "eval",
-                                                                        "test": "test"}), TextClassificationAdapter())
+    splits, origin, _, unused = build_splits(
+        loaded, data("x", splits={"train": "train", "validation": "eval", "test": "test"}), TextClassificationAdapter()
+    )
     assert splits["validation"]["text"] == loaded["eval"]["review"] and unused == []
 
 
 def test_an_unknown_split_beside_all_three_is_named_in_a_warning(capsys):
-    loaded = {"train": reviews_split(80), "validation": reviews_split(20, seed=1), "test": reviews_split(20, seed=2),
-              "unsupervised": reviews_split(10, seed=3)}
+    loaded = {
+        "train": reviews_split(80),
+        "validation": reviews_split(20, seed=1),
+        "test": reviews_split(20, seed=2),
+        "unsupervised": reviews_split(10, seed=3),
+    }
     *_, unused = build_splits(loaded, data("x"), TextClassificationAdapter())
     assert unused == ["unsupervised"]
     assert "warning: data.source: split 'unsupervised' not used" in capsys.readouterr().err
@@ -243,7 +275,9 @@ def test_data_splits_chooses_and_names_a_missing_split():
     loaded = {"train": reviews_split(80), "unsupervised": reviews_split(10, seed=3)}
     splits, origin, _, unused = build_splits(loaded, data("x", splits={"train": "train"}), TextClassificationAdapter())
     assert origin["validation"].startswith("carved from train") and unused == ["unsupervised"]
-    with pytest.raises(ParamsError, match="data.splits: test: held_out not in the source; its splits: train, unsupervised"):
+    with pytest.raises(
+        ParamsError, match="data.splits: test: held_out not in the source; its splits: train, unsupervised"
+    ):
         build_splits(loaded, data("x", splits={"train": "train", "test": "held_out"}), TextClassificationAdapter())
     both = {"train": reviews_split(80), "dev": reviews_split(20), "validation": reviews_split(20)}
     with pytest.raises(ParamsError, match="splits 'dev' and 'validation' both read as validation"):

@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pandas as pd
-
 from datasets import Dataset
 
 from hfx.training.data_card import label_balance, length_card, length_histogram, normalised, overlaps
@@ -14,15 +13,21 @@ from tests.conftest import make_repo, make_reviews, run, set_params
 
 
 def splits(train, validation, test, column="text"):
-    return {name: Dataset.from_dict({column: rows}) for name, rows in
-            (("train", train), ("validation", validation), ("test", test))}
+    return {
+        name: Dataset.from_dict({column: rows})
+        for name, rows in (("train", train), ("validation", validation), ("test", test))
+    }
 
 
 def test_finds_planted_duplicates_and_near_duplicates_and_nothing_else():
-    card = overlaps(splits(
-        train=["The movie was great", "a dull film", "A  DULL film!", "a dull film", "unique one"],
-        validation=["nothing alike", "a dull, film"],
-        test=["the movie was great.", "a dull film", "brand new text", "the movie was good"]), "text")
+    card = overlaps(
+        splits(
+            train=["The movie was great", "a dull film", "A  DULL film!", "a dull film", "unique one"],
+            validation=["nothing alike", "a dull, film"],
+            test=["the movie was great.", "a dull film", "brand new text", "the movie was good"],
+        ),
+        "text",
+    )
     assert card["duplicates_in_train"] == {"exact": 1, "normalised": 2}
     assert card["leakage"]["test_in_train"] == {"exact": 1, "normalised": 2}
     assert card["leakage"]["validation_in_train"] == {"exact": 0, "normalised": 1}
@@ -34,15 +39,31 @@ def test_normalising_ignores_case_spaces_and_punctuation_only():
 
 
 def test_sentences_and_images_are_compared_whole():
-    card = overlaps(splits(train=[["Paris", "is", "big"], ["Oslo"]], validation=[["oslo"]],
-                            test=[["Paris", "is", "big"], ["Paris", "is"]], column="tokens"), "tokens")
+    card = overlaps(
+        splits(
+            train=[["Paris", "is", "big"], ["Oslo"]],
+            validation=[["oslo"]],
+            test=[["Paris", "is", "big"], ["Paris", "is"]],
+            column="tokens",
+        ),
+        "tokens",
+    )
     assert card["leakage"]["test_in_train"] == {"exact": 1, "normalised": 1}
     assert card["leakage"]["validation_in_train"] == {"exact": 0, "normalised": 1}
     image = {"bytes": b"\x89PNG same", "path": None}
-    card = overlaps(splits(train=[image, {"bytes": b"\x89PNG other", "path": None}], validation=[image],
-                            test=[{"bytes": b"\x89PNG new", "path": None}], column="image"), "image")
-    assert card["leakage"] == {"test_in_train": {"exact": 0, "normalised": 0},
-                               "validation_in_train": {"exact": 1, "normalised": 1}}
+    card = overlaps(
+        splits(
+            train=[image, {"bytes": b"\x89PNG other", "path": None}],
+            validation=[image],
+            test=[{"bytes": b"\x89PNG new", "path": None}],
+            column="image",
+        ),
+        "image",
+    )
+    assert card["leakage"] == {
+        "test_in_train": {"exact": 0, "normalised": 0},
+        "validation_in_train": {"exact": 1, "normalised": 1},
+    }
 
 
 def test_download_writes_the_card_and_warns_when_test_rows_are_in_train(tmp_path, tiny_model):
@@ -52,8 +73,14 @@ def test_download_writes_the_card_and_warns_when_test_rows_are_in_train(tmp_path
     test.loc[:2, "review"] = train["review"][:3].str.upper().values  # 3 test rows copied from train, shouted
     train.to_csv(repo / "inputs/train.csv", index=False)
     test.to_csv(repo / "inputs/test.csv", index=False)
-    set_params(repo, data__source="inputs", data__text_column="review", data__label_column="sentiment",
-               data__exclude_labels=[], model__name=str(tiny_model))
+    set_params(
+        repo,
+        data__source="inputs",
+        data__text_column="review",
+        data__label_column="sentiment",
+        data__exclude_labels=[],
+        model__name=str(tiny_model),
+    )
     result = run([sys.executable, "-m", "stages.download"], repo)
     card = json.loads((repo / "metrics/data.json").read_text())
     exact_in_test = sum(text in set(train["review"]) for text in test["review"])
@@ -75,7 +102,12 @@ def test_model_card_states_the_leakage_of_its_data(exported_model):
 def test_lengths_are_percentiles_of_the_tokens_and_shares_add_up():
     lengths = {"train": np.arange(1, 101), "test": np.array([3, 3, 128, 128])}
     card = length_card(lengths, {"train": 0, "test": 2}, {"train": 100, "test": 4}, max_length=128)
-    assert card["train"]["tokens"] == {"p50": int(np.percentile(lengths["train"], 50)), "p90": 90, "p99": 99, "max": 100}
+    assert card["train"]["tokens"] == {
+        "p50": int(np.percentile(lengths["train"], 50)),
+        "p90": 90,
+        "p99": 99,
+        "max": 100,
+    }
     assert card["test"]["truncated_share"] == 0.5 and card["test"]["tokens"]["max"] == 128
     words = length_card({"test": np.array([12, 12])}, {"test": 9}, {"test": 45}, max_length=12)  # 9 of 45 words cut
     assert words["test"]["truncated_share"] == 0.2
@@ -83,8 +115,12 @@ def test_lengths_are_percentiles_of_the_tokens_and_shares_add_up():
     assert list(histogram["tokens"]) == [0, 16, 32, 48, 64, 80, 96, 112]
     assert histogram["train"].sum() == 1 and histogram["test"].tolist() == [0.5, 0, 0, 0, 0, 0, 0, 0.5]
     balance = label_balance({"train": {"neg": 3, "pos": 1}, "test": {"pos": 2}})
-    assert balance.to_dict("records") == [{"label": "neg (train)", "share": 0.75}, {"label": "neg (test)", "share": 0.0},
-                                          {"label": "pos (train)", "share": 0.25}, {"label": "pos (test)", "share": 1.0}]
+    assert balance.to_dict("records") == [
+        {"label": "neg (train)", "share": 0.75},
+        {"label": "neg (test)", "share": 0.0},
+        {"label": "pos (train)", "share": 0.25},
+        {"label": "pos (test)", "share": 1.0},
+    ]
 
 
 def test_the_runs_card_holds_labels_lengths_and_drops_and_the_model_card_states_them(exported_model):

@@ -20,10 +20,16 @@ import yaml
 from hfx.training.params import Params
 from tests.conftest import ROOT
 
-SECTION_TYPES = {"Params": ()} | {field.annotation.__name__: (name,) for name, field in Params.model_fields.items()
-                                  if isinstance(field.annotation, type) and hasattr(field.annotation, "model_fields")}
-STAGES = {name: stage for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items()
-          if name != "check_params"}  # the guard declares the whole file
+SECTION_TYPES = {"Params": ()} | {
+    field.annotation.__name__: (name,)
+    for name, field in Params.model_fields.items()
+    if isinstance(field.annotation, type) and hasattr(field.annotation, "model_fields")
+}
+STAGES = {
+    name: stage
+    for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items()
+    if name != "check_params"
+}  # the guard declares the whole file
 
 
 def module_file(module: str) -> Path:
@@ -42,8 +48,11 @@ def imported_modules(module: str, top_level_only: bool = False) -> set[str]:
     for node in nodes:
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in PROJECT_PACKAGES:
             found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names
-                         if module_file(f"{node.module}.{alias.name}").is_file())
+            found.update(
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if module_file(f"{node.module}.{alias.name}").is_file()
+            )
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] in PROJECT_PACKAGES)
     return {name for name in found if module_file(name).is_file()}
@@ -107,8 +116,9 @@ def key_of(path: tuple[str, ...]) -> str:
 
 def is_object(path: tuple | None) -> bool:
     """The params object itself or one of its sections, as opposed to a value read from them."""
-    return path is not None and (path == () or len(path) == 1 and hasattr(Params.model_fields[path[0]].annotation,
-                                                                           "model_fields"))
+    return path is not None and (
+        path == () or len(path) == 1 and hasattr(Params.model_fields[path[0]].annotation, "model_fields")
+    )
 
 
 def param_reads(function: ast.FunctionDef, defs: Definitions, roots: dict[str, tuple], reads: set, todo: list):
@@ -119,8 +129,12 @@ def param_reads(function: ast.FunctionDef, defs: Definitions, roots: dict[str, t
         if isinstance(arg.annotation, ast.Name) and arg.annotation.id in SECTION_TYPES:
             roots[arg.arg] = SECTION_TYPES[arg.annotation.id]
     for node in ast.walk(function):  # a stage's `params = load_params()`
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and \
-                isinstance(node.value.func, ast.Name) and node.value.func.id == "load_params":
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name)
+            and node.value.func.id == "load_params"
+        ):
             roots.update({target.id: () for target in node.targets if isinstance(target, ast.Name)})
 
     def path_of(node) -> tuple | None:
@@ -144,11 +158,18 @@ def param_reads(function: ast.FunctionDef, defs: Definitions, roots: dict[str, t
             for i, arg in enumerate(node.args):
                 if callees and is_object(path_of(arg)):
                     for callee in callees:
-                        params_args = callee.args.args[1:] if callee in defs.methods.get(callee.name, []) else callee.args.args
-                        annotated = i < len(params_args) and isinstance(params_args[i].annotation, ast.Name) and \
-                            params_args[i].annotation.id in SECTION_TYPES
-                        assert annotated, (f"{function.name} passes {ast.unparse(arg)} to {callee.name}(): annotate"
-                                           " that parameter with its schema type so its reads are traced")
+                        params_args = (
+                            callee.args.args[1:] if callee in defs.methods.get(callee.name, []) else callee.args.args
+                        )
+                        annotated = (
+                            i < len(params_args)
+                            and isinstance(params_args[i].annotation, ast.Name)
+                            and params_args[i].annotation.id in SECTION_TYPES
+                        )
+                        assert annotated, (
+                            f"{function.name} passes {ast.unparse(arg)} to {callee.name}(): annotate"
+                            " that parameter with its schema type so its reads are traced"
+                        )
                     continue  # traced in the callee
                 visit(arg)
             for keyword in node.keywords:
@@ -171,8 +192,11 @@ def param_reads(function: ast.FunctionDef, defs: Definitions, roots: dict[str, t
 
 def stage_param_reads(module: str) -> set[str]:
     defs = Definitions()
-    main = next(n for n in ast.parse(module_file(module).read_text()).body
-                if isinstance(n, ast.FunctionDef) and n.name == "main")
+    main = next(
+        n
+        for n in ast.parse(module_file(module).read_text()).body
+        if isinstance(n, ast.FunctionDef) and n.name == "main"
+    )
     reads, todo, seen = set(), [main], set()
     while todo:
         function = todo.pop()
@@ -217,8 +241,10 @@ def test_the_trace_sees_reads_through_aliases_calls_and_whole_sections():
     assert {"data.source", "data.text_column", "preprocess.max_length", "finetune"} <= export
 
 
-SERVING = sorted(str(path.relative_to(ROOT).with_suffix("")).replace("/", ".")
-                 for path in [*(ROOT / "hfx/serving").glob("*.py"), ROOT / "hfx/predict.py", ROOT / "hfx/serve.py"])
+SERVING = sorted(
+    str(path.relative_to(ROOT).with_suffix("")).replace("/", ".")
+    for path in [*(ROOT / "hfx/serving").glob("*.py"), ROOT / "hfx/predict.py", ROOT / "hfx/serve.py"]
+)
 TRAINING_LIBRARIES = {"torch", "transformers", "datasets", "dvclive", "accelerate", "sklearn", "dvc"}
 
 
@@ -228,8 +254,13 @@ def imports_of(module: str) -> list[tuple[str, str | None]]:
 
     def visit(node, scope):
         for child in ast.iter_child_nodes(node):
-            inner = f"{scope}.{child.name}" if scope and isinstance(child, (ast.FunctionDef, ast.ClassDef)) else \
-                child.name if isinstance(child, (ast.FunctionDef, ast.ClassDef)) else scope
+            inner = (
+                f"{scope}.{child.name}"
+                if scope and isinstance(child, (ast.FunctionDef, ast.ClassDef))
+                else child.name
+                if isinstance(child, (ast.FunctionDef, ast.ClassDef))
+                else scope
+            )
             if isinstance(child, ast.Import):
                 found.extend((alias.name, scope) for alias in child.names)
             elif isinstance(child, ast.ImportFrom):
@@ -246,10 +277,14 @@ def test_the_serving_half_never_imports_the_training_half_or_torch(module):
     exception is the `pytorch` format's runner, which imports torch and transformers when that format is asked
     for."""
     for name, scope in imports_of(module):
-        assert not name.startswith(("hfx.training", "stages")), f"{module} imports {name}: serving must not need training"
+        assert not name.startswith(("hfx.training", "stages")), (
+            f"{module} imports {name}: serving must not need training"
+        )
         if name.split(".")[0] in TRAINING_LIBRARIES:
-            assert scope is not None and scope.startswith("TorchRunner"), \
-                f"{module} imports {name} ({'at module level' if scope is None else 'in ' + scope}): not in requirements-serve.txt"
+            assert scope is not None and scope.startswith("TorchRunner"), (
+                f"{module} imports {name} ({'at module level' if scope is None else 'in ' + scope}):"
+                " not in requirements-serve.txt"
+            )
 
 
 def test_the_serving_check_sees_a_forbidden_import():

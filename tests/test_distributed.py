@@ -15,9 +15,16 @@ import pytest
 
 from tests.conftest import run, set_params, stage_env, tiny_pipeline_repo
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves this module out
+
 SIZES = {"train": 400, "test": 64}
-SETTINGS = dict(finetune__epochs=4, finetune__warmup_ratio=0.0, finetune__learning_rate=3e-3,
-                finetune__batch_size=16, finetune__deterministic=True)
+SETTINGS = dict(
+    finetune__epochs=4,
+    finetune__warmup_ratio=0.0,
+    finetune__learning_rate=3e-3,
+    finetune__batch_size=16,
+    finetune__deterministic=True,
+)
 
 
 def files(folder) -> list[str]:
@@ -37,8 +44,9 @@ def single(tmp_path_factory, tiny_model):
 
 @pytest.fixture(scope="module")
 def double(tmp_path_factory, tiny_model):
-    repo = tiny_pipeline_repo(tmp_path_factory.mktemp("two") / "repo", tiny_model, SIZES, finetune__processes=2,
-                              **SETTINGS)
+    repo = tiny_pipeline_repo(
+        tmp_path_factory.mktemp("two") / "repo", tiny_model, SIZES, finetune__processes=2, **SETTINGS
+    )
     return repo, run(["dvc", "repro", "finetune"], repo)
 
 
@@ -70,10 +78,17 @@ def test_two_machines_meet_over_loopback_and_the_second_writes_no_output(double,
     before = files(second)
     port = free_port()
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    machines = [subprocess.Popen([sys.executable, "-m", "stages.finetune"], cwd=repo, text=True,
-                                 env={**stage_env(), **env, "NODE_RANK": str(rank)},
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                for rank, repo in enumerate((first, second))]
+    machines = [
+        subprocess.Popen(
+            [sys.executable, "-m", "stages.finetune"],
+            cwd=repo,
+            text=True,
+            env={**stage_env(), **env, "NODE_RANK": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for rank, repo in enumerate((first, second))
+    ]
     outputs = [machine.communicate(timeout=600)[0] for machine in machines]
     assert [m.returncode for m in machines] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     assert "on 2 processes (gloo)" in outputs[0] and "best validation" not in outputs[1]
@@ -90,11 +105,15 @@ def test_a_machine_without_a_rendezvous_address_fails_in_one_line(double):
     repo, _ = double
     set_params(repo, finetune__processes=1, finetune__nodes=2)
     env = {k: v for k, v in stage_env().items() if k not in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK")}
-    result = subprocess.run([sys.executable, "-m", "stages.finetune"], cwd=repo, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.finetune"], cwd=repo, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "error: finetune.nodes: 2 machines need NODE_RANK, MASTER_ADDR, MASTER_PORT in the environment")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: finetune.nodes: 2 machines need NODE_RANK, MASTER_ADDR, MASTER_PORT in the environment")
+    )
 
 
 def worker(launcher: subprocess.Popen, rank: int, timeout: float = 300) -> psutil.Process:
@@ -113,11 +132,22 @@ def worker(launcher: subprocess.Popen, rank: int, timeout: float = 300) -> psuti
 
 
 def test_a_killed_process_fails_the_stage_and_the_rerun_resumes_with_two(tiny_model, tmp_path):
-    repo = tiny_pipeline_repo(tmp_path / "repo", tiny_model, SIZES, finetune__processes=2,
-                              **{**SETTINGS, "finetune__epochs": 4, "finetune__eval_steps": 8})
+    repo = tiny_pipeline_repo(
+        tmp_path / "repo",
+        tiny_model,
+        SIZES,
+        finetune__processes=2,
+        **{**SETTINGS, "finetune__epochs": 4, "finetune__eval_steps": 8},
+    )
     run(["dvc", "repro", "preprocess"], repo)
-    launcher = subprocess.Popen([sys.executable, "-m", "stages.finetune"], cwd=repo, env=stage_env(), text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "stages.finetune"],
+        cwd=repo,
+        env=stage_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     victim = worker(launcher, rank=1)
     checkpoints = repo / "models/checkpoints"
     deadline = time.monotonic() + 300
@@ -138,16 +168,31 @@ def test_a_killed_process_fails_the_stage_and_the_rerun_resumes_with_two(tiny_mo
 
 def launch_machines(repos, port: int) -> list[subprocess.Popen]:
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    return [subprocess.Popen([sys.executable, "-m", "stages.finetune"], cwd=repo, text=True,
-                             env={**stage_env(), **env, "NODE_RANK": str(rank)}, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT) for rank, repo in enumerate(repos)]
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "stages.finetune"],
+            cwd=repo,
+            text=True,
+            env={**stage_env(), **env, "NODE_RANK": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for rank, repo in enumerate(repos)
+    ]
 
 
 def test_two_machines_resume_from_the_same_checkpoint_in_a_shared_folder(tiny_model, tmp_path):
     """Killed after a checkpoint, two machines (two launchers over 127.0.0.1) whose paths.checkpoints is one
     shared folder both resume from the checkpoint the first machine settles on, and finish."""
-    first = tiny_pipeline_repo(tmp_path / "first", tiny_model, SIZES, finetune__processes=1, finetune__nodes=2,
-                               finetune__process_timeout_s=60, **{**SETTINGS, "finetune__eval_steps": 8})
+    first = tiny_pipeline_repo(
+        tmp_path / "first",
+        tiny_model,
+        SIZES,
+        finetune__processes=1,
+        finetune__nodes=2,
+        finetune__process_timeout_s=60,
+        **{**SETTINGS, "finetune__eval_steps": 8},
+    )
     run(["dvc", "repro", "preprocess"], first)
     second = tmp_path / "second"
     shutil.copytree(first, second, symlinks=True)

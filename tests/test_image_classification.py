@@ -9,8 +9,8 @@ import pytest
 from datasets import ClassLabel, Dataset, Features, Image, Value
 from PIL import Image as PILImage
 
-from hfx.training.params import Data, ParamsError
 from hfx.training.adapters.image_classification import ImageClassificationAdapter
+from hfx.training.params import Data, ParamsError
 
 ADAPTER = ImageClassificationAdapter()
 
@@ -34,8 +34,10 @@ def test_images_as_features_bytes_or_paths_become_rgb_png(tmp_path):
     paths = Dataset.from_dict({"image": ["a.png", str(tmp_path / "a.png")], "label": ["x", "y"]})
     rows, dropped = ADAPTER.standardize(paths, data(source=str(tmp_path / "labels.csv")), "train")
     assert not dropped and [image.size for image in rows["image"]] == [(8, 6), (8, 6)]
-    featured = Dataset.from_dict({"image": [{"bytes": png("L"), "path": None}], "label": [1]},
-                                 features=Features({"image": Image(), "label": ClassLabel(names=["a", "b"])}))
+    featured = Dataset.from_dict(
+        {"image": [{"bytes": png("L"), "path": None}], "label": [1]},
+        features=Features({"image": Image(), "label": ClassLabel(names=["a", "b"])}),
+    )
     rows, _ = ADAPTER.standardize(featured, data(), "train")
     assert rows["label"] == ["b"] and rows["image"][0].mode == "RGB"
 
@@ -80,11 +82,17 @@ def test_label_names_rename_source_labels_and_fix_their_order():
 
 def test_the_pixel_baseline_learns_bright_from_dark():
     rng = np.random.default_rng(0)
+
     def split(n):
         labels = rng.integers(0, 2, n)
-        return Dataset.from_dict({"image": [png("L", value=int(40 + 160 * y + rng.integers(0, 30))) for y in labels],
-                                  "label": ["bright" if y else "dark" for y in labels]},
-                                 features=Features({"image": Image(), "label": Value("string")}))
+        return Dataset.from_dict(
+            {
+                "image": [png("L", value=int(40 + 160 * y + rng.integers(0, 30))) for y in labels],
+                "label": ["bright" if y else "dark" for y in labels],
+            },
+            features=Features({"image": Image(), "label": Value("string")}),
+        )
+
     result = ADAPTER.baseline(split(40), split(20))
     assert result["accuracy"] == 1.0 and result["model"] == "logreg-pixels-16x16"
 
@@ -98,8 +106,9 @@ def test_stored_uint8_pixels_normalise_to_what_the_processor_gives():
     images = [PILImage.fromarray(np.random.default_rng(i).integers(0, 256, (28, 28), dtype=np.uint8)) for i in range(3)]
     stored = ADAPTER.tokenize({"image": images, "label": ["a", "b", "a"]}, processor, None, {"a": 0, "b": 1})
     assert stored["pixel_values"].dtype == np.uint8 and stored["labels"] == [0, 1, 0]
-    batch = ADAPTER.collator(processor)([{"pixel_values": p, "labels": y}
-                                         for p, y in zip(stored["pixel_values"], stored["labels"])])
+    batch = ADAPTER.collator(processor)(
+        [{"pixel_values": p, "labels": y} for p, y in zip(stored["pixel_values"], stored["labels"])]
+    )
     expected = processor(images, return_tensors="np")["pixel_values"]
     assert np.allclose(batch["pixel_values"].numpy(), expected, atol=1e-6)
 
@@ -116,6 +125,7 @@ def test_augmentation_keeps_shape_and_content_and_varies_by_draw():
     assert np.array_equal(again({"pixel_values": [pixels], "labels": [0]})["pixel_values"][0], outs[7])
 
 
+@pytest.mark.slow  # a pipeline of its own
 def test_an_interrupted_image_run_with_augmentation_resumes_to_the_same_weights(tmp_path):
     """Killed after a checkpoint and resumed, a run with random crops and flips ends with the weights of one
     never interrupted: the augmentation's draws follow the batch, not how many batches this process has read."""
@@ -138,11 +148,23 @@ def test_an_interrupted_image_run_with_augmentation_resumes_to_the_same_weights(
             images[labels == 2, :, ::4] = 255
             write_idx(repo / f"inputs/{prefix}-images-idx3-ubyte.gz", images)
             write_idx(repo / f"inputs/{prefix}-labels-idx1-ubyte.gz", labels)
-        set_params(repo, task="image-classification", data__source="inputs", data__image_column="image",
-                   data__label_column="label", data__exclude_labels=[], model__name=str(ROOT / "presets/resnet-small"),
-                   model__init="random", preprocess__augment=True, finetune__min_steps=0, finetune__epochs=3,
-                   finetune__learning_rate=3e-3, finetune__batch_size=32, finetune__eval_steps=4,
-                   finetune__early_stopping_patience=None)
+        set_params(
+            repo,
+            task="image-classification",
+            data__source="inputs",
+            data__image_column="image",
+            data__label_column="label",
+            data__exclude_labels=[],
+            model__name=str(ROOT / "presets/resnet-small"),
+            model__init="random",
+            preprocess__augment=True,
+            finetune__min_steps=0,
+            finetune__epochs=3,
+            finetune__learning_rate=3e-3,
+            finetune__batch_size=32,
+            finetune__eval_steps=4,
+            finetune__early_stopping_patience=None,
+        )
         commit_all(repo, "image run")
         run(["dvc", "repro", "preprocess"], repo)
         return repo
@@ -151,8 +173,14 @@ def test_an_interrupted_image_run_with_augmentation_resumes_to_the_same_weights(
     run(["dvc", "repro", "finetune"], reference)
     repo = image_run(tmp_path / "resumed")
     checkpoints = lambda: list((repo / "models/checkpoints").glob("checkpoint-*/trainer_state.json"))  # noqa: E731
-    proc = subprocess.Popen(["dvc", "repro", "finetune"], cwd=repo, env=stage_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["dvc", "repro", "finetune"],
+        cwd=repo,
+        env=stage_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while not checkpoints() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -183,9 +211,18 @@ def test_a_pretrained_image_classifier_keeps_its_weights_and_gets_a_new_head(ima
     AutoImageProcessor.from_pretrained(ROOT / "presets/resnet-small", backend="pil").save_pretrained(pretrained)
     repo = make_repo(tmp_path / "repo")
     shutil.copytree(source / "inputs", repo / "inputs")
-    set_params(repo, task="image-classification", data__source="inputs", data__label_column="label",
-               data__exclude_labels=[], model__name=str(pretrained), finetune__min_steps=0, finetune__epochs=1,
-               finetune__learning_rate=1e-12, finetune__batch_size=32)
+    set_params(
+        repo,
+        task="image-classification",
+        data__source="inputs",
+        data__label_column="label",
+        data__exclude_labels=[],
+        model__name=str(pretrained),
+        finetune__min_steps=0,
+        finetune__epochs=1,
+        finetune__learning_rate=1e-12,
+        finetune__batch_size=32,
+    )
     commit_all(repo)
     result = run(["dvc", "repro", "finetune"], repo)
     assert "comes with a 5-label head; a new 3-label head is trained in its place" in result.stdout

@@ -23,7 +23,9 @@ def test_served_pixels_equal_the_image_processor_without_torch():
     handler = Handler(SimpleNamespace(folder=folder, labels=["a", "b"], temperature=1.0))
     processor = AutoImageProcessor.from_pretrained(folder, backend="pil")
     for mode, size in (("L", (28, 28)), ("RGBA", (50, 37)), ("RGB", (17, 90))):
-        image = PILImage.fromarray(np.random.default_rng(1).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).convert(mode)
+        image = PILImage.fromarray(
+            np.random.default_rng(1).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        ).convert(mode)
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         expected = processor(image.convert("RGB"), return_tensors="np")["pixel_values"][0]
@@ -60,16 +62,33 @@ def test_predict_labels_files_a_folder_and_a_csv_of_paths_as_the_pipeline_does(i
     (tmp_path / "images" / "broken.png").write_bytes(png("L")[:30])
 
     def predict(*args):
-        out = subprocess.run([sys.executable, str(ROOT / "tests/no_torch.py"), "-m", "hfx.predict", *map(str, args),
-                              "--model", export, "--format", "fp32"], cwd=ROOT, env=stage_env(), capture_output=True,
-                             text=True, timeout=300)
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "tests/no_torch.py"),
+                "-m",
+                "hfx.predict",
+                *map(str, args),
+                "--model",
+                export,
+                "--format",
+                "fp32",
+            ],
+            cwd=ROOT,
+            env=stage_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         return [json.loads(line) for line in out.stdout.splitlines()], out.stderr
 
     expected = pipeline_as_served("image-classification", export)([str(p) for p in paths])
     files, _ = predict(*paths)
     assert [row["image"] for row in files] == [str(p) for p in paths]
-    assert [row["label"] for row in files] == [e[0]["label"] for e in expected] == ["dark", "bright", "striped", "bright"]
+    assert (
+        [row["label"] for row in files] == [e[0]["label"] for e in expected] == ["dark", "bright", "striped", "bright"]
+    )
     assert all(abs(row["score"] - e[0]["score"]) < 1e-4 for row, e in zip(files, expected))
     folder, warnings = predict(tmp_path / "images")  # sorted paths; the cut-short file is reported and skipped
     assert [row["label"] for row in folder] == ["dark", "bright", "striped", "bright"]
@@ -92,25 +111,37 @@ def test_serve_takes_raw_and_base64_images_and_answers_bad_ones_with_a_4xx(image
     try:
         status, body = server.request("POST", "/predict", dark, headers={"Content-Type": "image/png"})
         assert status == 200 and json.loads(body)[0]["label"] == "dark"
-        status, batch = server.predict({"inputs": [base64.b64encode(bright).decode(),
-                                                   "data:image/png;base64," + base64.b64encode(dark).decode()],
-                                        "top_k": 1})
+        status, batch = server.predict(
+            {
+                "inputs": [
+                    base64.b64encode(bright).decode(),
+                    "data:image/png;base64," + base64.b64encode(dark).decode(),
+                ],
+                "top_k": 1,
+            }
+        )
         assert status == 200 and [r[0]["label"] for r in batch] == ["bright", "dark"]
         huge = io.BytesIO()
         PILImage.new("L", (8000, 6000)).save(huge, format="PNG")  # 48M pixels, a few kB of PNG
         big = io.BytesIO()
         PILImage.new("L", (6000, 5000)).save(big, format="PNG")
         for payload, headers, expected in (
-                (b"not an image", {"Content-Type": "image/png"}, 422),
-                (b"", {"Content-Type": "image/jpeg"}, 422),
-                (dark[:40], {"Content-Type": "image/png"}, 422),
-                (huge.getvalue(), {"Content-Type": "image/png"}, 413),
-                (json.dumps({"inputs": "%%% not base64"}).encode(), {}, 422),
-                (json.dumps({"inputs": [base64.b64encode(b"text").decode()]}).encode(), {}, 422),
-                (json.dumps({"inputs": 3}).encode(), {}, 422),
-                (json.dumps({"inputs": "data:image/png;base64"}).encode(), {}, 422),  # no comma
-                (json.dumps({"inputs": ["data:image/png;base64," + base64.b64encode(big.getvalue()).decode()] * 2}
-                            ).encode(), {}, 413)):  # 30M pixels each: together over the 40M of a request
+            (b"not an image", {"Content-Type": "image/png"}, 422),
+            (b"", {"Content-Type": "image/jpeg"}, 422),
+            (dark[:40], {"Content-Type": "image/png"}, 422),
+            (huge.getvalue(), {"Content-Type": "image/png"}, 413),
+            (json.dumps({"inputs": "%%% not base64"}).encode(), {}, 422),
+            (json.dumps({"inputs": [base64.b64encode(b"text").decode()]}).encode(), {}, 422),
+            (json.dumps({"inputs": 3}).encode(), {}, 422),
+            (json.dumps({"inputs": "data:image/png;base64"}).encode(), {}, 422),  # no comma
+            (
+                json.dumps(
+                    {"inputs": ["data:image/png;base64," + base64.b64encode(big.getvalue()).decode()] * 2}
+                ).encode(),
+                {},
+                413,
+            ),
+        ):  # 30M pixels each: together over the 40M of a request
             status, answer = server.request("POST", "/predict", payload, headers=headers)
             assert status == expected, (payload[:20], answer)
             assert "\n" not in json.loads(answer)["error"]
@@ -127,12 +158,18 @@ def test_a_center_cropping_processor_is_refused_in_one_line_when_the_model_loads
     from hfx.serving.folder import ModelError
     from hfx.serving.model import LoadedModel
 
-    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["ConvNextForImageClassification"],
-                                                      "id2label": {"0": "a", "1": "b"}}))
-    (tmp_path / "preprocessor_config.json").write_text(json.dumps({
-        "image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 224}, "crop_pct": 0.875}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"architectures": ["ConvNextForImageClassification"], "id2label": {"0": "a", "1": "b"}})
+    )
+    (tmp_path / "preprocessor_config.json").write_text(
+        json.dumps(
+            {"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 224}, "crop_pct": 0.875}
+        )
+    )
     (tmp_path / "model.onnx").write_bytes(b"")
-    with pytest.raises(ModelError, match=r"ConvNextImageProcessor with size \{'shortest_edge': 224\} is not served yet"):
+    with pytest.raises(
+        ModelError, match=r"ConvNextImageProcessor with size \{'shortest_edge': 224\} is not served yet"
+    ):
         LoadedModel(tmp_path, "fp32")
 
 
@@ -213,8 +250,14 @@ def test_predict_over_the_test_images_gets_exactly_the_accuracy_export_reports(i
     test = pd.read_parquet(repo / "data/raw/test.parquet")
     for i, image in enumerate(test["image"]):
         (tmp_path / f"{i:05d}.png").write_bytes(image["bytes"])
-    result = subprocess.run([sys.executable, "-m", "hfx.predict", str(tmp_path), "--model", str(repo / "models/export"),
-                             "--format", fmt], cwd=ROOT, env=stage_env(), capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "hfx.predict", str(tmp_path), "--model", str(repo / "models/export"), "--format", fmt],
+        cwd=ROOT,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     predicted = [json.loads(line)["label"] for line in result.stdout.splitlines()]
     accuracy = float(np.mean([p == gold for p, gold in zip(predicted, test["label"])]))

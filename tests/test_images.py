@@ -15,7 +15,8 @@ def write_idx(path, array: np.ndarray, compress: bool = True) -> None:
     path.write_bytes(gzip.compress(raw) if compress else raw)
 
 
-def idx_folder(folder, sizes={"train": 12, "t10k": 5}, compress=True):
+def idx_folder(folder, sizes=(("train", 12), ("t10k", 5)), compress=True):
+    sizes = dict(sizes)
     rng = np.random.default_rng(0)
     arrays = {}
     for prefix, n in sizes.items():

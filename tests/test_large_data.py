@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import make_repo, make_reviews, run, set_params
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves this module out
+
 ROWS, MORE_ROWS = 5_000, 40_000  # about 2.4 and 19 MB of csv
 GROWTH = 0.25  # what a stage may hold more, at most, as a share of the bytes the extra rows add to the csv...
 SLACK_MB = 5  # ...plus batches the garbage collector has not freed yet, which varies from run to run
@@ -37,8 +39,14 @@ def held_mb(tmp_path, tiny_model, rows: int) -> dict[str, float]:
     reviews = make_reviews(rows)
     reviews["review"] = [" ".join([text] * 10) for text in reviews["review"]]
     reviews.to_csv(repo / "reviews.csv", index=False)
-    set_params(repo, data__source="reviews.csv", data__text_column="review", data__label_column="sentiment",
-               data__exclude_labels=[], model__name=str(tiny_model))
+    set_params(
+        repo,
+        data__source="reviews.csv",
+        data__text_column="review",
+        data__label_column="sentiment",
+        data__exclude_labels=[],
+        model__name=str(tiny_model),
+    )
     held = {"csv": (repo / "reviews.csv").stat().st_size / 2**20}
     for stage in ("download", "preprocess"):
         result = run([sys.executable, "-c", PROBE, stage], repo, env={"PYTHONPATH": str(repo)})
@@ -59,4 +67,5 @@ def test_memory_stays_flat_when_the_rows_grow(held, stage):
     added = large["csv"] - small["csv"]
     assert large[stage] - small[stage] < GROWTH * added + SLACK_MB, (
         f"{stage} held {small[stage]:.1f} MB for {ROWS} rows and {large[stage]:.1f} MB for {MORE_ROWS}:"
-        f" {large[stage] - small[stage]:.1f} MB more for {added:.1f} MB more data")
+        f" {large[stage] - small[stage]:.1f} MB more for {added:.1f} MB more data"
+    )

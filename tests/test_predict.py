@@ -14,8 +14,15 @@ POSITIVE, NEGATIVE = "the film was brilliant and superb", "the plot was dull and
 
 
 def predict(*args, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(ROOT / "tests/no_torch.py"), "-m", "hfx.predict", *map(str, args)],
-                            cwd=ROOT, env=stage_env(), input=stdin, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tests/no_torch.py"), "-m", "hfx.predict", *map(str, args)],
+        cwd=ROOT,
+        env=stage_env(),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if check:
         assert result.returncode == 0, result.stderr[-2000:]
     return result
@@ -32,8 +39,9 @@ def errors(result) -> list[str]:
 def test_texts_as_arguments_give_jsonl_with_the_right_labels(exported_model):
     lines = jsonl(predict(POSITIVE, NEGATIVE, "--model", exported_model, "--all-scores").stdout)
     assert [(line["text"], line["label"]) for line in lines] == [(POSITIVE, "pos"), (NEGATIVE, "neg")]
-    assert all(abs(sum(line["scores"].values()) - 1) < 1e-6 and line["score"] == max(line["scores"].values())
-               for line in lines)
+    assert all(
+        abs(sum(line["scores"].values()) - 1) < 1e-6 and line["score"] == max(line["scores"].values()) for line in lines
+    )
 
 
 @pytest.mark.parametrize("fmt", ["fp32", "int8", "pytorch"])
@@ -41,9 +49,20 @@ def test_scores_match_transformers_pipeline_with_the_folders_temperature(exporte
     texts = [POSITIVE, NEGATIVE, "a really quite moving story and a superb cast", "the ending was messy"]
     expected = pipeline_as_served("text-classification", exported_model)(texts)
     args = [*texts, "--model", exported_model, "--format", fmt]
-    got = jsonl(predict(*args).stdout) if fmt != "pytorch" else jsonl(subprocess.run(
-        [sys.executable, "-m", "hfx.predict", *map(str, args)], cwd=ROOT, env=stage_env(), capture_output=True,
-        text=True, check=True).stdout)  # the one format that needs torch
+    got = (
+        jsonl(predict(*args).stdout)
+        if fmt != "pytorch"
+        else jsonl(
+            subprocess.run(
+                [sys.executable, "-m", "hfx.predict", *map(str, args)],
+                cwd=ROOT,
+                env=stage_env(),
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+    )  # the one format that needs torch
     assert [g["label"] for g in got] == [e["label"] for e in expected]
     if fmt != "int8":  # int8 is approximate by design; its labels must still agree
         assert all(abs(g["score"] - e["score"]) < 1e-4 for g, e in zip(got, expected))
@@ -83,8 +102,11 @@ def test_a_labelled_table_keeps_its_gold_label_beside_the_prediction(exported_mo
 def test_jsonl_parquet_and_tsv_files_are_read(exported_model, tmp_path, suffix):
     frame = pd.DataFrame({"text": [NEGATIVE, POSITIVE]})
     path = tmp_path / f"in.{suffix}"
-    {"jsonl": lambda: frame.to_json(path, orient="records", lines=True), "parquet": lambda: frame.to_parquet(path),
-     "tsv": lambda: frame.to_csv(path, sep="\t", index=False)}[suffix]()
+    {
+        "jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+        "parquet": lambda: frame.to_parquet(path),
+        "tsv": lambda: frame.to_csv(path, sep="\t", index=False),
+    }[suffix]()
     assert [line["label"] for line in jsonl(predict(path, "--model", exported_model).stdout)] == ["neg", "pos"]
 
 
@@ -95,8 +117,10 @@ def test_many_texts_in_batches_keep_their_order(exported_model, tmp_path):
     lines = jsonl(predict(path, "--model", exported_model, "--format", "fp32", "--batch-size", "4").stdout)
     assert [line["text"] for line in lines] == texts
     # Each row's label is the one it gets alone, whatever the tiny model makes of the padded words.
-    alone = {text: jsonl(predict(text, "--model", exported_model, "--format", "fp32").stdout)[0]["label"]
-             for text in set(texts)}
+    alone = {
+        text: jsonl(predict(text, "--model", exported_model, "--format", "fp32").stdout)[0]["label"]
+        for text in set(texts)
+    }
     assert [line["label"] for line in lines] == [alone[text] for text in texts]
     assert len(set(alone.values())) == 2, "both labels occur, so a shuffled order would show"
 
@@ -104,8 +128,21 @@ def test_many_texts_in_batches_keep_their_order(exported_model, tmp_path):
 def test_make_predict_labels_a_file(exported_model, tmp_path):
     path = tmp_path / "in.csv"
     pd.DataFrame({"text": [POSITIVE]}).to_csv(path, index=False)
-    result = subprocess.run(["make", "-s", "--no-print-directory", "predict", f"INPUT={path}", f"MODEL={exported_model}",
-                             f"OUTPUT={tmp_path / 'out.jsonl'}"], cwd=ROOT, env=stage_env(), capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            "make",
+            "-s",
+            "--no-print-directory",
+            "predict",
+            f"INPUT={path}",
+            f"MODEL={exported_model}",
+            f"OUTPUT={tmp_path / 'out.jsonl'}",
+        ],
+        cwd=ROOT,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert jsonl((tmp_path / "out.jsonl").read_text())[0]["label"] == "pos"
 
@@ -123,12 +160,21 @@ def test_bad_input_is_one_line(exported_model, tmp_path):
         (("x", "--model", tmp_path / "not-a-model"), "is not an exported model folder: no config.json"),
         (("x", "--model", tmp_path / "nowhere"), "does not exist"),
         (("x", "--model", tmp_path / "no-int8"), "has no model_quantized.onnx for format int8; formats here: fp32"),
-        (("x", "--model", exported_model, "--output", tmp_path / "out.csv"), "--output .csv/.parquet keeps a table's columns"),
-        ((tmp_path / "missing.csv", "--model", exported_model, "--output", tmp_path / "out.csv"), "missing.csv: no such file"),
+        (
+            ("x", "--model", exported_model, "--output", tmp_path / "out.csv"),
+            "--output .csv/.parquet keeps a table's columns",
+        ),
+        (
+            (tmp_path / "missing.csv", "--model", exported_model, "--output", tmp_path / "out.csv"),
+            "missing.csv: no such file",
+        ),
     ]
     for args, message in cases:
         result = predict(*args, check=False)
-        assert result.returncode == 1 and len(errors(result)) == 1 and message in errors(result)[0], (args, result.stderr)
+        assert result.returncode == 1 and len(errors(result)) == 1 and message in errors(result)[0], (
+            args,
+            result.stderr,
+        )
         assert "Traceback" not in result.stderr
 
 
@@ -173,15 +219,28 @@ def test_an_answer_does_not_depend_on_what_shares_its_batch(exported_model, fmt)
     """Each text alone (--batch-size 1) and in mixed batches of short and long texts: the same label, and every
     score within 1e-5. Dynamic int8 would fail this if run batched: its activation ranges span the batch."""
     words = "the film story cast was a really plot and ending quite this movie brilliant dull".split()
-    texts = [" ".join(words[(i * 7) % len(words):] + words[:(i * 3) % len(words)] * (1 + i % 5)) for i in range(40)]
+    texts = [" ".join(words[(i * 7) % len(words) :] + words[: (i * 3) % len(words)] * (1 + i % 5)) for i in range(40)]
     runs = []
     for batch_size in ("1", "32", "7"):
         args = [*texts, "--model", exported_model, "--format", fmt, "--all-scores", "--batch-size", batch_size]
-        runs.append(jsonl(predict(*args).stdout if fmt != "pytorch" else subprocess.run(
-            [sys.executable, "-m", "hfx.predict", *map(str, args)], cwd=ROOT, env=stage_env(), capture_output=True,
-            text=True, check=True).stdout))
+        runs.append(
+            jsonl(
+                predict(*args).stdout
+                if fmt != "pytorch"
+                else subprocess.run(
+                    [sys.executable, "-m", "hfx.predict", *map(str, args)],
+                    cwd=ROOT,
+                    env=stage_env(),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+        )
     alone, *batched = runs
     for together in batched:
         assert [line["label"] for line in together] == [line["label"] for line in alone]
-        gap = max(abs(a["scores"][label] - b["scores"][label]) for a, b in zip(alone, together) for label in a["scores"])
+        gap = max(
+            abs(a["scores"][label] - b["scores"][label]) for a, b in zip(alone, together) for label in a["scores"]
+        )
         assert gap <= 1e-5, f"{fmt}: a score moved by {gap:.1e} with its batch"

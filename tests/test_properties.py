@@ -9,19 +9,23 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hfx.training.splits import build_splits
+from hfx.training.adapters import TextClassificationAdapter
 from hfx.training.params import Data, ParamsError, printable, validate
 from hfx.training.sources import load_source
-from hfx.training.adapters import TextClassificationAdapter
+from hfx.training.splits import build_splits
 from tests.conftest import ROOT
 
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
 SECTIONS = {name: list(value) for name, value in DEFAULTS.items() if isinstance(value, dict)}
 
 values = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**6, 10**6),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-    st.lists(st.integers(0, 3), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.integers(0, 3), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 
 
@@ -61,17 +65,32 @@ rows = st.lists(st.tuples(texts, labels), min_size=1, max_size=60)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=rows, fmt=st.sampled_from(["csv", "jsonl", "parquet"]),
-       max_samples=st.one_of(st.none(), st.integers(1, 30)), near_size=st.integers(0, 3))
+@given(
+    rows=rows,
+    fmt=st.sampled_from(["csv", "jsonl", "parquet"]),
+    max_samples=st.one_of(st.none(), st.integers(1, 30)),
+    near_size=st.integers(0, 3),
+)
 def test_any_small_data_file_is_split_soundly_or_refused_in_one_line(tmp_path, rows, fmt, max_samples, near_size):
     frame = pd.DataFrame(rows, columns=["review", "sentiment"])
     path = tmp_path / f"{uuid.uuid4().hex}.{fmt}"
-    {"csv": lambda: frame.to_csv(path, index=False), "jsonl": lambda: frame.to_json(path, orient="records", lines=True),
-     "parquet": lambda: frame.to_parquet(path)}[fmt]()
+    {
+        "csv": lambda: frame.to_csv(path, index=False),
+        "jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+        "parquet": lambda: frame.to_parquet(path),
+    }[fmt]()
     if near_size and max_samples is not None:  # a cap just under the size of train, where stratifying breaks
         max_samples = max(1, round(0.6 * len(rows)) - near_size)
-    data = Data(source=str(path), text_column="review", label_column="sentiment", exclude_labels=["plot"],
-                validation_size=0.2, test_size=0.2, max_samples=max_samples, seed=0)
+    data = Data(
+        source=str(path),
+        text_column="review",
+        label_column="sentiment",
+        exclude_labels=["plot"],
+        validation_size=0.2,
+        test_size=0.2,
+        max_samples=max_samples,
+        seed=0,
+    )
     try:
         splits, _, dropped, _ = build_splits(load_source(data)[0], data, TextClassificationAdapter())
     except ParamsError as error:

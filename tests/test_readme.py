@@ -1,10 +1,11 @@
-"""The README's commands work as written: cheap ones run, the others are checked against what they call.
+"""The commands of the README and of docs/*.md work as written: cheap ones run, the others are checked against
+what they call.
 
 Every line of a ```bash block is one of: a `make` target (it must exist, with the variables it is given;
 `make check` runs), a `dvc` or `python -m` command (it must exist and list every option in its `--help`), a
 `curl` to a route of hfx.serve (its JSON body must be a valid request), `pip install -r` of a file that
-exists, or the recovery after a failed stage (run as written by tests/test_bad_inputs.py). A new kind of command fails this
-test until it is taught here.
+exists, or the recovery after a failed stage (run as written by tests/test_bad_inputs.py). A new kind of
+command fails this test until it is taught here.
 """
 
 import re
@@ -17,13 +18,13 @@ import pytest
 
 from tests.conftest import ROOT, readme_recovery_command, stage_env
 
-README = (ROOT / "README.md").read_text()
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def shell_commands() -> list[str]:
-    """Each command of the README's bash blocks: continuation lines joined, comments dropped, `&&` split."""
+def shell_commands(text: str) -> list[str]:
+    """Each command of a document's bash blocks: continuation lines joined, comments dropped, `&&` split."""
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", README, re.DOTALL):
+    for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
         for line in block.replace("\\\n", " ").splitlines():
             inner = re.findall(r"\$\(([^)]*)\)", line)  # `$(dvc exp list --name-only)`: a command of its own
             commands += inner
@@ -35,12 +36,13 @@ def shell_commands() -> list[str]:
     return commands
 
 
-COMMANDS = shell_commands()
+COMMANDS = {path.relative_to(ROOT).as_posix(): shell_commands(path.read_text()) for path in DOCUMENTS}
 
 
 def test_the_readme_has_commands_to_check():
-    assert {"make repro", "make test", "make check"} <= set(COMMANDS)
-    assert any(c.startswith("dvc exp run") for c in COMMANDS)
+    assert {"make repro", "make test"} <= set(COMMANDS["README.md"])
+    assert any(c.startswith("dvc exp run") for c in COMMANDS["README.md"])
+    assert all(COMMANDS[f"docs/{page}.md"] for page in ("serving", "data", "tasks", "scaling", "sharing"))
 
 
 def makefile_targets() -> set[str]:
@@ -48,52 +50,79 @@ def makefile_targets() -> set[str]:
 
 
 def dvc_help(subcommand: list[str]) -> str:
-    result = subprocess.run([Path(sys.executable).parent / "dvc", *subcommand, "--help"], capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [Path(sys.executable).parent / "dvc", *subcommand, "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0, f"dvc {' '.join(subcommand)}: no such command ({result.stderr.strip()[:200]})"
     return result.stdout
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_readme_command_is_valid(command):
+@pytest.mark.parametrize("document, command", [(doc, c) for doc, commands in COMMANDS.items() for c in commands])
+def test_documented_command_is_valid(document, command):
     words = shlex.split(command)
     if words[0] == "make":
-        assert words[1] in makefile_targets(), f"README: make {words[1]}: no such target"
+        assert words[1] in makefile_targets(), f"{document}: make {words[1]}: no such target"
         variables = {w.split("=", 1)[0] for w in words[2:] if "=" in w}
         makefile = (ROOT / "Makefile").read_text()
-        assert all(f"$({name})" in makefile for name in variables), f"README: {command}: unknown variable"
+        assert all(f"$({name})" in makefile for name in variables), f"{document}: {command}: unknown variable"
     elif words[0] == "dvc":
         subcommand = [w for w in words[1:3] if re.fullmatch(r"[a-z]+", w)]
-        subcommand = subcommand[:2] if subcommand[0] in {"exp", "queue", "remote", "plots", "metrics", "params"} else subcommand[:1]
+        subcommand = (
+            subcommand[:2]
+            if subcommand[0] in {"exp", "queue", "remote", "plots", "metrics", "params"}
+            else subcommand[:1]
+        )
         help_text = dvc_help(subcommand)
         for option in (w.split("=", 1)[0] for w in words[1:] if w.startswith("-")):
-            assert re.search(rf"(^|[\s,\[]){re.escape(option)}\b", help_text), f"README: {command}: dvc has no {option}"
+            assert re.search(rf"(^|[\s,\[]){re.escape(option)}\b", help_text), (
+                f"{document}: {command}: dvc has no {option}"
+            )
     elif words[:2] == ["python", "-m"] and words[2].startswith("stages."):
         # A stage takes no arguments (it reads params.yaml): running it with --help would run the stage.
-        assert len(words) == 3 and (ROOT / (words[2].replace(".", "/") + ".py")).is_file(), f"README: {command}"
+        assert len(words) == 3 and (ROOT / (words[2].replace(".", "/") + ".py")).is_file(), f"{document}: {command}"
     elif words[:2] == ["python", "-m"]:
-        help_text = subprocess.run([sys.executable, "-m", words[2], "--help"], cwd=ROOT, capture_output=True,
-                                   text=True, env=stage_env())
-        assert help_text.returncode == 0, f"README: {command}: {help_text.stderr.strip()[-300:]}"
+        help_text = subprocess.run(
+            [sys.executable, "-m", words[2], "--help"], cwd=ROOT, capture_output=True, text=True, env=stage_env()
+        )
+        assert help_text.returncode == 0, f"{document}: {command}: {help_text.stderr.strip()[-300:]}"
         for option in (w.split("=", 1)[0] for w in words[3:] if w.startswith("--")):
-            assert option in help_text.stdout, f"README: {command}: {words[2]} has no {option}"
+            assert option in help_text.stdout, f"{document}: {command}: {words[2]} has no {option}"
     elif words[0] == "curl":
         from hfx.serve import ROUTES, PredictRequest
 
         url = next(w for w in words if "localhost:" in w or "127.0.0.1:" in w)
-        assert "/" + url.split("/", 1)[1] in ROUTES, f"README: {command}: no such route"
+        assert "/" + url.split("/", 1)[1] in ROUTES, f"{document}: {command}: no such route"
         if "-d" in words:
             PredictRequest.model_validate_json(words[words.index("-d") + 1])
+    elif words[:2] == ["hfx", "predict"] or words[:2] == ["hfx", "serve"]:  # the installed command: its modules
+        from hfx.cli import COMMANDS
+
+        help_text = subprocess.run(
+            [sys.executable, "-m", COMMANDS[words[1]][0], "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=stage_env(),
+        ).stdout
+        for option in (w.split("=", 1)[0] for w in words[2:] if w.startswith("--")):
+            assert option in help_text, f"{document}: {command}: hfx {words[1]} has no {option}"
+    elif words[:2] == ["pip", "install"] and words[2].startswith(".["):  # an extra of pyproject.toml
+        import tomllib
+
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+        extras = project["tool"]["setuptools"]["dynamic"]["optional-dependencies"]
+        assert words[2][2:-1] in extras, f"{document}: {command}: no such extra"
     elif words[:3] == ["pip", "install", "-r"]:
-        assert (ROOT / words[3]).is_file(), f"README: {command}: no {words[3]}"
+        assert (ROOT / words[3]).is_file(), f"{document}: {command}: no {words[3]}"
     elif words[:2] == ["git", "checkout"]:
-        assert command in readme_recovery_command(), "only the recovery command checks out files"
+        assert command in readme_recovery_command(), f"{document}: only the recovery command checks out files"
     else:
-        pytest.fail(f"README command this test does not know how to check: {command}")
+        pytest.fail(f"{document}: a command this test does not know how to check: {command}")
 
 
 def test_make_check_runs_as_written():
-    result = subprocess.run(["make", "--no-print-directory", "check"], cwd=ROOT, capture_output=True, text=True,
-                            env=stage_env())
+    result = subprocess.run(
+        ["make", "--no-print-directory", "check"], cwd=ROOT, capture_output=True, text=True, env=stage_env()
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "params.yaml: ok" in result.stdout

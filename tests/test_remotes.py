@@ -18,6 +18,8 @@ import yaml
 from tests.conftest import commit_all, run, set_params, tiny_pipeline_repo
 from tests.s3_server import CREDENTIALS, S3Server
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves this module out
+
 BUCKET = "hfx"
 UP_TO_DATE = "Data and pipelines are up to date."
 
@@ -36,8 +38,9 @@ def shared(tmp_path_factory, tiny_model, s3):
     base = tmp_path_factory.mktemp("remotes")
     origin = base / "origin.git"
     run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], base)
-    repo = tiny_pipeline_repo(base / "author", tiny_model, {"train": 160, "test": 40}, finetune__batch_size=16,
-                              export__latency_queries=3)
+    repo = tiny_pipeline_repo(
+        base / "author", tiny_model, {"train": 160, "test": 40}, finetune__batch_size=16, export__latency_queries=3
+    )
     # What `make remote URL=s3://hfx/store ENDPOINT=...` runs.
     run(["dvc", "remote", "add", "--default", "storage", f"s3://{BUCKET}/store"], repo)
     run(["dvc", "remote", "modify", "storage", "endpointurl", s3.endpoint], repo)
@@ -143,8 +146,10 @@ def test_experiments_from_two_machines_meet_through_git_and_s3(shared, tmp_path)
     # This clone keeps its credentials in .dvc/config.local, which git ignores.
     reader = clone(shared, tmp_path / "reader")
     run(["dvc", "remote", "modify", "--local", "storage", "access_key_id", CREDENTIALS["AWS_ACCESS_KEY_ID"]], reader)
-    run(["dvc", "remote", "modify", "--local", "storage", "secret_access_key", CREDENTIALS["AWS_SECRET_ACCESS_KEY"]],
-        reader)
+    run(
+        ["dvc", "remote", "modify", "--local", "storage", "secret_access_key", CREDENTIALS["AWS_SECRET_ACCESS_KEY"]],
+        reader,
+    )
     assert run(["git", "status", "--porcelain"], reader).stdout == ""
     run(["dvc", "exp", "pull", "origin"], reader)  # every experiment on this commit, whoever ran it
 
@@ -178,8 +183,9 @@ def test_exported_model_imported_into_another_project_loads_with_pipeline(shared
 
     # `dvc get` is the same download without the tracking, for a folder that is not a DVC project.
     run(["dvc", "get", str(shared.origin), "models/export", "-o", str(tmp_path / "plain")], tmp_path, env=CREDENTIALS)
-    assert (tmp_path / "plain/model.safetensors").read_bytes() == \
-        (consumer / "sentiment-model/model.safetensors").read_bytes()
+    assert (tmp_path / "plain/model.safetensors").read_bytes() == (
+        consumer / "sentiment-model/model.safetensors"
+    ).read_bytes()
 
 
 def test_push_interrupted_by_a_dying_server_completes_on_retry(shared, s3, tmp_path):
@@ -222,18 +228,36 @@ def test_pull_interrupted_by_a_dying_server_completes_on_retry(shared, s3, tmp_p
     assert_cache_intact(teammate)
 
 
-@pytest.mark.parametrize("fault, url, endpoint, credentials, message", [
-    ("wrong endpoint", f"s3://{BUCKET}/store", "http://127.0.0.1:{free_port}", CREDENTIALS,
-     "Could not connect to the endpoint URL"),
-    ("missing bucket", "s3://no-such-bucket/store", "{endpoint}", CREDENTIALS, "bucket does not exist"),
-    ("bad credentials", f"s3://{BUCKET}/store", "{endpoint}",
-     {**CREDENTIALS, "AWS_ACCESS_KEY_ID": "AKIANOTAREALKEY00000"}, "(403)"),
-    ("no credentials", f"s3://{BUCKET}/store", "{endpoint}",
-     {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_EC2_METADATA_DISABLED": "true"},
-     "Unable to locate credentials"),
-])
-def test_remote_faults_fail_with_a_clear_error_and_leave_the_cache_intact(shared, s3, fault, url, endpoint,
-                                                                        credentials, message):
+@pytest.mark.parametrize(
+    "fault, url, endpoint, credentials, message",
+    [
+        (
+            "wrong endpoint",
+            f"s3://{BUCKET}/store",
+            "http://127.0.0.1:{free_port}",
+            CREDENTIALS,
+            "Could not connect to the endpoint URL",
+        ),
+        ("missing bucket", "s3://no-such-bucket/store", "{endpoint}", CREDENTIALS, "bucket does not exist"),
+        (
+            "bad credentials",
+            f"s3://{BUCKET}/store",
+            "{endpoint}",
+            {**CREDENTIALS, "AWS_ACCESS_KEY_ID": "AKIANOTAREALKEY00000"},
+            "(403)",
+        ),
+        (
+            "no credentials",
+            f"s3://{BUCKET}/store",
+            "{endpoint}",
+            {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_EC2_METADATA_DISABLED": "true"},
+            "Unable to locate credentials",
+        ),
+    ],
+)
+def test_remote_faults_fail_with_a_clear_error_and_leave_the_cache_intact(
+    shared, s3, fault, url, endpoint, credentials, message
+):
     repo = shared.repo
     add_remote(repo, "faulty", url, endpoint.format(free_port=free_port(), endpoint=s3.endpoint))
     s3.require_valid_credentials(fault == "bad credentials")

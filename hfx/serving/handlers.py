@@ -84,9 +84,11 @@ class TextInputsHandler:
 
     def pad(self, rows: list) -> dict[str, np.ndarray]:
         longest = max(len(row.ids) for row in rows)
-        arrays = {"input_ids": np.full((len(rows), longest), self.pad_id, dtype=np.int64),
-                  "token_type_ids": np.zeros((len(rows), longest), dtype=np.int64),
-                  "attention_mask": np.zeros((len(rows), longest), dtype=np.int64)}
+        arrays = {
+            "input_ids": np.full((len(rows), longest), self.pad_id, dtype=np.int64),
+            "token_type_ids": np.zeros((len(rows), longest), dtype=np.int64),
+            "attention_mask": np.zeros((len(rows), longest), dtype=np.int64),
+        }
         for i, row in enumerate(rows):
             n = len(row.ids)
             arrays["input_ids"][i, :n] = row.ids
@@ -112,8 +114,10 @@ class ImageInputsHandler:
         config = json.loads((info.folder / self.processor_file).read_text())
         size = config.get("size") or {}
         if config.get("do_center_crop") or not {"height", "width"} <= set(size):
-            raise InputError(f"{info.folder}/{self.processor_file}: {config.get('image_processor_type')} with size"
-                             f" {size} is not served yet; hfx serves processors that resize to a height and width")
+            raise InputError(
+                f"{info.folder}/{self.processor_file}: {config.get('image_processor_type')} with size"
+                f" {size} is not served yet; hfx serves processors that resize to a height and width"
+            )
         self.size = (int(size["width"]), int(size["height"])) if config.get("do_resize", True) else None
         self.resample = Image.Resampling(config.get("resample", Image.Resampling.BILINEAR))
         self.scale, self.mean, self.std = pixel_normalisation(config)
@@ -127,7 +131,9 @@ class ImageInputsHandler:
             raise InputError("inputs must be a base64-encoded image or a non-empty list of them")
         for i, value in enumerate(images):  # every input checked before any is decoded
             if not isinstance(value, str):
-                raise InputError(f"{'inputs' if single else f'inputs[{i}]'} must be a base64 string, got {type(value).__name__}")
+                raise InputError(
+                    f"{'inputs' if single else f'inputs[{i}]'} must be a base64 string, got {type(value).__name__}"
+                )
         rows, pixels = [], 0
         for i, value in enumerate(images):
             where = "inputs" if single else f"inputs[{i}]"
@@ -177,15 +183,19 @@ class ImageInputsHandler:
         if width * height > self.max_pixels:
             raise TooLarge(f"{where} is {width}x{height} pixels, over the limit of {self.max_pixels:,}")
         if width * height > max_pixels:
-            raise TooLarge(f"{where} is {width}x{height} pixels: with the images before it, over the limit of"
-                           f" {self.max_pixels:,} pixels a request")
+            raise TooLarge(
+                f"{where} is {width}x{height} pixels: with the images before it, over the limit of"
+                f" {self.max_pixels:,} pixels a request"
+            )
         return image
 
     def model_input(self, image, where: str) -> np.ndarray:
         try:
             image = image.convert("RGB")  # decodes: a cut-short file fails here
         except Exception as exc:  # noqa: BLE001
-            raise InputError(f"{where} cannot be decoded ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+            raise InputError(
+                f"{where} cannot be decoded ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            ) from None
         if self.size:
             image = image.resize(self.size, resample=self.resample)
         return normalise(np.asarray(image), self.scale, self.mean, self.std).transpose(2, 0, 1)
@@ -217,14 +227,14 @@ class ClassScoresHandler:
         """The logits the answer is decided from: the input's own, as one row."""
         return logits[None]
 
-    def decode(self, logits: np.ndarray, row, item, top_k: int | None = None,
-               raw_scores: bool = False) -> list[dict]:
+    def decode(self, logits: np.ndarray, row, item, top_k: int | None = None, raw_scores: bool = False) -> list[dict]:
         """[{label, score}] sorted by score: probabilities (calibrated by the folder's temperature), or the logits
         with raw_scores."""
         logits = logits.astype(np.float64)
         scores = logits if raw_scores else probabilities(logits, self.temperature)
-        return [{"label": self.labels[j], "score": float(scores[j])}
-                for j in np.argsort(-scores, kind="stable")[:top_k]]
+        return [
+            {"label": self.labels[j], "score": float(scores[j])} for j in np.argsort(-scores, kind="stable")[:top_k]
+        ]
 
     @staticmethod
     def record(result: list[dict], all_scores: bool) -> dict:
@@ -291,8 +301,10 @@ class TokenClassificationHandler(TextInputsHandler):
         """(start, end, tag id, score) of each word the model saw: the tag and probability of its first
         sub-token, calibrated by the folder's temperature."""
         scores = probabilities(logits.astype(np.float32), self.temperature)
-        return [(start, end, int(scores[i].argmax()), float(scores[i].max()))
-                for start, end, i in self.first_subtokens(row, text)]
+        return [
+            (start, end, int(scores[i].argmax()), float(scores[i].max()))
+            for start, end, i in self.first_subtokens(row, text)
+        ]
 
     def decode(self, logits: np.ndarray, row, text: str) -> list[dict]:
         """[{entity_group, score, word, start, end}] (`entity_spans`): `word` is the text the entity covers,
@@ -301,7 +313,7 @@ class TokenClassificationHandler(TextInputsHandler):
         entities = []
         for kind, first, last in entity_spans([self.labels[tag] for _, _, tag, _ in words]):
             start, end = words[first][0], words[last][1]
-            score = float(np.mean([score for *_, score in words[first:last + 1]], dtype=np.float32))
+            score = float(np.mean([score for *_, score in words[first : last + 1]], dtype=np.float32))
             entities.append({"entity_group": kind, "score": score, "word": text[start:end], "start": start, "end": end})
         return entities
 
@@ -318,4 +330,7 @@ class TokenClassificationHandler(TextInputsHandler):
         return {"entities": json.dumps(result, ensure_ascii=False)}
 
 
-HANDLERS = {handler.task: handler for handler in (TextClassificationHandler, TokenClassificationHandler, ImageClassificationHandler)}
+HANDLERS = {
+    handler.task: handler
+    for handler in (TextClassificationHandler, TokenClassificationHandler, ImageClassificationHandler)
+}

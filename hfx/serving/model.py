@@ -60,11 +60,14 @@ class LoadedModel:
         if fmt not in FORMATS:
             raise ModelError(f"unknown format '{fmt}'; valid: {', '.join(FORMATS)}")
         if fmt not in self.info.formats:
-            raise ModelError(f"'{self.info.folder}' has no {FORMATS[fmt]} for format {fmt}; formats here:"
-                             f" {', '.join(self.info.formats)}")
+            raise ModelError(
+                f"'{self.info.folder}' has no {FORMATS[fmt]} for format {fmt}; formats here:"
+                f" {', '.join(self.info.formats)}"
+            )
         if self.info.task not in HANDLERS:
-            raise ModelError(f"task '{self.info.task}' of '{self.info.folder}' is not served yet; served:"
-                             f" {', '.join(HANDLERS)}")
+            raise ModelError(
+                f"task '{self.info.task}' of '{self.info.folder}' is not served yet; served: {', '.join(HANDLERS)}"
+            )
         self.format = fmt
         threads = threads or len(os.sched_getaffinity(0))
         path = self.info.folder / FORMATS[fmt]
@@ -72,8 +75,11 @@ class LoadedModel:
             self.handler = HANDLERS[self.info.task](self.info)
         except InputError as exc:  # a processor the handler cannot run
             raise ModelError(str(exc)) from None
-        self.runner = TorchRunner(self.info.folder, threads, self.handler.auto_model) if fmt == "pytorch" \
+        self.runner = (
+            TorchRunner(self.info.folder, threads, self.handler.auto_model)
+            if fmt == "pytorch"
             else OnnxRunner(path, threads, quantized=fmt == "int8")
+        )
 
     def __call__(self, rows: list, observe=None) -> list[np.ndarray]:
         """Each row's logits (per token: cut to the row's own length), in one call per group of rows of similar
@@ -81,11 +87,11 @@ class LoadedModel:
         lengths = [self.handler.length(row) for row in rows]
         logits = [None] * len(rows)
         alone = self.runner.one_row_per_call  # an answer must not depend on its batch
-        for group in ([[i] for i in range(len(rows))] if alone else length_groups(lengths)):
+        for group in [[i] for i in range(len(rows))] if alone else length_groups(lengths):
             if observe is not None:
                 observe(len(group))
             for i, row_logits in zip(group, self.runner(self.handler.pad([rows[i] for i in group]))):
-                logits[i] = row_logits[:lengths[i]] if row_logits.ndim == 2 else row_logits
+                logits[i] = row_logits[: lengths[i]] if row_logits.ndim == 2 else row_logits
         return logits
 
     def logits(self, rows: list, batch_size: int) -> list[np.ndarray]:
@@ -94,7 +100,7 @@ class LoadedModel:
         order = np.argsort([self.handler.length(row) for row in rows], kind="stable")
         logits = [None] * len(rows)
         for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+            chunk = order[start : start + batch_size]
             for i, row_logits in zip(chunk, self([rows[i] for i in chunk])):
                 logits[i] = row_logits
         return logits

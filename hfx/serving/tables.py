@@ -36,8 +36,11 @@ def read_windows(path: Path, column: str, option: str, rows: int) -> Iterator:
                 start += len(frame)
                 yield frame
             return
-        reader = pd.read_json(path, lines=True, chunksize=rows) if suffix == ".jsonl" else \
-            pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", chunksize=rows)
+        reader = (
+            pd.read_json(path, lines=True, chunksize=rows)
+            if suffix == ".jsonl"
+            else pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", chunksize=rows)
+        )
         with reader:
             for i, frame in enumerate(reader):
                 if i == 0:

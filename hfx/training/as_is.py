@@ -16,9 +16,11 @@ def matched_rows(model_labels: list[str], data_labels: list[str], model_name: st
     rows = [exact.get(name, folded.get(name.casefold())) for name in data_labels]
     missing = [name for name, row in zip(data_labels, rows) if row is None]
     if missing:
-        raise ParamsError(f"finetune.epochs: 0 scores '{model_name}' as it is, but it has no label {missing} that"
-                          f" the data has (its labels: {model_labels}); rename the data's with data.label_names,"
-                          " or train a new head (finetune.epochs > 0)")
+        raise ParamsError(
+            f"finetune.epochs: 0 scores '{model_name}' as it is, but it has no label {missing} that"
+            f" the data has (its labels: {model_labels}); rename the data's with data.label_names,"
+            " or train a new head (finetune.epochs > 0)"
+        )
     return rows
 
 
@@ -34,9 +36,15 @@ def model_as_is(task, model: Model, label2id: dict[str, int]):
     """The pretrained classifier with its labels in the data's order, or a ParamsError before any weight loads."""
     config = from_pretrained(AutoConfig, model)
     if model.init == "random" or not task.has_head(config):
-        raise ParamsError(f"finetune.epochs: 0 scores a ready-made {task.name} model as it is, but '{model.name}'"
-                          f" {'is set to start from random weights (model.init)' if model.init == 'random' else 'has no classification head'};"
-                          " name a fine-tuned one in model.name, or train (finetune.epochs > 0)")
+        why = (
+            "is set to start from random weights (model.init)"
+            if model.init == "random"
+            else "has no classification head"
+        )
+        raise ParamsError(
+            f"finetune.epochs: 0 scores a ready-made {task.name} model as it is, but '{model.name}' {why};"
+            " name a fine-tuned one in model.name, or train (finetune.epochs > 0)"
+        )
     names = list(label2id)
     rows = matched_rows([config.id2label[i] for i in range(config.num_labels)], names, model.name)
     classifier = from_pretrained(task.auto_model, model)

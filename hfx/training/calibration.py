@@ -15,20 +15,32 @@ def _bins(probs: np.ndarray, labels: np.ndarray, bins: int) -> list[tuple[int, i
     confidence = probs.max(-1)
     correct = probs.argmax(-1) == labels
     index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-    return [(b, int((index == b).sum()), float(confidence[index == b].mean()), float(correct[index == b].mean()))
-            for b in range(bins) if (index == b).any()]
+    return [
+        (b, int((index == b).sum()), float(confidence[index == b].mean()), float(correct[index == b].mean()))
+        for b in range(bins)
+        if (index == b).any()
+    ]
 
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> list[dict]:
     """The reliability diagram's points: a calibrated model has accuracy equal to confidence in every bin."""
-    return [{"bin": f"{b / bins:.2f}-{(b + 1) / bins:.2f}", "confidence": round(confidence, 6),
-             "accuracy": round(accuracy, 6), "count": count} for b, count, confidence, accuracy in _bins(probs, labels, bins)]
+    return [
+        {
+            "bin": f"{b / bins:.2f}-{(b + 1) / bins:.2f}",
+            "confidence": round(confidence, 6),
+            "accuracy": round(accuracy, 6),
+            "count": count,
+        }
+        for b, count, confidence, accuracy in _bins(probs, labels, bins)
+    ]
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> float:
     """The gap between accuracy and confidence, averaged over the bins weighted by their predictions: 0.05 means
     that scores of 0.9 are right about 85 or 95 times in 100."""
-    return sum(count * abs(accuracy - confidence) for _, count, confidence, accuracy in _bins(probs, labels, bins)) / len(labels)
+    return sum(
+        count * abs(accuracy - confidence) for _, count, confidence, accuracy in _bins(probs, labels, bins)
+    ) / len(labels)
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
@@ -47,12 +59,17 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> tuple[float, str 
     or the search stops at a bound."""
     errors = int((logits.argmax(-1) != labels).sum())
     if errors < MIN_ERRORS:
-        return 1.0, (f"validation has {errors} wrong predictions of {len(labels)}, under {MIN_ERRORS}: too few to fit"
-                     " a temperature to; scores are the model's own")
+        return 1.0, (
+            f"validation has {errors} wrong predictions of {len(labels)}, under {MIN_ERRORS}: too few to fit"
+            " a temperature to; scores are the model's own"
+        )
     low, high = np.log(BOUNDS[0]), np.log(BOUNDS[1])
-    result = minimize_scalar(lambda log_t: nll(logits, labels, np.exp(log_t)), bounds=(low, high),
-                             method="bounded", options={"xatol": 1e-5})
+    result = minimize_scalar(
+        lambda log_t: nll(logits, labels, np.exp(log_t)), bounds=(low, high), method="bounded", options={"xatol": 1e-5}
+    )
     if min(result.x - low, high - result.x) < 1e-3:
-        return 1.0, (f"the fit stopped at the bound {np.exp(result.x):.3g} of {BOUNDS[0]:g}..{BOUNDS[1]:g}: no"
-                     " temperature in range fits validation; scores are the model's own")
+        return 1.0, (
+            f"the fit stopped at the bound {np.exp(result.x):.3g} of {BOUNDS[0]:g}..{BOUNDS[1]:g}: no"
+            " temperature in range fits validation; scores are the model's own"
+        )
     return float(np.exp(result.x)), None

@@ -10,8 +10,9 @@ from hfx.training.params import Params
 
 def run_fingerprint(params: Params, processed: str) -> str:
     """Identifies one training run: its params and the exact tokenized data it reads."""
-    digest = hashlib.sha256(json.dumps(
-        [params.task, params.model.model_dump(), params.finetune.model_dump()], sort_keys=True).encode())
+    digest = hashlib.sha256(
+        json.dumps([params.task, params.model.model_dump(), params.finetune.model_dump()], sort_keys=True).encode()
+    )
     for path in sorted(Path(processed).rglob("*")):
         if path.is_file():
             digest.update(path.relative_to(processed).as_posix().encode())

@@ -39,8 +39,9 @@ def fingerprints(split: Dataset, column: str) -> tuple[np.ndarray, np.ndarray]:
     for values in column_batches(split, column):
         batch = [as_text(value) for value in values.to_pylist()]
         exact.append(np.fromiter((_digest(v) for v in batch), np.uint64, len(batch)))
-        loose.append(np.fromiter((_digest(normalised(v) if isinstance(v, str) else v) for v in batch), np.uint64,
-                                 len(batch)))
+        loose.append(
+            np.fromiter((_digest(normalised(v) if isinstance(v, str) else v) for v in batch), np.uint64, len(batch))
+        )
     return np.concatenate(exact), np.concatenate(loose)
 
 
@@ -57,12 +58,13 @@ def overlap(rows: np.ndarray, train: np.ndarray) -> int:
 def overlaps(splits: dict[str, Dataset], column: str) -> dict:
     """Duplicates inside train and rows of validation and test also in train, exact and normalised."""
     train_exact, train_loose = fingerprints(splits["train"], column)
-    card = {"duplicates_in_train": {"exact": repeats(train_exact), "normalised": repeats(train_loose)},
-            "leakage": {}}
+    card = {"duplicates_in_train": {"exact": repeats(train_exact), "normalised": repeats(train_loose)}, "leakage": {}}
     for name in ("test", "validation"):
         exact, loose = fingerprints(splits[name], column)
-        card["leakage"][f"{name}_in_train"] = {"exact": overlap(exact, train_exact),
-                                               "normalised": overlap(loose, train_loose)}
+        card["leakage"][f"{name}_in_train"] = {
+            "exact": overlap(exact, train_exact),
+            "normalised": overlap(loose, train_loose),
+        }
     return card
 
 
@@ -70,21 +72,33 @@ def data_card(splits: dict[str, Dataset], task, labels: dict, dropped: dict) -> 
     """Rows, labels (entities per type for token classification, as the manifest counted them) and dropped
     rows per split, what the task says of its inputs (image sizes), and the overlaps."""
     inputs = {name: task.input_summary(split) for name, split in splits.items()}
-    return {"rows": {name: len(split) for name, split in splits.items()},
-            "labels": labels,
-            "dropped": dropped,
-            **{key: {name: summary[key] for name, summary in inputs.items()} for key in inputs["train"]},
-            **overlaps(splits, task.columns[0])}
+    return {
+        "rows": {name: len(split) for name, split in splits.items()},
+        "labels": labels,
+        "dropped": dropped,
+        **{key: {name: summary[key] for name, summary in inputs.items()} for key in inputs["train"]},
+        **overlaps(splits, task.columns[0]),
+    }
 
 
-def length_card(lengths: dict[str, np.ndarray], truncated: dict[str, int], units: dict[str, int],
-                max_length: int) -> dict:
+def length_card(
+    lengths: dict[str, np.ndarray], truncated: dict[str, int], units: dict[str, int], max_length: int
+) -> dict:
     """Per split: text length in tokens (median, 90th and 99th percentile, longest, after truncation) and
     the share of `units` (rows, or words of sentences) cut at `max_length`."""
-    return {name: {"tokens": {"p50": int(np.percentile(values, 50)), "p90": int(np.percentile(values, 90)),
-                              "p99": int(np.percentile(values, 99)), "max": int(values.max(initial=0))},
-                   "truncated_share": round(truncated[name] / max(units[name], 1), 4), "max_length": max_length}
-            for name, values in lengths.items()}
+    return {
+        name: {
+            "tokens": {
+                "p50": int(np.percentile(values, 50)),
+                "p90": int(np.percentile(values, 90)),
+                "p99": int(np.percentile(values, 99)),
+                "max": int(values.max(initial=0)),
+            },
+            "truncated_share": round(truncated[name] / max(units[name], 1), 4),
+            "max_length": max_length,
+        }
+        for name, values in lengths.items()
+    }
 
 
 def length_histogram(lengths: dict[str, np.ndarray], max_length: int, bins: int = 32) -> pd.DataFrame:
@@ -98,5 +112,10 @@ def label_balance(labels: dict[str, dict[str, int]]) -> pd.DataFrame:
     """Each label's share of each split (entities per type for token classification), one bar a label and
     split, for a DVC plot."""
     names = sorted({label for counts in labels.values() for label in counts})
-    return pd.DataFrame([{"label": f"{name} ({split})", "share": round(counts.get(name, 0) / max(sum(counts.values()), 1), 5)}
-                         for name in names for split, counts in labels.items()])
+    return pd.DataFrame(
+        [
+            {"label": f"{name} ({split})", "share": round(counts.get(name, 0) / max(sum(counts.values()), 1), 5)}
+            for name in names
+            for split, counts in labels.items()
+        ]
+    )

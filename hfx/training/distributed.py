@@ -48,8 +48,10 @@ def per_process_batch(ft: Finetune) -> int:
     and learning-rate schedule whatever the process count."""
     processes = world_size(ft)
     if ft.batch_size % processes:
-        raise ParamsError(f"finetune.batch_size: {ft.batch_size} rows per step do not split evenly over"
-                          f" {processes} processes (finetune.processes x finetune.nodes); use a multiple of {processes}")
+        raise ParamsError(
+            f"finetune.batch_size: {ft.batch_size} rows per step do not split evenly over"
+            f" {processes} processes (finetune.processes x finetune.nodes); use a multiple of {processes}"
+        )
     return ft.batch_size // processes
 
 
@@ -57,18 +59,29 @@ def torchrun_command(ft: Finetune, module: str) -> list[str]:
     """The launcher command for `python -m <module>`: standalone on one machine, a static rendezvous at
     MASTER_ADDR:MASTER_PORT across machines."""
     per_process_batch(ft)  # a bad split fails here, before any worker starts
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={ft.processes}",
-               f"--nnodes={ft.nodes}", "--max-restarts=0"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={ft.processes}",
+        f"--nnodes={ft.nodes}",
+        "--max-restarts=0",
+    ]
     if ft.nodes == 1:
         command.append("--standalone")
     else:
         missing = [name for name in ("NODE_RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
         if missing:
-            raise ParamsError(f"finetune.nodes: {ft.nodes} machines need {', '.join(missing)} in the environment"
-                              " of each (NODE_RANK 0 on the machine that keeps the outputs; README, 'Many processes,"
-                              " GPUs and machines')")
-        command += [f"--node-rank={os.environ['NODE_RANK']}", f"--master-addr={os.environ['MASTER_ADDR']}",
-                    f"--master-port={os.environ['MASTER_PORT']}"]
+            raise ParamsError(
+                f"finetune.nodes: {ft.nodes} machines need {', '.join(missing)} in the environment"
+                " of each (NODE_RANK 0 on the machine that keeps the outputs; README, 'Many processes,"
+                " GPUs and machines')"
+            )
+        command += [
+            f"--node-rank={os.environ['NODE_RANK']}",
+            f"--master-addr={os.environ['MASTER_ADDR']}",
+            f"--master-port={os.environ['MASTER_PORT']}",
+        ]
     return command + ["-m", module]
 
 
@@ -78,8 +91,10 @@ def launch(ft: Finetune, module: str, resume_from: str | None) -> None:
     env = {**os.environ, RESUME_ENV: resume_from or ""}
     result = subprocess.run(torchrun_command(ft, module), env=env)
     if result.returncode != 0:
-        raise StageError(f"finetune: a training process failed (torchrun exit {result.returncode}); see its"
-                         " output above. Nothing was written; the next run resumes from the last checkpoint")
+        raise StageError(
+            f"finetune: a training process failed (torchrun exit {result.returncode}); see its"
+            " output above. Nothing was written; the next run resumes from the last checkpoint"
+        )
 
 
 def agreed_checkpoint(args, resume_from: str | None) -> str | None:
@@ -91,9 +106,11 @@ def agreed_checkpoint(args, resume_from: str | None) -> str | None:
     chosen = [resume_from]
     torch.distributed.broadcast_object_list(chosen, src=0)
     if chosen[0] and not (Path(chosen[0]) / "trainer_state.json").is_file():
-        raise StageError(f"finetune: machine NODE_RANK={os.environ.get('NODE_RANK', '0')} cannot read {chosen[0]},"
-                         " the checkpoint the first machine resumes from; put paths.checkpoints on a folder every"
-                         " machine shares, at the same path (README, 'Many processes, GPUs and machines')")
+        raise StageError(
+            f"finetune: machine NODE_RANK={os.environ.get('NODE_RANK', '0')} cannot read {chosen[0]},"
+            " the checkpoint the first machine resumes from; put paths.checkpoints on a folder every"
+            " machine shares, at the same path (README, 'Many processes, GPUs and machines')"
+        )
     return chosen[0]
 
 

@@ -26,7 +26,7 @@ def read_idx_array(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
         raise ParamsError(f"data.source: {path.name} is not an IDX file of unsigned bytes")
     rank = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(rank))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * rank)
     if data.size != int(np.prod(shape)):
         raise ParamsError(f"data.source: {path.name} holds {data.size} bytes for a {shape} array; is it cut short?")
@@ -46,8 +46,9 @@ def read_idx(folder: Path) -> DatasetDict:
             raise ParamsError(f"data.source: {images_file.name} has no {prefix}-labels-idx1-ubyte file beside it")
         images, labels = read_idx_array(images_file), read_idx_array(labels_file)
         if len(images) != len(labels):
-            raise ParamsError(f"data.source: {images_file.name} has {len(images)} images and {labels_file.name}"
-                              f" {len(labels)} labels")
+            raise ParamsError(
+                f"data.source: {images_file.name} has {len(images)} images and {labels_file.name} {len(labels)} labels"
+            )
         encoded = []
         for pixels in images:
             buffer = io.BytesIO()
@@ -55,7 +56,8 @@ def read_idx(folder: Path) -> DatasetDict:
             encoded.append({"bytes": buffer.getvalue(), "path": None})
         classes = ClassLabel(names=[str(i) for i in range(int(labels.max()) + 1)])
         splits[IDX_SPLITS.get(prefix, prefix)] = Dataset.from_dict(
-            {"image": encoded, "label": labels.tolist()}, features=Features({"image": Image(), "label": classes}))
+            {"image": encoded, "label": labels.tolist()}, features=Features({"image": Image(), "label": classes})
+        )
     if not splits:
         raise ParamsError(f"data.source: no <split>-images-idx3-ubyte[.gz] files in {folder}")
     return DatasetDict(splits)

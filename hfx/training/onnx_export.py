@@ -6,8 +6,14 @@ from pathlib import Path
 
 import onnx
 import torch
-from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                      quantize_dynamic, quantize_static)
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
 from onnxruntime.transformers.optimizer import MODEL_TYPES, optimize_model
 
 from hfx.serving.folder import ACTIVATION_RANGES
@@ -31,8 +37,16 @@ def export_onnx(model, sample: dict, input_axes: dict, path: Path, logits_axes: 
     names = list(sample)
     axes = input_axes | {"logits": logits_axes}
     wrapper = LogitsOnly(model, names).eval()  # export restores the wrapper's mode onto the model
-    torch.onnx.export(wrapper, tuple(sample.values()), str(path), input_names=names,
-                      output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        wrapper,
+        tuple(sample.values()),
+        str(path),
+        input_names=names,
+        output_names=["logits"],
+        dynamic_axes=axes,
+        opset_version=17,
+        dynamo=False,
+    )
     onnx.checker.check_model(str(path))
 
 
@@ -46,26 +60,45 @@ class Calibration(CalibrationDataReader):
         return next(self.batches, None)
 
 
-def quantize(onnx_path: Path, config, out_path: Path, op_types: list[str] | None = None,
-             calibration: list[dict] | None = None) -> None:
+def quantize(
+    onnx_path: Path, config, out_path: Path, op_types: list[str] | None = None, calibration: list[dict] | None = None
+) -> None:
     """Fuse attention/LayerNorm/GELU where onnxruntime knows the architecture, then int8 weights per channel
     (of every op onnxruntime can quantize, or only `op_types`). With `calibration` batches, activations too
     (static QDQ, ranges from those batches): what a CNN needs, since dynamic int8 turns a convolution into a
     ConvInteger that runs slower than float."""
     source = onnx_path
     if config.model_type in MODEL_TYPES:
-        fused = optimize_model(str(onnx_path), model_type=config.model_type, num_heads=config.num_attention_heads,
-                               hidden_size=config.hidden_size)
+        fused = optimize_model(
+            str(onnx_path),
+            model_type=config.model_type,
+            num_heads=config.num_attention_heads,
+            hidden_size=config.hidden_size,
+        )
         source = onnx_path.with_name("model_fused.onnx")
         fused.save_model_to_file(str(source))
     if calibration is not None:
         # uint8 activations and int8 weights: the pairing onnxruntime's x86 kernels run fastest.
-        quantize_static(str(source), str(out_path), Calibration(calibration), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=op_types, calibrate_method=CalibrationMethod.MinMax)
+        quantize_static(
+            str(source),
+            str(out_path),
+            Calibration(calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=op_types,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
     else:
-        quantize_dynamic(str(source), str(out_path), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=op_types, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_dynamic(
+            str(source),
+            str(out_path),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=op_types,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
     if source != onnx_path:
         source.unlink()
     # Dynamic int8 measures each activation's range over the whole input tensor of a call: the serving half must

@@ -179,15 +179,17 @@ class Paths(Section):
     def _apart(self):
         items = list(self.model_dump().items())
         for i, (key, path) in enumerate(items):
-            for other, other_path in items[i + 1:]:
+            for other, other_path in items[i + 1 :]:
                 if _within(path, other_path) or _within(other_path, path):
-                    raise ValueError(f"paths.{key} ({path}) and paths.{other} ({other_path}) overlap; each stage"
-                                     " replaces its outputs whole, so one would delete the other")
+                    raise ValueError(
+                        f"paths.{key} ({path}) and paths.{other} ({other_path}) overlap; each stage"
+                        " replaces its outputs whole, so one would delete the other"
+                    )
         return self
 
 
 def _within(path: str, folder: str) -> bool:
-    return PurePosixPath(path).parts[:len(PurePosixPath(folder).parts)] == PurePosixPath(folder).parts
+    return PurePosixPath(path).parts[: len(PurePosixPath(folder).parts)] == PurePosixPath(folder).parts
 
 
 class Params(Section):
@@ -203,8 +205,10 @@ class Params(Section):
     @model_validator(mode="after")
     def _names_for_whole_rows(self):
         if self.data.label_names is not None and self.task == "token-classification":
-            raise ValueError("data.label_names names whole-row labels (text or image classification);"
-                             " token classification reads its tags as written")
+            raise ValueError(
+                "data.label_names names whole-row labels (text or image classification);"
+                " token classification reads its tags as written"
+            )
         return self
 
 
@@ -232,7 +236,9 @@ def describe(error: dict) -> str:
     if error["type"] == "extra_forbidden":
         known = _known_keys(Params, error["loc"])
         close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
-        hint = f"did you mean '{_key(error['loc'][:-1] + (close[0],))}'?" if close else f"valid keys: {', '.join(known)}"
+        hint = (
+            f"did you mean '{_key(error['loc'][:-1] + (close[0],))}'?" if close else f"valid keys: {', '.join(known)}"
+        )
         return f"unknown key '{key}' in {PARAMS_FILE}; {hint}"
     if error["type"] == "missing":
         return f"missing key '{key}' in {PARAMS_FILE}"

@@ -18,6 +18,7 @@ from hfx.serving.model import LoadedModel
 @dataclass
 class Served:
     """A split's raw inputs answered as predict gives them."""
+
     results: list  # each row's answer (the handler's decode)
     logits: list[np.ndarray]  # each row's logits as the model gives them (per token for entities)
     decided: list[np.ndarray]  # the logits each answer is decided from, one row per label it gives
@@ -29,8 +30,12 @@ def serve_split(folder: Path, fmt: str, task, raw_split: Dataset, batch_size: in
     items = [model.handler.read(item) for item in task.served_inputs(raw_split)]
     rows = model.handler.encode(items)
     logits = model.logits(rows, batch_size)
-    return Served(results=[model.handler.decode(*row) for row in zip(logits, rows, items)], logits=logits,
-                  decided=[model.handler.decision_logits(*row) for row in zip(logits, rows, items)], model=model)
+    return Served(
+        results=[model.handler.decode(*row) for row in zip(logits, rows, items)],
+        logits=logits,
+        decided=[model.handler.decision_logits(*row) for row in zip(logits, rows, items)],
+        model=model,
+    )
 
 
 def median_latency_ms(model: LoadedModel, task, raw_test: Dataset, queries: int) -> float:

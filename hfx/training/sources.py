@@ -20,7 +20,13 @@ from hfx.training.params import Data, Model, ParamsError
 FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 COMPRESSIONS = (".bz2", ".gz", ".xz", ".zst")
 URL_SCHEMES = ("http", "https", "s3", "gs", "gcs")
-PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model", "preprocessor_config.json")
+PROCESSOR_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "tokenizer.model",
+    "preprocessor_config.json",
+)
 
 
 def package_path(spec: str, key: str) -> Path:
@@ -45,8 +51,10 @@ def _suffix(name: str) -> str:
 def file_format(name: str) -> tuple[str, dict]:
     """The `datasets` builder and its options for a file name, looking through a compression suffix."""
     if _suffix(name) not in FORMATS:
-        raise ParamsError(f"data.source: cannot tell the format of '{name}'; valid: {', '.join(FORMATS)}, .conll"
-                          f" (optionally compressed: {', '.join(COMPRESSIONS)})")
+        raise ParamsError(
+            f"data.source: cannot tell the format of '{name}'; valid: {', '.join(FORMATS)}, .conll"
+            f" (optionally compressed: {', '.join(COMPRESSIONS)})"
+        )
     return _EXTENSION_TO_MODULE[_suffix(name)]
 
 
@@ -63,8 +71,10 @@ def read_conll(files: list[str]) -> Dataset:
             for number, line in enumerate(lines, 1):
                 fields = line.split()
                 if fields and fields[0] != "-DOCSTART-" and len(fields) < 2:
-                    raise ParamsError(f"data.source: {Path(file).name} line {number}: '{line.strip()}' has a word"
-                                      " and no tag; CoNLL lines are `word ... tag`")
+                    raise ParamsError(
+                        f"data.source: {Path(file).name} line {number}: '{line.strip()}' has a word"
+                        " and no tag; CoNLL lines are `word ... tag`"
+                    )
                 if fields and fields[0] != "-DOCSTART-":
                     words.append(fields[0])
                     tags.append(fields[-1])
@@ -114,15 +124,19 @@ def load_source(data: Data) -> tuple[DatasetDict, dict]:
             return _load(data, builder, data_files={"train": str(local)}, **options)[0], read
     path = package_path(source, "data.source") if source.startswith("pkg:") else Path(source)
     if not path.exists():
-        raise ParamsError(f"data.source: '{source}' does not exist; give a file, a folder, a URL, hf:<id> or pkg:<package>/<path>")
+        raise ParamsError(
+            f"data.source: '{source}' does not exist; give a file, a folder, a URL, hf:<id> or pkg:<package>/<path>"
+        )
     if path.is_dir() and is_idx_folder(path):
         return read_idx(path), {"files": {f.name: _sha256(f) for f in sorted(path.glob("*-idx?-ubyte*"))}}
     if path.is_dir():
         files = folder_files(data)
         for split, names in files.items():
             if len(names) > 1 and any(_suffix(n) in FORMATS for n in names):  # train.csv and train_fine.csv
-                _warn(f"data.source: split '{split}' reads {len(names)} files"
-                      f" ({', '.join(Path(n).name for n in names)}); set data.data_files to choose")
+                _warn(
+                    f"data.source: split '{split}' reads {len(names)} files"
+                    f" ({', '.join(Path(n).name for n in names)}); set data.data_files to choose"
+                )
         read = {"files": {split: {Path(f).name: _sha256(Path(f)) for f in names} for split, names in files.items()}}
         if any(is_conll(data, name) for names in files.values() for name in names):
             return DatasetDict({split: _parse(data, names) for split, names in files.items()}), read
@@ -212,12 +226,16 @@ def model_path(model: Model) -> str:
     if not (path / "config.json").is_file():
         raise ParamsError(f"model.name: '{model.name}' is not a model folder (no config.json in {path})")
     if model.init == "pretrained" and not any(path.glob("*.safetensors")):
-        raise ParamsError(f"model.name: '{model.name}' has no .safetensors weights in {path}; hfx never loads"
-                          " pickled weights (convert with save_pretrained(..., safe_serialization=True); or"
-                          " model.init: random to train its architecture from scratch)")
+        raise ParamsError(
+            f"model.name: '{model.name}' has no .safetensors weights in {path}; hfx never loads"
+            " pickled weights (convert with save_pretrained(..., safe_serialization=True); or"
+            " model.init: random to train its architecture from scratch)"
+        )
     if not any((path / name).is_file() for name in PROCESSOR_FILES):
-        raise ParamsError(f"model.name: '{model.name}' has no tokenizer or image processor in {path} (one of"
-                          f" {', '.join(PROCESSOR_FILES)})")
+        raise ParamsError(
+            f"model.name: '{model.name}' has no tokenizer or image processor in {path} (one of"
+            f" {', '.join(PROCESSOR_FILES)})"
+        )
     return str(path)
 
 
@@ -240,5 +258,7 @@ def from_pretrained(loader, model: Model, **kwargs):
     except ValueError as exc:
         if "trust_remote_code" not in str(exc):
             raise
-        raise ParamsError(f"model.name: '{model.name}' runs custom code from its repository; read it, then set"
-                          " model.trust_remote_code: true if you trust it") from None
+        raise ParamsError(
+            f"model.name: '{model.name}' runs custom code from its repository; read it, then set"
+            " model.trust_remote_code: true if you trust it"
+        ) from None

@@ -6,8 +6,8 @@ import numpy as np
 from datasets import Dataset
 from sklearn.model_selection import train_test_split
 
-from hfx.training.params import Data, ParamsError
 from hfx.training.adapters.common import label_codes
+from hfx.training.params import Data, ParamsError
 
 SPLITS = ("train", "validation", "test")
 # Other names sources use for the same splits (Hub datasets, competitions, papers).
@@ -28,8 +28,10 @@ def name_splits(loaded: dict, data: Data) -> tuple[dict[str, str], list[str]]:
         if ours not in SPLITS:
             unused.append(name)
         elif ours in named:
-            raise ParamsError(f"data.source: splits '{named[ours]}' and '{name}' both read as {ours};"
-                              f" choose one with data.splits, e.g. {{{ours}: {name}}}")
+            raise ParamsError(
+                f"data.source: splits '{named[ours]}' and '{name}' both read as {ours};"
+                f" choose one with data.splits, e.g. {{{ours}: {name}}}"
+            )
         else:
             named[ours] = name
     return named, unused
@@ -42,19 +44,26 @@ def build_splits(loaded: dict, data: Data, task) -> tuple[dict, dict, dict, list
     named, unused = name_splits(loaded, data)
     carved = [name for name in ("validation", "test") if name not in named]
     if unused and carved and data.splits is None:
-        raise ParamsError(f"data.source: split{'s' * (len(unused) > 1)} {', '.join(map(repr, unused))} not read as"
-                          f" train, validation or test, and {' and '.join(carved)} would be carved out of train;"
-                          f" say which to use with data.splits, e.g. {{train: train, {carved[0]}: {unused[0]}}}")
+        raise ParamsError(
+            f"data.source: split{'s' * (len(unused) > 1)} {', '.join(map(repr, unused))} not read as"
+            f" train, validation or test, and {' and '.join(carved)} would be carved out of train;"
+            f" say which to use with data.splits, e.g. {{train: train, {carved[0]}: {unused[0]}}}"
+        )
     if unused and data.splits is None:
-        print(f"warning: data.source: split{'s' * (len(unused) > 1)} {', '.join(map(repr, unused))} not used"
-              " (not train, validation or test); data.splits chooses", file=sys.stderr)
+        print(
+            f"warning: data.source: split{'s' * (len(unused) > 1)} {', '.join(map(repr, unused))} not used"
+            " (not train, validation or test); data.splits chooses",
+            file=sys.stderr,
+        )
     splits, dropped = {}, {}
     for name in SPLITS:
         if name in named:
             splits[name], dropped[name] = task.standardize(loaded[named[name]], data, named[name])
     if len(splits.get("train", [])) == 0 and "train" in dropped:
-        raise ParamsError(f"data: no rows left in train after dropping {dict(dropped['train'])}"
-                          f" (data.exclude_labels={data.exclude_labels})")
+        raise ParamsError(
+            f"data: no rows left in train after dropping {dict(dropped['train'])}"
+            f" (data.exclude_labels={data.exclude_labels})"
+        )
     splits, origin = carve_missing_splits(splits, data, task.stratify_column)
     origin.update({ours: f"source split '{theirs}'" for ours, theirs in named.items() if ours != theirs})
     splits = {name: cap_rows(ds, data.max_samples, task.stratify_column, data.seed) for name, ds in splits.items()}
@@ -67,8 +76,10 @@ def _split_off(ds: Dataset, count: int, column: str | None, seed: int, why: str)
     labels = label_codes(ds, column) if column else None
     n_classes = len(np.unique(labels)) if column else 1
     if count < n_classes or len(ds) - count < n_classes:
-        raise ParamsError(f"{why}: train has {len(ds)} rows, too few to take {count} out for each of its {n_classes}"
-                          f" labels; use a larger dataset, a larger fraction or provide that split")
+        raise ParamsError(
+            f"{why}: train has {len(ds)} rows, too few to take {count} out for each of its {n_classes}"
+            f" labels; use a larger dataset, a larger fraction or provide that split"
+        )
     try:
         keep, take = train_test_split(np.arange(len(ds)), test_size=count, stratify=labels, random_state=seed)
     except ValueError as exc:
@@ -98,8 +109,9 @@ def cap_rows(ds: Dataset, max_samples: int | None, column: str | None, seed: int
         return ds
     rows = np.arange(len(ds))
     try:
-        keep, _ = train_test_split(rows, train_size=max_samples, stratify=label_codes(ds, column) if column else None,
-                                   random_state=seed)
+        keep, _ = train_test_split(
+            rows, train_size=max_samples, stratify=label_codes(ds, column) if column else None, random_state=seed
+        )
     except ValueError:  # too few rows of a label, or too few left out, to keep the proportions
         keep, _ = train_test_split(rows, train_size=max_samples, random_state=seed)
     return ds.select(np.sort(keep))

@@ -31,13 +31,16 @@ def best_metric(ft: Finetune, task) -> str:
     """finetune.metric_for_best_model, with `auto` the task's own (text: macro F1; entities: entity F1)."""
     metric = task.best_metric if ft.metric_for_best_model == "auto" else ft.metric_for_best_model
     if metric not in (*task.validation_metrics, "loss"):
-        raise ParamsError(f"finetune.metric_for_best_model: {task.name} validates with"
-                          f" {', '.join(task.validation_metrics)} and loss, not {metric}")
+        raise ParamsError(
+            f"finetune.metric_for_best_model: {task.name} validates with"
+            f" {', '.join(task.validation_metrics)} and loss, not {metric}"
+        )
     return metric
 
 
-def training_arguments(ft: Finetune, output_dir: str, epochs: float, metric: str,
-                       group_by_length: bool = True) -> TrainingArguments:
+def training_arguments(
+    ft: Finetune, output_dir: str, epochs: float, metric: str, group_by_length: bool = True
+) -> TrainingArguments:
     every = {"strategy": "steps", "steps": ft.eval_steps} if ft.eval_steps else {"strategy": "epoch", "steps": None}
     return TrainingArguments(
         output_dir=output_dir,

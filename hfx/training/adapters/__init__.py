@@ -8,13 +8,22 @@ from hfx.training.adapters.image_classification import ImageClassificationAdapte
 from hfx.training.adapters.text_classification import TextClassificationAdapter
 from hfx.training.adapters.token_classification import TokenClassificationAdapter
 
-TASKS = {adapter.name: adapter for adapter in (TextClassificationAdapter(), TokenClassificationAdapter(),
-                                               ImageClassificationAdapter())}
+TASKS = {
+    adapter.name: adapter
+    for adapter in (TextClassificationAdapter(), TokenClassificationAdapter(), ImageClassificationAdapter())
+}
 
 
 def get_task(name: str):
     return TASKS[name]
 
 
-__all__ = ["TASKS", "Evaluation", "ImageClassificationAdapter", "TextClassificationAdapter", "TokenClassificationAdapter",
-           "get_task", "sorted_labels"]
+__all__ = [
+    "TASKS",
+    "Evaluation",
+    "ImageClassificationAdapter",
+    "TextClassificationAdapter",
+    "TokenClassificationAdapter",
+    "get_task",
+    "sorted_labels",
+]

@@ -15,7 +15,6 @@ from sklearn.preprocessing import label_binarize
 
 from hfx.training.params import Data, ParamsError
 
-
 FIXED = "fixed:"  # in standardize's counts: tags repaired, not rows dropped
 DROPPED = "dropped"  # a column `clean_rows` functions return: why a row is left out, or None to keep it
 BATCH_ROWS = 1000  # rows in memory at a time while a split is read, cleaned or written
@@ -25,6 +24,7 @@ BATCH_ROWS = 1000  # rows in memory at a time while a split is read, cleaned or 
 class Evaluation:
     """What evaluate writes for a task: eval.json's scores, the per-class table, a predictions table a person
     can read (with `actual` and `predicted` columns, for the confusion matrix), and files for metrics/plots."""
+
     metrics: dict
     per_class: dict
     predictions: pd.DataFrame
@@ -62,11 +62,15 @@ def score_curves(labels: np.ndarray, logits: np.ndarray, names: list[str]) -> tu
         scores = probabilities.ravel()
     fpr, tpr, _ = roc_curve(truth, scores)
     precision, recall, _ = precision_recall_curve(truth, scores)
-    summary = {"roc_auc": float(roc_auc_score(truth, scores)), "average_precision": float(average_precision_score(truth, scores))}
+    summary = {
+        "roc_auc": float(roc_auc_score(truth, scores)),
+        "average_precision": float(average_precision_score(truth, scores)),
+    }
     return summary, {
         "roc.json": [{"fpr": round(float(f), 5), "tpr": round(float(t), 5)} for f, t in zip(fpr, tpr)],
-        "precision_recall.json": [{"recall": round(float(r), 5), "precision": round(float(p), 5)}
-                                  for r, p in zip(recall, precision)],
+        "precision_recall.json": [
+            {"recall": round(float(r), 5), "precision": round(float(p), 5)} for r, p in zip(recall, precision)
+        ],
     }
 
 
@@ -74,7 +78,7 @@ def scored(decided: list[np.ndarray], gold: list[np.ndarray]) -> tuple[np.ndarra
     """(n, classes) logits and their gold ids, from each input's decision logits (one row per label its answer
     gives: one for classification, one per word for entities) and its gold ids; rows the model did not see
     (NaN: words past the max input length) are left out."""
-    pairs = [(d[:len(g)], g[:len(d)]) for d, g in zip(decided, gold)]
+    pairs = [(d[: len(g)], g[: len(d)]) for d, g in zip(decided, gold)]
     logits = np.concatenate([d for d, _ in pairs]).astype(np.float64)
     labels = np.concatenate([g for _, g in pairs]).astype(np.int64)
     seen = ~np.isnan(logits).any(-1)
@@ -85,11 +89,13 @@ def require_columns(split, data: Data, split_name: str, input_key: str = "text_c
     """The columns `data.<input_key>` and `data.label_column` name, or one line listing the split's columns."""
     for key, column in ((f"data.{input_key}", getattr(data, input_key)), ("data.label_column", data.label_column)):
         if column not in split.column_names:
-            raise ParamsError(f"{key}: column '{column}' not in the {split_name} split;"
-                              f" columns: {', '.join(split.column_names)}")
+            raise ParamsError(
+                f"{key}: column '{column}' not in the {split_name} split; columns: {', '.join(split.column_names)}"
+            )
 
 
 # A split is read as Arrow batches (memory-mapped on disk), never whole: memory stays bounded by the batch.
+
 
 def column_batches(split: Dataset, column: str, rows: int = 10 * BATCH_ROWS):
     """A column, one Arrow array of at most `rows` values at a time (selections and filters applied)."""
@@ -111,7 +117,9 @@ def column_sum(split: Dataset, column: str) -> int:
 def label_codes(split: Dataset, column: str) -> np.ndarray:
     """Each row's label as an index into the sorted labels: what stratified sampling needs, at 4 bytes a row."""
     labels = pa.array(sorted(value_counts(split, column)))
-    codes = [pc.index_in(values, value_set=labels).to_numpy(zero_copy_only=False) for values in column_batches(split, column)]
+    codes = [
+        pc.index_in(values, value_set=labels).to_numpy(zero_copy_only=False) for values in column_batches(split, column)
+    ]
     return np.concatenate(codes) if codes else np.zeros(0, dtype=np.int32)
 
 
@@ -120,8 +128,16 @@ def clean_rows(split: Dataset, function, features, **kwargs) -> tuple[Dataset, C
     (why each row is left out, or None) and optionally `error` (what went wrong with a dropped row): a batched
     map, so a split of any size is read a batch at a time.
     Returns the kept rows, how many were dropped by reason, and the first error."""
-    cleaned = split.map(function, batched=True, batch_size=BATCH_ROWS, with_indices=True, fn_kwargs=kwargs,
-                        remove_columns=split.column_names, features=features, desc="read")
+    cleaned = split.map(
+        function,
+        batched=True,
+        batch_size=BATCH_ROWS,
+        with_indices=True,
+        fn_kwargs=kwargs,
+        remove_columns=split.column_names,
+        features=features,
+        desc="read",
+    )
     dropped = value_counts(cleaned, DROPPED)
     dropped.pop(None, None)
     first_error = None
@@ -129,6 +145,11 @@ def clean_rows(split: Dataset, function, features, **kwargs) -> tuple[Dataset, C
         errors = (pc.drop_null(values) for values in column_batches(cleaned, "error"))
         first_error = next((values[0].as_py() for values in errors if len(values)), None)
         cleaned = cleaned.remove_columns("error")
-    kept = cleaned.filter(lambda reasons: [reason is None for reason in reasons], batched=True,
-                          batch_size=BATCH_ROWS, input_columns=DROPPED, desc="keep")
+    kept = cleaned.filter(
+        lambda reasons: [reason is None for reason in reasons],
+        batched=True,
+        batch_size=BATCH_ROWS,
+        input_columns=DROPPED,
+        desc="keep",
+    )
     return kept.remove_columns(DROPPED), dropped, first_error

@@ -16,10 +16,10 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from hfx.serving.transforms import normalise, pixel_normalisation
-from hfx.training.params import Data, Model, Params, ParamsError, Preprocess
-from hfx.training.sources import model_path
 from hfx.training.adapters.common import DROPPED, clean_rows, column_batches, require_columns
 from hfx.training.adapters.single_label import SingleLabelAdapter
+from hfx.training.params import Data, Model, Params, ParamsError, Preprocess
+from hfx.training.sources import model_path
 
 
 def open_image(value, root: Path | None = None):
@@ -49,6 +49,7 @@ class ImageClassificationAdapter(SingleLabelAdapter):
 
     def input_column(self, data: Data) -> str:
         return data.image_column
+
     item_column = "row"  # predictions.csv: the test row of each image
     truncated_unit = None  # nothing is cut
     group_by_length = False  # every image has the processor's size
@@ -70,12 +71,17 @@ class ImageClassificationAdapter(SingleLabelAdapter):
         require_columns(split, data, split_name, self.input_key)
         feature = split.features[data.label_column]
         names = feature.names if isinstance(feature, ClassLabel) else None
-        images = split.cast_column(data.image_column, Image(decode=False)) \
-            if isinstance(split.features[data.image_column], Image) else split
-        features = Features({"image": Image(), "label": Value("string"), "error": Value("string"),
-                             DROPPED: Value("string")})
-        kept, dropped, first_error = clean_rows(images, self._clean, features, data=data, names=names,
-                                                root=source if source.is_dir() else source.parent)
+        images = (
+            split.cast_column(data.image_column, Image(decode=False))
+            if isinstance(split.features[data.image_column], Image)
+            else split
+        )
+        features = Features(
+            {"image": Image(), "label": Value("string"), "error": Value("string"), DROPPED: Value("string")}
+        )
+        kept, dropped, first_error = clean_rows(
+            images, self._clean, features, data=data, names=names, root=source if source.is_dir() else source.parent
+        )
         if len(kept) == 0 and dropped["unreadable_image"]:
             raise ParamsError(f"data.image_column: no image in the {split_name} split could be read ({first_error})")
         return kept, dropped
@@ -105,8 +111,12 @@ class ImageClassificationAdapter(SingleLabelAdapter):
         normalisation is one multiply-add per batch in the collator."""
         images = [open_image(value) for value in batch["image"]]
         pixels = processor(images, do_rescale=False, do_normalize=False, return_tensors="np")["pixel_values"]
-        return {"pixel_values": pixels.astype(np.uint8), "labels": [label2id[label] for label in batch["label"]],
-                "truncated": [0] * len(images), "units": [1] * len(images)}
+        return {
+            "pixel_values": pixels.astype(np.uint8),
+            "labels": [label2id[label] for label in batch["label"]],
+            "truncated": [0] * len(images),
+            "units": [1] * len(images),
+        }
 
     def collator(self, processor):
         return NormalizeImages(processor)
@@ -157,21 +167,31 @@ class ImageClassificationAdapter(SingleLabelAdapter):
         predictions = pd.read_csv(predictions_csv, dtype=str).head(len(test))
         images = [np.asarray(pixels, dtype=np.uint8).transpose(1, 2, 0) for pixels in test["pixel_values"]]
         image_grid(out / "test_images.png", images, list(predictions["actual"]), list(predictions["predicted"]))
-        return [("test_images.png", f"The first {len(test)} test images: predicted label (true label in red where wrong)")]
+        return [
+            ("test_images.png", f"The first {len(test)} test images: predicted label (true label in red where wrong)")
+        ]
 
     def baseline(self, train: Dataset, test: Dataset, side: int = 16) -> dict:
         """Logistic regression on greyscale pixels downscaled to side x side: the bar a network must clear."""
+
         def pixels(split):
-            return np.stack([np.asarray(open_image(v).convert("L").resize((side, side))).ravel() / 255.0
-                             for v in split.cast_column("image", Image(decode=False))["image"]])
+            return np.stack(
+                [
+                    np.asarray(open_image(v).convert("L").resize((side, side))).ravel() / 255.0
+                    for v in split.cast_column("image", Image(decode=False))["image"]
+                ]
+            )
 
         classifier = LogisticRegression(max_iter=1000, C=1.0)
         classifier.fit(pixels(train), list(train["label"]))
         predictions = classifier.predict(pixels(test))
         truth = list(test["label"])
         _, _, f1, _ = precision_recall_fscore_support(truth, predictions, average="macro", zero_division=0)
-        return {"model": f"logreg-pixels-{side}x{side}", "accuracy": float(accuracy_score(truth, predictions)),
-                "f1_macro": float(f1)}
+        return {
+            "model": f"logreg-pixels-{side}x{side}",
+            "accuracy": float(accuracy_score(truth, predictions)),
+            "f1_macro": float(f1),
+        }
 
 
 def image_grid(path: Path, images: list, actual: list[str], predicted: list[str], columns: int = 8) -> None:
@@ -216,7 +236,7 @@ class Augmentation:
             height, width = pixels.shape[-2:]
             padded = np.pad(pixels, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
             top, left = rng.integers(0, 2 * pad + 1, size=2)
-            pixels = padded[:, top:top + height, left:left + width]
+            pixels = padded[:, top : top + height, left : left + width]
             out.append(pixels[:, :, ::-1] if self.flip and rng.random() < 0.5 else pixels)
         return {**batch, "pixel_values": out}
 

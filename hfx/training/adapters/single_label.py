@@ -12,8 +12,9 @@ from hfx.training.params import Data, ParamsError
 
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray, names: list[str]) -> dict:
     ids = list(range(len(names)))
-    precision, recall, f1, _ = precision_recall_fscore_support(labels, predictions, labels=ids, average="macro",
-                                                               zero_division=0)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, predictions, labels=ids, average="macro", zero_division=0
+    )
     per_class = precision_recall_fscore_support(labels, predictions, labels=ids, zero_division=0)
     return {
         "accuracy": float(accuracy_score(labels, predictions)),
@@ -51,8 +52,9 @@ class SingleLabelAdapter:
         for split in ("validation", "test"):
             unseen = sorted(set(value_counts(splits[split], "label")) - names)
             if unseen:
-                raise ParamsError(f"data: labels {unseen} in {split} never appear in train"
-                                  f" (train labels: {sorted_labels(names)})")
+                raise ParamsError(
+                    f"data: labels {unseen} in {split} never appear in train (train labels: {sorted_labels(names)})"
+                )
 
     def label_names(self, train: Dataset, data: Data) -> list[str]:
         """The label order (ids): as `data.label_names` lists them, else numeric or alphabetical."""
@@ -67,8 +69,9 @@ class SingleLabelAdapter:
         if label is None or data.label_names is None:
             return label
         if label not in data.label_names:
-            raise ParamsError(f"data.label_names: no name for label '{label}'; it names"
-                              f" {', '.join(sorted_labels(data.label_names))}")
+            raise ParamsError(
+                f"data.label_names: no name for label '{label}'; it names {', '.join(sorted_labels(data.label_names))}"
+            )
         return data.label_names[label]
 
     def excluded(self, label: str, data: Data) -> bool:
@@ -107,10 +110,18 @@ class SingleLabelAdapter:
         scores = self.metrics(pairs, names)
         curve_summary, curves = score_curves(np.array([gold for gold, _ in pairs]), np.concatenate(decided), names)
         items = raw_test[self.item_column] if self.item_column in raw_test.column_names else range(len(pairs))
-        predictions = pd.DataFrame({self.item_column: items, "actual": [names[gold] for gold, _ in pairs],
-                                    "predicted": [result[0]["label"] for result in results],
-                                    "score": [round(result[0]["score"], 5) for result in results]})
+        predictions = pd.DataFrame(
+            {
+                self.item_column: items,
+                "actual": [names[gold] for gold, _ in pairs],
+                "predicted": [result[0]["label"] for result in results],
+                "score": [round(result[0]["score"], 5) for result in results],
+            }
+        )
         per_class = pd.DataFrame([{"label": name, **values} for name, values in scores["per_class"].items()])
-        return Evaluation(metrics={**{k: v for k, v in scores.items() if k != "per_class"}, **curve_summary},
-                          per_class=scores["per_class"], predictions=predictions,
-                          files={**curves, "per_class.csv": per_class})
+        return Evaluation(
+            metrics={**{k: v for k, v in scores.items() if k != "per_class"}, **curve_summary},
+            per_class=scores["per_class"],
+            predictions=predictions,
+            files={**curves, "per_class.csv": per_class},
+        )

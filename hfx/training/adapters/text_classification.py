@@ -73,5 +73,4 @@ class TextClassificationAdapter(TextInputsAdapter, SingleLabelAdapter):
         predictions = classifier.predict(vectorizer.transform(list(test["text"])))
         truth = list(test["label"])
         _, _, f1, _ = precision_recall_fscore_support(truth, predictions, average="macro", zero_division=0)
-        return {"model": "tfidf-logreg", "accuracy": float(accuracy_score(truth, predictions)),
-                "f1_macro": float(f1)}
+        return {"model": "tfidf-logreg", "accuracy": float(accuracy_score(truth, predictions)), "f1_macro": float(f1)}

@@ -11,6 +11,7 @@ class TextInputsAdapter:
 
     def input_column(self, data: Data) -> str:
         return data.text_column
+
     group_by_length = True  # batches of rows of similar length pad less; rows carry a `length` column
     quantize_op_types = None  # int8: every op onnxruntime quantizes dynamically
     static_int8 = False  # weights only: activation ranges are computed per batch
@@ -37,8 +38,10 @@ class TextInputsAdapter:
         config = from_pretrained(AutoConfig, model)
         positions = getattr(config, "max_position_embeddings", None)
         if positions and settings.max_length > positions:
-            raise ParamsError(f"preprocess.max_length: {settings.max_length} is more tokens than '{model.name}' takes"
-                              f" ({positions}, max_position_embeddings); set it to {positions} or less")
+            raise ParamsError(
+                f"preprocess.max_length: {settings.max_length} is more tokens than '{model.name}' takes"
+                f" ({positions}, max_position_embeddings); set it to {positions} or less"
+            )
 
     def load_processor(self, model: Model):
         """The model's tokenizer; a fast one, since word alignment and offsets need it."""

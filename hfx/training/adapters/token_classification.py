@@ -10,10 +10,21 @@ from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
-from hfx.training.params import Data, ParamsError, Preprocess
+from hfx.training.adapters.common import (
+    BATCH_ROWS,
+    DROPPED,
+    FIXED,
+    Evaluation,
+    clean_rows,
+    column_batches,
+    column_sum,
+    label_text,
+    require_columns,
+    score_curves,
+    scored,
+)
 from hfx.training.adapters.text_inputs import TextInputsAdapter
-from hfx.training.adapters.common import (BATCH_ROWS, DROPPED, FIXED, Evaluation, clean_rows, column_batches, column_sum,
-                                 label_text, require_columns, score_curves, scored)
+from hfx.training.params import Data, ParamsError, Preprocess
 
 
 def entity_type(tag: str) -> str | None:
@@ -68,12 +79,16 @@ def _clean_sentences(batch: dict, indices: list[int], data: Data, names: list[st
             rows[DROPPED].append("empty_sentence")
             continue
         if tags is None or len(tags) != len(words):
-            raise ParamsError(f"data: {split_name} row {index + 1} has {len(words)} words and"
-                              f" {len(tags or [])} tags; each word needs one tag")
+            raise ParamsError(
+                f"data: {split_name} row {index + 1} has {len(words)} words and"
+                f" {len(tags or [])} tags; each word needs one tag"
+            )
         bad = next((t for t in tags if t != "O" and (t[:2] not in ("B-", "I-") or len(t) < 3)), None)
         if bad is not None:
-            raise ParamsError(f"data: {split_name} row {index + 1} has the tag '{bad}'; tags are O, B-<type> or"
-                              " I-<type> (IOB1 or IOB2)")
+            raise ParamsError(
+                f"data: {split_name} row {index + 1} has the tag '{bad}'; tags are O, B-<type> or"
+                " I-<type> (IOB1 or IOB2)"
+            )
         tags, changed = to_iob2(tags)
         rows["tokens"].append(list(words)), rows["tags"].append(tags), rows["changed"].append(changed)
         rows[DROPPED].append(None)
@@ -82,11 +97,19 @@ def _clean_sentences(batch: dict, indices: list[int], data: Data, names: list[st
 
 def word_features(words: list[str], i: int) -> dict:
     """The usual CRF features of a word and its neighbours: the word, its affixes and its shape."""
+
     def describe(word: str, prefix: str) -> dict:
         shape = "".join("X" if c.isupper() else "x" if c.islower() else "d" if c.isdigit() else c for c in word)
-        return {f"{prefix}lower": word.lower(), f"{prefix}suffix3": word[-3:].lower(), f"{prefix}suffix2": word[-2:],
-                f"{prefix}prefix2": word[:2].lower(), f"{prefix}title": word.istitle(), f"{prefix}upper": word.isupper(),
-                f"{prefix}digit": word.isdigit(), f"{prefix}shape": shape[:6]}
+        return {
+            f"{prefix}lower": word.lower(),
+            f"{prefix}suffix3": word[-3:].lower(),
+            f"{prefix}suffix2": word[-2:],
+            f"{prefix}prefix2": word[:2].lower(),
+            f"{prefix}title": word.istitle(),
+            f"{prefix}upper": word.isupper(),
+            f"{prefix}digit": word.isdigit(),
+            f"{prefix}shape": shape[:6],
+        }
 
     features = {"bias": 1.0, **describe(words[i], "")}
     features.update(describe(words[i - 1], "-1:") if i > 0 else {"BOS": True})
@@ -123,8 +146,14 @@ class TokenClassificationAdapter(TextInputsAdapter):
         for tags in column_batches(split, data.label_column, BATCH_ROWS):
             seen = iob1_evidence((_as_list(t, names) or [] for t in tags.to_pylist()), seen)
         iob1 = seen == (False, True)  # as looks_iob1, over every batch
-        features = Features({"tokens": List(Value("string")), "tags": List(Value("string")), "changed": Value("int64"),
-                             DROPPED: Value("string")})
+        features = Features(
+            {
+                "tokens": List(Value("string")),
+                "tags": List(Value("string")),
+                "changed": Value("int64"),
+                DROPPED: Value("string"),
+            }
+        )
         kept, counts, _ = clean_rows(split, _clean_sentences, features, data=data, names=names, split_name=split_name)
         changed = column_sum(kept, "changed")
         if changed:
@@ -145,8 +174,9 @@ class TokenClassificationAdapter(TextInputsAdapter):
         for split in ("validation", "test"):
             unseen = sorted(set(self.label_counts(splits[split])) - types)
             if unseen:
-                raise ParamsError(f"data: entity types {unseen} in {split} never appear in train"
-                                  f" (train types: {sorted(types)})")
+                raise ParamsError(
+                    f"data: entity types {unseen} in {split} never appear in train (train types: {sorted(types)})"
+                )
 
     def label_names(self, train: Dataset, data: Data) -> list[str]:
         """O first, then B- and I- of each entity type in train, alphabetically: a stable order."""
@@ -156,13 +186,16 @@ class TokenClassificationAdapter(TextInputsAdapter):
         """The first sub-token of each word carries its tag; the others (or, with label_all_subtokens, their
         I- form) and special tokens -100. `word_starts`: 1 at each word's first sub-token, which evaluate scores
         (and predict and serve read the word's tag from). `truncated`: words cut off by max_length, of `units`."""
-        encoded = processor(batch["tokens"], is_split_into_words=True, truncation=True,
-                            max_length=settings.max_length)
+        encoded = processor(batch["tokens"], is_split_into_words=True, truncation=True, max_length=settings.max_length)
         labels, starts, truncated = [], [], []
         for i, tags in enumerate(batch["tags"]):
             word_ids, previous, row = encoded.word_ids(i), None, []
-            starts.append([int(word is not None and word != previous_word)
-                           for word, previous_word in zip(word_ids, [None, *word_ids[:-1]])])
+            starts.append(
+                [
+                    int(word is not None and word != previous_word)
+                    for word, previous_word in zip(word_ids, [None, *word_ids[:-1]])
+                ]
+            )
             for word in word_ids:
                 if word is None:
                     row.append(-100)
@@ -190,7 +223,9 @@ class TokenClassificationAdapter(TextInputsAdapter):
         """(gold ids, predicted ids) per sentence at its labelled positions, from the Trainer's logits
         (validation while training; with preprocess.label_all_subtokens every sub-token counts)."""
         predicted = logits.argmax(-1)
-        return [(row[keep].tolist(), guess[keep].tolist()) for row, guess, keep in zip(labels, predicted, labels != -100)]
+        return [
+            (row[keep].tolist(), guess[keep].tolist()) for row, guess, keep in zip(labels, predicted, labels != -100)
+        ]
 
     def gold_ids(self, raw_split: Dataset, names: list[str]) -> list[np.ndarray]:
         """Each sentence's gold tag ids, one per word (the shape of the handler's decision logits)."""
@@ -238,22 +273,38 @@ class TokenClassificationAdapter(TextInputsAdapter):
         scores = entity_scores(gold, predicted)
         words = raw_test["tokens"]
         # Each word's score: the probability of its predicted tag (none for a word cut off by max_length).
-        word_scores = [[None if np.isnan(c) else c for c in softmax(d.astype(np.float64), axis=-1).max(-1).round(5)]
-                       for d in decided]
-        predictions = pd.DataFrame([{"sentence": s, "word": word, "actual": g, "predicted": p, "score": c}
-                                    for s, (sentence, gs, ps, cs) in enumerate(zip(words, gold, predicted, word_scores))
-                                    for word, g, p, c in zip(sentence, gs, ps, cs + [None] * (len(gs) - len(cs)))])
-        sentences = pd.DataFrame({"words": [" ".join(w) for w in words], "gold": [" ".join(g) for g in gold],
-                                  "predicted": [" ".join(p) for p in predicted],
-                                  "correct": [g == p for g, p in zip(gold, predicted)]})
+        word_scores = [
+            [None if np.isnan(c) else c for c in softmax(d.astype(np.float64), axis=-1).max(-1).round(5)]
+            for d in decided
+        ]
+        predictions = pd.DataFrame(
+            [
+                {"sentence": s, "word": word, "actual": g, "predicted": p, "score": c}
+                for s, (sentence, gs, ps, cs) in enumerate(zip(words, gold, predicted, word_scores))
+                for word, g, p, c in zip(sentence, gs, ps, cs + [None] * (len(gs) - len(cs)))
+            ]
+        )
+        sentences = pd.DataFrame(
+            {
+                "words": [" ".join(w) for w in words],
+                "gold": [" ".join(g) for g in gold],
+                "predicted": [" ".join(p) for p in predicted],
+                "correct": [g == p for g, p in zip(gold, predicted)],
+            }
+        )
         per_class = pd.DataFrame([{"label": kind, **values} for kind, values in scores["per_class"].items()])
         # ROC and precision-recall of the tag scores, one-vs-rest over every word the model saw.
         logits, labels = scored(decided, self.gold_ids(raw_test, names))
         curve_summary, curves = score_curves(labels, logits, names)
-        return Evaluation(metrics={**{k: v for k, v in scores.items() if k != "per_class"},
-                                   **{f"token_{k}": v for k, v in curve_summary.items()}},
-                          per_class=scores["per_class"], predictions=predictions,
-                          files={**curves, "per_class.csv": per_class, "sentences.csv": sentences})
+        return Evaluation(
+            metrics={
+                **{k: v for k, v in scores.items() if k != "per_class"},
+                **{f"token_{k}": v for k, v in curve_summary.items()},
+            },
+            per_class=scores["per_class"],
+            predictions=predictions,
+            files={**curves, "per_class.csv": per_class, "sentences.csv": sentences},
+        )
 
     def baseline(self, train: Dataset, test: Dataset) -> dict:
         """A CRF on word, affix and shape features of each word and its neighbours, on the same train split."""
@@ -273,10 +324,19 @@ def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict:
     tokens = [(g, p) for gs, ps in zip(gold, predicted) for g, p in zip(gs, ps)]
     micro = report["micro avg"]
     return {
-        "f1": float(micro["f1-score"]), "precision": float(micro["precision"]), "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
         "f1_macro": float(report["macro avg"]["f1-score"]),
         "accuracy": sum(g == p for g, p in tokens) / max(len(tokens), 1),
-        "per_class": {kind: {"precision": float(v["precision"]), "recall": float(v["recall"]),
-                             "f1": float(v["f1-score"]), "support": int(v["support"])}
-                      for kind, v in sorted(report.items()) if not kind.endswith(" avg")},
+        "per_class": {
+            kind: {
+                "precision": float(v["precision"]),
+                "recall": float(v["recall"]),
+                "f1": float(v["f1-score"]),
+                "support": int(v["support"]),
+            }
+            for kind, v in sorted(report.items())
+            if not kind.endswith(" avg")
+        },
     }
