@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install repro test test-fast lint check report remote push pull bench bench-defaults bench-processes bench-memory bench-calibration bench-int8 predict serve loadtest clean
+.PHONY: install repro test test-fast lint check report remote push pull hub-push bench bench-defaults bench-processes bench-memory bench-calibration bench-int8 predict serve loadtest clean
 
 # predict and serve read an exported model folder and nothing else.
 MODEL ?= models/export
@@ -119,6 +119,11 @@ push: install
 
 pull: install
 	dvc pull
+
+# The exported folder to a Hugging Face Hub model repository (private; created if missing), token from HF_TOKEN.
+hub-push: install
+	@test -n "$(REPO)" || { echo "make hub-push: REPO is required, e.g. make hub-push REPO=my-org/sentiment" >&2; exit 2; }
+	python -m hfx.push --repo "$(REPO)" --model "$(MODEL)"
 
 clean:
 	rm -rf $(VENV) report/node_modules build

@@ -1,5 +1,5 @@
-"""The `hfx` command, installed with the package (`pip install ".[serve]"`): `hfx predict ...` and `hfx serve ...`
-are `python -m hfx.predict ...` and `python -m hfx.serve ...`; `hfx <command> --help` lists each one's options."""
+"""The `hfx` command, installed with the package (`pip install ".[serve]"`): `hfx predict ...`, `hfx serve ...` and
+`hfx push ...` are `python -m hfx.predict ...` and so on; `hfx <command> --help` lists each one's options."""
 
 import argparse
 import importlib
@@ -9,12 +9,15 @@ import sys
 COMMANDS = {
     "predict": ("hfx.predict", "label texts, images or a table file with an exported model"),
     "serve": ("hfx.serve", "serve an exported model over HTTP"),
+    "push": ("hfx.push", "share an exported model folder on the Hugging Face Hub"),
 }
 
 
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(prog="hfx", description="Label with, or serve, a model folder that hfx exported.")
+    parser = argparse.ArgumentParser(
+        prog="hfx", description="Label with, serve or share a model folder that hfx exported."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         commands.add_parser(name, help=help_text, add_help=False)

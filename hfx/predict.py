@@ -108,7 +108,15 @@ def windows(args, images: bool):
 
 
 def main(argv=None, prog: str = "python -m hfx.predict") -> None:
+    """`python -m hfx.predict` and `hfx predict`: bad input is one line on stderr and exit code 1."""
     args = parse_args(argv, prog)
+    try:
+        label(args)
+    except (PredictError, ModelError, TableError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def label(args) -> None:
     model = LoadedModel(args.model, args.format)
     handler = model.handler
     images = handler.input_field == "image"
@@ -169,13 +177,5 @@ def output_column(name: str, taken) -> str:
     return name
 
 
-def run() -> None:
-    try:
-        main()
-    except (PredictError, ModelError, TableError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-
-
 if __name__ == "__main__":
-    run()
+    main()

@@ -14,7 +14,7 @@ from datasets import load_dataset, load_from_disk
 from hfx.serving.folder import CALIBRATION_FILE, FORMATS
 from hfx.training.adapters import get_task
 from hfx.training.artifacts import atomic_dir, read_json, write_json
-from hfx.training.model_card import write_figures, write_model_card
+from hfx.training.model_card import render_model_card, write_figures
 from hfx.training.onnx_export import batches, export_onnx, quantize
 from hfx.training.params import StageError, load_params, run_stage
 from hfx.training.served_scores import largest_difference, median_latency_ms, serve_split
@@ -75,8 +75,7 @@ def main() -> None:
         # The card shows what is the same on every run (no timings), so the folder's bytes are too.
         write_figures(out, paths.predictions, paths.train_logs, label_names)
         figures = task.card_figures(out, load_from_disk(paths.processed)["test"], paths.predictions)
-        write_model_card(
-            out / "README.md",
+        card = render_model_card(
             params,
             task,
             read_json(f"{paths.raw}/manifest.json"),
@@ -87,6 +86,7 @@ def main() -> None:
             calibration,
             read_json(f"{paths.data_plots}/lengths.json"),
         )
+        card.save(out / "README.md")
 
     metrics["latency_ms_batch1"] = {
         fmt: round(median_latency_ms(answers.model, task, raw_test, ex.latency_queries), 3)

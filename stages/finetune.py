@@ -13,10 +13,9 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 from datasets import load_from_disk
 from dvclive import Live
-from transformers import AutoConfig, EarlyStoppingCallback, Trainer, set_seed
+from transformers import EarlyStoppingCallback, Trainer, set_seed
 
 from hfx.training.adapters import get_task
 from hfx.training.artifacts import atomic_dir, read_json, write_json
@@ -35,28 +34,17 @@ from hfx.training.distributed import (
     world_size,
 )
 from hfx.training.params import Params, load_params, run_stage
-from hfx.training.sources import from_pretrained
 from hfx.training.trainer_setup import (
     TransformAtResume,
+    augmented,
     best_metric,
+    by_length,
     epochs_to_run,
     precision_flags,
+    starting_model,
     training_arguments,
 )
 from hfx.training.training_log import CuratedDVCLiveCallback, LogAtCheckpoints
-
-
-def by_length(split):
-    """Rows sorted by length, so each evaluation batch pads only to rows of its own size (kept in memory:
-    an index file written beside the data would change the DVC out)."""
-    return split.select(np.argsort(split["length"], kind="stable"), keep_in_memory=True)
-
-
-def augmented(split, transform):
-    """The train split with the task's training-time transform applied as rows are read (none for text)."""
-    if transform is not None:
-        split.set_transform(transform, output_all_columns=True)
-    return split
 
 
 def keep_as_is(params: Params, task, label2id: dict) -> None:
@@ -102,25 +90,7 @@ def main() -> None:
 
     set_seed(ft.seed)  # before the model: the new classification head is initialised from it
     processor = task.load_processor(params.model)
-    pretrained = from_pretrained(AutoConfig, params.model)
-    head = {
-        "num_labels": len(labels["label2id"]),
-        "label2id": labels["label2id"],
-        "id2label": {int(i): name for i, name in labels["id2label"].items()},
-    }
-    if params.model.init == "random":  # the architecture alone, trained from scratch
-        model = task.auto_model.from_config(from_pretrained(AutoConfig, params.model, **head))
-    else:
-        if main_process and task.has_head(pretrained) and pretrained.num_labels != len(labels["label2id"]):
-            print(
-                f"finetune: '{params.model.name}' comes with a {pretrained.num_labels}-label head; a new"
-                f" {len(labels['label2id'])}-label head is trained in its place"
-            )
-        model = from_pretrained(task.auto_model, params.model, ignore_mismatched_sizes=True, **head)
-    if ft.freeze_token_embeddings:
-        # The token-embedding matrix is half of a small model's weights: its dense gradient and optimizer update
-        # cost about a fifth of a CPU step. Off by default: on the default data it cost accuracy (README).
-        model.get_input_embeddings().requires_grad_(False)
+    model = starting_model(task, params, labels, announce=main_process)
 
     if distributed:  # the first machine's launcher settled it, for every machine
         resume_from = agreed_checkpoint(args, os.environ.get(RESUME_ENV) or None)

@@ -22,9 +22,16 @@ def test_each_subcommand_takes_its_modules_options(command):
     assert "--model" in result.stdout and "--format" in result.stdout
 
 
+def test_a_bad_input_is_one_line_and_exit_code_1_through_the_command_too(tmp_path):
+    for command in (["predict", "--model", str(tmp_path / "missing"), "a text"], ["push", "--repo", "no-owner"]):
+        result = hfx(*command)
+        assert result.returncode == 1 and result.stdout == ""
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: "), result.stderr
+
+
 def test_the_command_lists_its_subcommands_and_refuses_others_in_one_line():
     listed = hfx("--help")
-    assert listed.returncode == 0 and "predict" in listed.stdout and "serve" in listed.stdout
+    assert listed.returncode == 0 and all(command in listed.stdout for command in ("predict", "serve", "push"))
     unknown = hfx("train")
     assert unknown.returncode == 2 and "'train'" in unknown.stderr and "predict" in unknown.stderr
 

@@ -243,7 +243,12 @@ def test_the_trace_sees_reads_through_aliases_calls_and_whole_sections():
 
 SERVING = sorted(
     str(path.relative_to(ROOT).with_suffix("")).replace("/", ".")
-    for path in [*(ROOT / "hfx/serving").glob("*.py"), ROOT / "hfx/predict.py", ROOT / "hfx/serve.py"]
+    for path in [
+        *(ROOT / "hfx/serving").glob("*.py"),
+        ROOT / "hfx/predict.py",
+        ROOT / "hfx/serve.py",
+        ROOT / "hfx/push.py",
+    ]
 )
 TRAINING_LIBRARIES = {"torch", "transformers", "datasets", "dvclive", "accelerate", "sklearn", "dvc"}
 

@@ -214,7 +214,8 @@ def test_a_table_larger_than_a_window_streams_through_in_order(exported_model, t
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
 
 
-@pytest.mark.parametrize("fmt", ["int8", "fp32", "pytorch"])
+# pytorch starts torch three times (half a minute): the full suite only.
+@pytest.mark.parametrize("fmt", ["int8", "fp32", pytest.param("pytorch", marks=pytest.mark.slow)])
 def test_an_answer_does_not_depend_on_what_shares_its_batch(exported_model, fmt):
     """Each text alone (--batch-size 1) and in mixed batches of short and long texts: the same label, and every
     score within 1e-5. Dynamic int8 would fail this if run batched: its activation ranges span the batch."""

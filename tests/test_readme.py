@@ -3,9 +3,10 @@ what they call.
 
 Every line of a ```bash block is one of: a `make` target (it must exist, with the variables it is given;
 `make check` runs), a `dvc` or `python -m` command (it must exist and list every option in its `--help`), a
-`curl` to a route of hfx.serve (its JSON body must be a valid request), `pip install -r` of a file that
-exists, or the recovery after a failed stage (run as written by tests/test_bad_inputs.py). A new kind of
-command fails this test until it is taught here.
+`curl` to a route of hfx.serve (its JSON body must be a valid request), an `hfx` or `gto` subcommand (it
+must exist and list every option), `git push origin` of main or tags, `pip install -r` of a file that exists,
+or the recovery after a failed stage (run as written by tests/test_bad_inputs.py). A new kind of command
+fails this test until it is taught here.
 """
 
 import re
@@ -69,7 +70,7 @@ def test_documented_command_is_valid(document, command):
         subcommand = [w for w in words[1:3] if re.fullmatch(r"[a-z]+", w)]
         subcommand = (
             subcommand[:2]
-            if subcommand[0] in {"exp", "queue", "remote", "plots", "metrics", "params"}
+            if subcommand[0] in {"exp", "queue", "remote", "plots", "metrics", "params", "artifacts"}
             else subcommand[:1]
         )
         help_text = dvc_help(subcommand)
@@ -94,9 +95,10 @@ def test_documented_command_is_valid(document, command):
         assert "/" + url.split("/", 1)[1] in ROUTES, f"{document}: {command}: no such route"
         if "-d" in words:
             PredictRequest.model_validate_json(words[words.index("-d") + 1])
-    elif words[:2] == ["hfx", "predict"] or words[:2] == ["hfx", "serve"]:  # the installed command: its modules
+    elif words[0] == "hfx":  # the installed command: its subcommands are modules
         from hfx.cli import COMMANDS
 
+        assert words[1] in COMMANDS, f"{document}: {command}: hfx has no {words[1]}"
         help_text = subprocess.run(
             [sys.executable, "-m", COMMANDS[words[1]][0], "--help"],
             cwd=ROOT,
@@ -114,6 +116,15 @@ def test_documented_command_is_valid(document, command):
         assert words[2][2:-1] in extras, f"{document}: {command}: no such extra"
     elif words[:3] == ["pip", "install", "-r"]:
         assert (ROOT / words[3]).is_file(), f"{document}: {command}: no {words[3]}"
+    elif words[0] == "gto":  # the model registry's versions and stages
+        help_text = subprocess.run(
+            [Path(sys.executable).parent / "gto", words[1], "--help"], capture_output=True, text=True
+        )
+        assert help_text.returncode == 0, f"{document}: {command}: gto has no {words[1]}"
+        for option in (w for w in words[2:] if w.startswith("--")):
+            assert option in help_text.stdout, f"{document}: {command}: gto {words[1]} has no {option}"
+    elif words[:3] == ["git", "push", "origin"]:
+        assert set(words[3:]) <= {"--tags", "main"}, f"{document}: {command}: pushes what the docs never explain"
     elif words[:2] == ["git", "checkout"]:
         assert command in readme_recovery_command(), f"{document}: only the recovery command checks out files"
     else:

