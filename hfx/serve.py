@@ -1,40 +1,43 @@
-"""An HTTP service for an exported model: `python -m hfx.serve --model models/export`.
+"""An HTTP service for exported models: `python -m hfx.serve --model models/export`.
 
 FastAPI on uvicorn, ONNX Runtime (int8 by default) and a fast tokenizer or Pillow; no torch. Routes follow
-Hugging Face text-embeddings-inference where they apply: POST /predict, GET /health, /info, /metrics
-(Prometheus), /docs. An image model also takes the image itself as the body of POST /predict (any
-`Content-Type` but JSON), as the Hub's inference API does. Concurrent requests are batched dynamically: while
-the model runs one batch, the next one gathers (up to --max-batch-size inputs), is padded to its own longest
-row and runs in a single worker thread, so the cores are never oversubscribed. The event loop only moves bytes:
-parsing, image decoding and tokenization run in one more thread. A full queue answers 429 at once; bad input is
-a 4xx with a one-line JSON error, never a 500.
+Hugging Face text-embeddings-inference where they apply: POST /predict, GET /health, /ready, /info, /metrics
+(Prometheus), /docs; with several models (`--model NAME=PATH`, repeated), GET /models and POST
+/models/{name}/predict. An image model also takes the image itself as the body of POST /predict (any
+`Content-Type` but JSON), as the Hub's inference API does. Concurrent requests are batched dynamically
+(hfx/serving/batcher.py); the event loop only moves bytes: parsing, image decoding and tokenization run in a
+thread of their own. A full queue answers 429 at once; bad input is a 4xx with a one-line JSON error, never a
+500. For operators: an API key, CORS origins, JSON logs, a request id and timing headers on every answer,
+readiness after warmup and while draining, and a reload of every folder on SIGHUP.
 """
 
 import argparse
 import asyncio
 import os
 import signal
+import threading
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 
+from hfx.serving.access import RequireKey, cors_options
+from hfx.serving.batcher import Rejected
 from hfx.serving.folder import FORMATS, ModelError
-from hfx.serving.handlers import InputError, TooLarge
-from hfx.serving.model import LoadedModel
+from hfx.serving.models import Batching, ModelSet, ServedModel
+from hfx.serving.requests import PredictRequest, error, prepare, read_body
+from hfx.serving.telemetry import TIMING_HEADERS, Metrics, RequestLog, configure_logging
 
 
 @dataclass
 class Settings:
-    model: str = "models/export"
+    model: list[str] = field(default_factory=lambda: ["models/export"])  # PATH or NAME=PATH, one per model
     format: str = "int8"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -42,270 +45,170 @@ class Settings:
     max_wait_ms: float = 0.0  # extra wait for more texts when the model is idle (0: run what is queued)
     max_client_batch_size: int = 32  # texts per request, as TEI
     max_body_bytes: int = 2_000_000  # as TEI
-    max_queue: int = 512  # inputs waiting for the model; beyond, 429 (at least --max-client-batch-size)
+    max_queue: int = 512  # inputs waiting for a model; beyond, 429 (at least --max-client-batch-size)
     threads: int = 0  # ONNX Runtime threads; 0: one per available core
+    default_model: str | None = None  # the model /predict answers with; default: the first
+    api_key: str | None = None  # every route but /health needs `Authorization: Bearer <key>`
+    cors_allow_origin: list[str] = field(default_factory=list)  # browser origins that may call the service
+    json_logs: bool = False
+    drain_s: float = 0.0  # on SIGTERM: /ready answers 503 this long before the server stops taking requests
+
+    def folders(self) -> dict[str, str]:
+        """{name: folder}: NAME=PATH as given, a bare PATH named after its folder."""
+        named = {}
+        for spec in self.model:
+            name, sep, path = spec.partition("=")
+            name, path = (name, path) if sep else (os.path.basename(os.path.normpath(spec)), spec)
+            if name in named:
+                raise ModelError(f"--model: the name '{name}' is given twice; name each model: --model NAME=PATH")
+            named[name] = path
+        return named
 
 
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    inputs: object = Field(
-        description="a text, or a list of texts (image models: base64-encoded images)", examples=["a moving film"]
-    )
-    raw_scores: StrictBool = Field(False, description="logits instead of probabilities (text classification)")
-    truncate: StrictBool = Field(True, description="cut texts to the max input length; false: 413 instead")
-    top_k: StrictInt | None = Field(None, ge=1, description="the k best labels (text classification; default: all)")
+def model_entry(served: ServedModel) -> dict:
+    info = served.model.info
+    return {
+        "name": served.name,
+        "task": info.task,
+        "labels": info.labels,
+        "folder": str(info.folder),
+        "ready": served.ready,
+    }
 
 
-class Rejected(Exception):
-    def __init__(self, status: int, message: str, kind: str):
-        super().__init__(message)
-        self.status, self.kind = status, kind
-
-
-class Metrics:
-    def __init__(self):
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "hfx_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "hfx_request_duration_seconds",
-            "HTTP request latency",
-            ["route"],
-            registry=self.registry,
-            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
-        )
-        self.batch_size = Histogram(
-            "hfx_batch_size", "inputs per model call", registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128)
-        )
-        self.inference = Histogram(
-            "hfx_inference_duration_seconds",
-            "model call latency",
-            registry=self.registry,
-            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1),
-        )
-        self.queue_depth = Gauge("hfx_queue_depth", "texts waiting for the model", registry=self.registry)
-
-
-class Batcher:
-    """Groups the rows of concurrent requests into model calls of at most --max-batch-size rows, one call at a
-    time, off the event loop. A request larger than that is split across calls."""
-
-    def __init__(self, model: LoadedModel, settings: Settings, metrics: Metrics):
-        self.model, self.settings, self.metrics = model, settings, metrics
-        self.waiting: deque = deque()  # (rows, future): each at most max_batch_size rows
-        self.pending = 0
-        self.wakeup = asyncio.Event()
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-
-    async def submit(self, rows: list) -> list[np.ndarray]:
-        if len(rows) > self.settings.max_queue:
-            raise Rejected(
-                413,
-                f"{len(rows)} inputs, more than the queue ever holds ({self.settings.max_queue}); send fewer at a time",
-                "PayloadTooLarge",
-            )
-        if self.pending + len(rows) > self.settings.max_queue:
-            raise Rejected(
-                429,
-                f"the queue is full ({self.pending} inputs waiting, max {self.settings.max_queue}); retry later",
-                "Overloaded",
-            )
-        loop, size = asyncio.get_running_loop(), self.settings.max_batch_size
-        futures = []
-        for start in range(0, len(rows), size):
-            futures.append(loop.create_future())
-            self.waiting.append((rows[start : start + size], futures[-1]))
-        self.pending += len(rows)
-        self.metrics.queue_depth.set(self.pending)
-        self.wakeup.set()
-        return [logits for part in await asyncio.gather(*futures) for logits in part]
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self.wakeup.wait()
-            self.wakeup.clear()
-            if self.settings.max_wait_ms and self.pending < self.settings.max_batch_size:
-                await asyncio.sleep(self.settings.max_wait_ms / 1000)
-            while self.waiting:
-                batch = [self.waiting.popleft()]
-                size = len(batch[0][0])
-                while self.waiting and size + len(self.waiting[0][0]) <= self.settings.max_batch_size:
-                    batch.append(self.waiting.popleft())
-                    size += len(batch[-1][0])
-                rows = [row for item, _ in batch for row in item]
-                start = time.perf_counter()
-                try:
-                    logits = await loop.run_in_executor(self.worker, self.model, rows, self.metrics.batch_size.observe)
-                except Exception as exc:  # noqa: BLE001 - the requests in this batch get it; the server goes on
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    logits = None
-                self.metrics.inference.observe(time.perf_counter() - start)
-                self.pending -= len(rows)
-                self.metrics.queue_depth.set(self.pending)
-                offset = 0
-                for item, future in batch:
-                    if logits is not None and not future.done():
-                        future.set_result(logits[offset : offset + len(item)])
-                    offset += len(item)
-
-
-class CountRequests:
-    """Requests by route and status, and their latency, for /metrics (plain ASGI: the cheapest middleware)."""
-
-    def __init__(self, app, metrics: Metrics):
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        start, status = time.perf_counter(), [500]
-
-        async def send_and_record(message):
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            route = scope["path"] if scope["path"] in ROUTES else "other"
-            self.metrics.requests.labels(route, str(status[0])).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
-
-
-def error(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse({"error": message, "error_type": kind}, status_code=status)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise Rejected(413, f"the body is {int(declared):,} bytes, over the limit of {limit:,}", "PayloadTooLarge")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Rejected(413, f"the body is over the limit of {limit:,} bytes", "PayloadTooLarge")
-    return bytes(body)
-
-
-def validation_message(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    return (
-        f"{where}: {first['msg']}" if first["type"] != "json_invalid" else f"the body is not valid JSON: {first['msg']}"
-    )
+PREDICT_BODY = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": PredictRequest.model_json_schema()}}}
+}
 
 
 def create_app(settings: Settings) -> FastAPI:
-    model = LoadedModel(settings.model, settings.format, settings.threads or None)
-    handler, info, metrics = model.handler, model.info, Metrics()
+    metrics = Metrics()
+    batching = Batching(settings.max_batch_size, settings.max_queue, settings.max_wait_ms)
+    models = ModelSet(
+        settings.folders(), settings.format, settings.threads or None, batching, metrics, settings.default_model
+    )
+    default = models.models[models.default]
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read")
+
+    async def reload() -> list[str]:
+        errors = await models.reload()
+        for message in errors:
+            print(f"serve: reload kept the old model of {message}", flush=True)
+        return errors
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.batcher = Batcher(model, settings, metrics)
-        app.state.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read")
-        task = asyncio.create_task(app.state.batcher.run())
+        app.state.draining = False
+        loop = asyncio.get_running_loop()
+        try:  # SIGHUP reloads every folder (the main thread's loop only)
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+        warmup = asyncio.create_task(models.start())  # /health answers while the models warm; /ready waits
         yield
-        task.cancel()  # uvicorn has finished every request in flight by now
-        app.state.batcher.worker.shutdown()
-        app.state.reader.shutdown()
+        warmup.cancel()  # uvicorn has finished every request in flight by now
+        await models.stop()
+        reader.shutdown()
 
+    info = default.model.info
     app = FastAPI(title="hfx", description=f"{info.task} with {info.name} ({settings.format})", lifespan=lifespan)
-
-    app.add_middleware(CountRequests, metrics=metrics)
+    if settings.api_key:
+        app.add_middleware(RequireKey, key=settings.api_key)
+    if settings.cors_allow_origin:  # outside the key check: a browser's preflight carries no key
+        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_allow_origin, TIMING_HEADERS))
+    app.add_middleware(RequestLog, metrics=metrics, routes=ROUTES, json_logs=settings.json_logs)
 
     @app.exception_handler(Rejected)
     async def rejected(request: Request, exc: Rejected):
+        request.state.rejected = exc.kind
         return error(exc.status, str(exc), exc.kind)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         return error(exc.status_code, str(exc.detail), "Http")
 
-    @app.post(
-        "/predict",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
-            }
-        },
-    )
+    async def answer(request: Request, served: ServedModel):
+        started = time.perf_counter()
+        if served.current is None:
+            raise Rejected(503, f"model '{served.name}' is warming up; retry shortly (GET /ready says when)", "Unready")
+        body = await read_body(request, settings.max_body_bytes)
+        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        with served.current.use() as generation:  # a reload retires this model only once this request is done
+            query, items, single, rows = await asyncio.get_running_loop().run_in_executor(
+                reader, prepare, served, settings.max_client_batch_size, body, content_type
+            )
+            tokenized = time.perf_counter()
+            logits, timing = await generation.batcher.submit(rows)
+            handler = generation.model.handler
+            options = {name: getattr(query, name) for name in query.model_fields_set & handler.options}
+            results = [handler.decode(*row, **options) for row in zip(logits, rows, items)]
+        request.state.log = {
+            "model": served.name,
+            "rows": len(rows),
+            "tokens": sum(handler.length(row) for row in rows),
+        }
+        request.state.timing = {
+            "x-tokenization-time": 1000 * (tokenized - started),
+            "x-queue-time": 1000 * timing.queue,
+            "x-inference-time": 1000 * timing.inference,
+            "x-compute-time": 1000 * (time.perf_counter() - started),
+        }
+        return JSONResponse(results[0] if single else results)
+
+    @app.post("/predict", openapi_extra=PREDICT_BODY)
     async def predict(request: Request):
         """Per input, labels with scores, best first (text and image classification) or entity spans (token
         classification): one result for an input, a list of them for a list of inputs. Image models also take
-        one image as the raw body (`Content-Type: image/png`, `image/jpeg`...)."""
-        body = await read_body(request, settings.max_body_bytes)
-        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        # Parsing, decoding and tokenizing take time in proportion to the body: never on the event loop.
-        query, items, single, rows = await asyncio.get_running_loop().run_in_executor(
-            request.app.state.reader, prepare, body, content_type
-        )
-        logits = await request.app.state.batcher.submit(rows)
-        options = {name: getattr(query, name) for name in query.model_fields_set & handler.options}
-        results = [handler.decode(*row, **options) for row in zip(logits, rows, items)]
-        return JSONResponse(results[0] if single else results)
+        one image as the raw body (`Content-Type: image/png`, `image/jpeg`...). Answered by the default model."""
+        return await answer(request, default)
 
-    def prepare(body: bytes, content_type: str) -> tuple:
-        """(the request, its items, whether it sent a single one, their model rows), or Rejected (4xx)."""
-        try:
-            if content_type != "application/json" and hasattr(handler, "read_bytes"):
-                return prepared(PredictRequest(inputs=""), [handler.read_bytes(body, "the body")], True)
-            query = PredictRequest.model_validate_json(body)
-            count = len(query.inputs) if isinstance(query.inputs, list) else 1
-            if count > settings.max_client_batch_size:  # before anything is decoded
-                raise Rejected(
-                    413, f"batch of {count} inputs, over the limit of {settings.max_client_batch_size}", "Validation"
-                )
-            unused = sorted(query.model_fields_set - handler.options - {"inputs", "truncate"})
-            if unused:
-                raise Rejected(
-                    422,
-                    f"{unused[0]} does not apply to a {info.task} model; it takes inputs and truncate"
-                    + "".join(f", {name}" for name in sorted(handler.options)),
-                    "Validation",
-                )
-            return prepared(query, *handler.parse(query.inputs))
-        except ValidationError as exc:
-            raise Rejected(422, validation_message(exc), "Validation") from None
-        except TooLarge as exc:
-            raise Rejected(413, str(exc), "PayloadTooLarge") from None
-        except InputError as exc:
-            raise Rejected(422, str(exc), "Validation") from None
+    @app.post("/models/{name}/predict", openapi_extra=PREDICT_BODY)
+    async def predict_with(name: str, request: Request):
+        """/predict, answered by the model named `name` (GET /models lists them)."""
+        if name not in models.models:
+            raise Rejected(404, f"no model named '{name}'; models: {', '.join(models.models)}", "NotFound")
+        return await answer(request, models.models[name])
 
-    def prepared(query: PredictRequest, items: list, single: bool) -> tuple:
-        rows = handler.encode(items)
-        if not query.truncate:
-            too_long = [i for i, row in enumerate(rows) if handler.truncated(row)]
-            if too_long:
-                raise Rejected(
-                    413,
-                    f"inputs[{too_long[0]}] is longer than the max input length of {info.max_length}"
-                    " tokens; send truncate: true to cut it",
-                    "Validation",
-                )
-        return query, items, single, rows
+    @app.get("/models")
+    async def list_models():
+        return {"default": models.default, "models": [model_entry(served) for served in models.models.values()]}
 
     @app.get("/health")
     async def health():
+        """Liveness: 503 when a model cannot answer (its batcher stopped, or a file it reads is gone)."""
+        problems = [p for p in (served.problem() for served in models.models.values()) if p]
+        if problems:
+            return JSONResponse({"status": "unhealthy", "error": "; ".join(problems)}, status_code=503)
         return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready():
+        """Readiness: 503 until every model is warm, while draining after SIGTERM, and when unhealthy."""
+        problems = [p for p in (served.problem() for served in models.models.values()) if p]
+        warming = [served.name for served in models.models.values() if not served.ready]
+        reason = (
+            "draining"
+            if app.state.draining
+            else "; ".join(problems) or (f"warming up: {', '.join(warming)}" if warming else None)
+        )
+        if reason:
+            return JSONResponse({"status": "unready", "reason": reason}, status_code=503)
+        return {"status": "ready"}
 
     @app.get("/info")
     async def describe():
+        model = default.model
         return {
-            "model_id": info.name,
-            "model_folder": str(info.folder),
-            "task": info.task,
-            "labels": info.labels,
+            "model_id": model.info.name,
+            "model_folder": str(model.info.folder),
+            "task": model.info.task,
+            "labels": model.info.labels,
             "format": settings.format,
-            "max_input_length": info.max_length,
-            "test_metrics": info.test_metrics,
-            "temperature": info.temperature,
+            "max_input_length": model.info.max_length,
+            "test_metrics": model.info.test_metrics,
+            "temperature": model.info.temperature,
+            "models": list(models.models),
+            "auth": bool(settings.api_key),
             **{k: v for k, v in asdict(settings).items() if k.startswith("max_")},
         }
 
@@ -313,21 +216,63 @@ def create_app(settings: Settings) -> FastAPI:
     async def prometheus():
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    if settings.api_key:  # without a key anyone could make the server reload
+
+        @app.post("/admin/reload")
+        async def admin_reload():
+            """Every model's folder read again, warmed and swapped in; requests in flight finish on the old one."""
+            errors = await reload()
+            if errors:  # the folder cannot be loaded as it is now; the old model goes on answering
+                return error(422, f"reload kept the old model of {'; '.join(errors)}", "Reload")
+            return {"reloaded": list(models.models)}
+
     return app
 
 
-ROUTES = {"/predict", "/health", "/info", "/metrics", "/docs", "/openapi.json"}
+ROUTES = {
+    "/predict",
+    "/models/{name}/predict",
+    "/models",
+    "/health",
+    "/ready",
+    "/info",
+    "/metrics",
+    "/admin/reload",
+    "/docs",
+    "/openapi.json",
+}
 
 
 def parse_args(argv=None, prog: str = "python -m hfx.serve") -> Settings:
     defaults = Settings()
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=defaults.model, help="an exported model folder")
+    parser.add_argument(
+        "--model",
+        action="append",
+        metavar="[NAME=]PATH",
+        help="an exported model folder; repeat as NAME=PATH to serve several (default: models/export)",
+    )
     parser.add_argument("--format", default=defaults.format, choices=[f for f in FORMATS if f != "pytorch"])
     for name, value in asdict(defaults).items():
-        if name not in ("model", "format"):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) or name == "host":
             parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    settings = Settings(**vars(parser.parse_args(argv)))
+    parser.add_argument("--default-model", help="the model POST /predict answers with (default: the first)")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("HFX_API_KEY"),
+        help="require `Authorization: Bearer <key>` on every route but /health (default: $HFX_API_KEY)",
+    )
+    parser.add_argument(
+        "--cors-allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin allowed to call the service, e.g. https://app.example.com (repeatable)",
+    )
+    parser.add_argument("--json-logs", action="store_true", help="one JSON line per request (default: one plain line)")
+    args = vars(parser.parse_args(argv))
+    args["model"] = args["model"] or defaults.model
+    settings = Settings(**args)
     if min(settings.max_batch_size, settings.max_client_batch_size, settings.max_body_bytes, settings.max_queue) < 1:
         parser.error("the --max-* limits must be at least 1")
     if settings.max_queue < settings.max_client_batch_size:
@@ -335,35 +280,64 @@ def parse_args(argv=None, prog: str = "python -m hfx.serve") -> Settings:
             f"--max-queue {settings.max_queue} is below --max-client-batch-size"
             f" {settings.max_client_batch_size}: a full-size request could never be queued"
         )
+    if settings.api_key is not None and len(settings.api_key) < 16:
+        parser.error("--api-key (or HFX_API_KEY) must be at least 16 characters; `openssl rand -hex 32` makes one")
     return settings
 
 
-def main(argv=None, prog: str = "python -m hfx.serve") -> None:
-    import uvicorn
+class DrainingServer:
+    """uvicorn's Server, told that on SIGTERM /ready answers 503 for --drain-s seconds before it stops taking
+    requests, so a load balancer stops sending them first (Kubernetes' readiness probe)."""
 
+    def __init__(self, app, settings: Settings):
+        import uvicorn
+
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,  # RequestLog writes one line per request
+            log_level="warning",
+            timeout_graceful_shutdown=30,
+        )
+        self.server, self.app, self.drain_s = uvicorn.Server(config), app, settings.drain_s
+        handle_exit = self.server.handle_exit
+
+        def drain_then_exit(sig, frame):
+            if sig == signal.SIGTERM and self.drain_s > 0 and not app.state.draining:
+                app.state.draining = True
+                self.server._captured_signals.append(sig)  # re-raised after shutdown: exit code 0 (main)
+                threading.Timer(self.drain_s, lambda: setattr(self.server, "should_exit", True)).start()
+                return
+            app.state.draining = True
+            handle_exit(sig, frame)
+
+        self.server.handle_exit = drain_then_exit
+
+    def run(self) -> None:
+        self.server.run()
+
+
+def main(argv=None, prog: str = "python -m hfx.serve") -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # ONNX Runtime sets its own threads; keep others from adding more
     settings = parse_args(argv, prog)
+    configure_logging()
     try:
         app = create_app(settings)
     except ModelError as exc:
         raise SystemExit(f"error: {exc}") from None
+    names = ", ".join(f"{name}={path}" for name, path in settings.folders().items())
     print(
-        f"serve: {settings.model} ({app.description}) on http://{settings.host}:{settings.port}, docs at /docs",
+        f"serve: {names} ({app.description}) on http://{settings.host}:{settings.port}, docs at /docs"
+        + (", API key required" if settings.api_key else ""),
         flush=True,
     )
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler it found: with
     # this one, a finished shutdown exits 0, as process managers expect of a clean stop.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-        timeout_graceful_shutdown=30,
-    )
+    DrainingServer(app, settings).run()
 
 
 if __name__ == "__main__":

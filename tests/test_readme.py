@@ -4,9 +4,9 @@ what they call.
 Every line of a ```bash block is one of: a `make` target (it must exist, with the variables it is given;
 `make check` runs), a `dvc` or `python -m` command (it must exist and list every option in its `--help`), a
 `curl` to a route of hfx.serve (its JSON body must be a valid request), an `hfx` or `gto` subcommand (it
-must exist and list every option), `git push origin` of main or tags, `pip install -r` of a file that exists,
-or the recovery after a failed stage (run as written by tests/test_bad_inputs.py). A new kind of command
-fails this test until it is taught here.
+must exist and list every option), `git push origin` of main or tags, `openssl rand -hex 32`, `pip install
+-r` of a file that exists, or the recovery after a failed stage (run as written by tests/test_bad_inputs.py).
+A new kind of command fails this test until it is taught here.
 """
 
 import re
@@ -92,7 +92,9 @@ def test_documented_command_is_valid(document, command):
         from hfx.serve import ROUTES, PredictRequest
 
         url = next(w for w in words if "localhost:" in w or "127.0.0.1:" in w)
-        assert "/" + url.split("/", 1)[1] in ROUTES, f"{document}: {command}: no such route"
+        templates = [re.sub(r"\{\w+\}", "[^/]+", route) for route in ROUTES]  # /models/{name}/predict
+        path = "/" + url.split("/", 1)[1]
+        assert any(re.fullmatch(t, path) for t in templates), f"{document}: {command}: no such route"
         if "-d" in words:
             PredictRequest.model_validate_json(words[words.index("-d") + 1])
     elif words[0] == "hfx":  # the installed command: its subcommands are modules
@@ -123,6 +125,8 @@ def test_documented_command_is_valid(document, command):
         assert help_text.returncode == 0, f"{document}: {command}: gto has no {words[1]}"
         for option in (w for w in words[2:] if w.startswith("--")):
             assert option in help_text.stdout, f"{document}: {command}: gto {words[1]} has no {option}"
+    elif words[:2] == ["openssl", "rand"]:  # a key made on the spot
+        assert words[2:] == ["-hex", "32"], f"{document}: {command}"
     elif words[:3] == ["git", "push", "origin"]:
         assert set(words[3:]) <= {"--tags", "main"}, f"{document}: {command}: pushes what the docs never explain"
     elif words[:2] == ["git", "checkout"]:

@@ -4,10 +4,12 @@ batching, a table of bad requests (a 4xx each, the server healthy after), backpr
 
 import base64
 import json
+import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -25,34 +27,37 @@ POSITIVE, NEGATIVE = "the film was brilliant and superb", "the plot was dull and
 
 
 class Server:
-    def __init__(self, model, *args):
+    """A real server on a free port; its log (one line per request) goes to a file, which a pipe nobody reads
+    would fill up and block on."""
+
+    def __init__(self, model, *args, env: dict | None = None, ready: str = "/health"):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = tempfile.NamedTemporaryFile("w+", prefix="hfx-serve-", suffix=".log")
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 str(ROOT / "tests/no_torch.py"),
                 "-m",
                 "hfx.serve",
-                "--model",
-                str(model),
+                *(["--model", str(model)] if model else []),
                 "--port",
                 str(self.port),
                 *map(str, args),
             ],
             cwd=ROOT,
-            env=stage_env(),
+            env={**stage_env(), **(env or {})},
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.log_file,
             text=True,
         )
         deadline = time.monotonic() + 120  # a loaded CI machine can take a while to import
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stderr.read()
+            assert self.process.poll() is None, self.log()
             try:
-                if self.get("/health")[0] == 200:
+                if self.get(ready)[0] == 200:
                     return
             except OSError:
                 time.sleep(0.1)
@@ -83,6 +88,9 @@ class Server:
             if line.startswith(name + " ") or line.startswith(name + "{")
         )
 
+    def log(self) -> str:
+        return Path(self.log_file.name).read_text()
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -94,7 +102,9 @@ def server(exported_model):
     """int8, with small limits so the limit cases are cheap to send."""
     running = Server(exported_model, "--max-client-batch-size", 4, "--max-body-bytes", 4096)
     yield running
-    assert running.stop() == 0, running.process.stderr.read()[-2000:]
+    assert running.stop() == 0, running.log()[-2000:]
+    # The default log: one plain line a request, with its route, status and what it asked of the model.
+    assert re.search(r"POST /predict 200 request_id=[0-9a-f]{32} model=export rows=1 tokens=\d+", running.log())
 
 
 def test_routes(server):
@@ -235,10 +245,11 @@ def test_more_inputs_than_the_queue_holds_is_413_not_429():
     import asyncio
     from types import SimpleNamespace
 
-    from hfx.serve import Batcher, Metrics, Rejected, Settings
+    from hfx.serving.batcher import Batcher, Rejected
+    from hfx.serving.telemetry import Metrics
 
     async def submit():
-        batcher = Batcher(SimpleNamespace(), Settings(max_queue=4, max_client_batch_size=4), Metrics())
+        batcher = Batcher(SimpleNamespace(), 32, max_queue=4, max_wait_ms=0, metrics=Metrics().for_model("m"))
         with pytest.raises(Rejected) as refused:
             await batcher.submit(["row"] * 5)
         return refused.value.status
@@ -256,7 +267,7 @@ def test_max_batch_size_caps_every_model_call_and_the_metric_counts_inputs_per_c
         at_most_two = next(
             float(line.split()[-1])
             for line in capped.get("/metrics")[1].decode().splitlines()
-            if line.startswith('hfx_batch_size_bucket{le="2.0"}')
+            if line.startswith('hfx_batch_size_bucket{le="2.0",')
         )
         assert inputs == 8 and calls >= 4 and at_most_two == calls, (calls, at_most_two)
     finally:
@@ -285,7 +296,7 @@ def test_sigterm_during_a_burst_finishes_every_accepted_request_and_exits_0(expo
         thread.start()
     for thread in before + after:
         thread.join(60)
-    assert burst.process.wait(timeout=60) == 0, burst.process.stderr.read()[-2000:]
+    assert burst.process.wait(timeout=60) == 0, burst.log()[-2000:]
     accepted = [outcomes[i] for i in range(30)]
     assert accepted == [200] * 30, f"requests accepted before SIGTERM: {accepted}"
     assert not [o for i, o in outcomes.items() if i >= 30 and isinstance(o, int) and o != 200], outcomes

@@ -46,6 +46,11 @@ class TextInputsHandler:
         pad_token = json.loads(config_file.read_text()).get("pad_token") if config_file.is_file() else None
         self.pad_id = self.tokenizer.token_to_id(pad_token or "[PAD]") or 0
 
+    def warmup_rows(self) -> list:
+        """Rows of a few lengths up to the max, which a server runs before it reports ready."""
+        lengths = sorted({1, 16, 64, self.max_length} & set(range(1, self.max_length + 1)))
+        return self.encode([" ".join(["film"] * n) for n in lengths])
+
     def parse(self, inputs) -> tuple[list[str], bool]:
         """(texts, whether a single text was sent rather than a list)."""
         single = isinstance(inputs, str)
@@ -121,6 +126,12 @@ class ImageInputsHandler:
         self.size = (int(size["width"]), int(size["height"])) if config.get("do_resize", True) else None
         self.resample = Image.Resampling(config.get("resample", Image.Resampling.BILINEAR))
         self.scale, self.mean, self.std = pixel_normalisation(config)
+
+    def warmup_rows(self) -> list:
+        """One mid-grey image at the processor's size, which a server runs before it reports ready."""
+        from PIL import Image
+
+        return [self.model_input(Image.new("RGB", self.size or (224, 224), (128, 128, 128)), "warmup")]
 
     def parse(self, inputs) -> tuple[list[np.ndarray], bool]:
         """(pixel arrays, whether a single image was sent): each input a base64 string, with or without a

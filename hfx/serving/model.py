@@ -83,13 +83,13 @@ class LoadedModel:
 
     def __call__(self, rows: list, observe=None) -> list[np.ndarray]:
         """Each row's logits (per token: cut to the row's own length), in one call per group of rows of similar
-        length (`length_groups`); `observe(rows)` is told each call's size."""
+        length (`length_groups`); `observe(rows, padded_tokens)` is told each call's size."""
         lengths = [self.handler.length(row) for row in rows]
         logits = [None] * len(rows)
         alone = self.runner.one_row_per_call  # an answer must not depend on its batch
         for group in [[i] for i in range(len(rows))] if alone else length_groups(lengths):
             if observe is not None:
-                observe(len(group))
+                observe(len(group), len(group) * max(lengths[i] for i in group))
             for i, row_logits in zip(group, self.runner(self.handler.pad([rows[i] for i in group]))):
                 logits[i] = row_logits[: lengths[i]] if row_logits.ndim == 2 else row_logits
         return logits
