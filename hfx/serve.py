@@ -42,6 +42,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     max_batch_size: int = 32  # inputs per model call, at most
+    max_batch_tokens: int = 16384  # padded tokens per model call, at most (rows x the longest), as TEI
     max_wait_ms: float = 0.0  # extra wait for more texts when the model is idle (0: run what is queued)
     max_client_batch_size: int = 32  # texts per request, as TEI
     max_body_bytes: int = 2_000_000  # as TEI
@@ -83,7 +84,7 @@ PREDICT_BODY = {
 
 def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
-    batching = Batching(settings.max_batch_size, settings.max_queue, settings.max_wait_ms)
+    batching = Batching(settings.max_batch_size, settings.max_batch_tokens, settings.max_queue, settings.max_wait_ms)
     models = ModelSet(
         settings.folders(), settings.format, settings.threads or None, batching, metrics, settings.default_model
     )
@@ -273,7 +274,8 @@ def parse_args(argv=None, prog: str = "python -m hfx.serve") -> Settings:
     args = vars(parser.parse_args(argv))
     args["model"] = args["model"] or defaults.model
     settings = Settings(**args)
-    if min(settings.max_batch_size, settings.max_client_batch_size, settings.max_body_bytes, settings.max_queue) < 1:
+    limits = (settings.max_batch_size, settings.max_batch_tokens, settings.max_client_batch_size, settings.max_queue)
+    if min(*limits, settings.max_body_bytes) < 1:
         parser.error("the --max-* limits must be at least 1")
     if settings.max_queue < settings.max_client_batch_size:
         parser.error(

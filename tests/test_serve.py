@@ -249,7 +249,7 @@ def test_more_inputs_than_the_queue_holds_is_413_not_429():
     from hfx.serving.telemetry import Metrics
 
     async def submit():
-        batcher = Batcher(SimpleNamespace(), 32, max_queue=4, max_wait_ms=0, metrics=Metrics().for_model("m"))
+        batcher = Batcher(SimpleNamespace(), 32, 16384, max_queue=4, max_wait_ms=0, metrics=Metrics().for_model("m"))
         with pytest.raises(Rejected) as refused:
             await batcher.submit(["row"] * 5)
         return refused.value.status
@@ -332,3 +332,34 @@ def request_bodies(image_like: bool = False):
 def test_no_json_body_gets_a_5xx(server, body):
     status, answer = server.request("POST", "/predict", json.dumps(body).encode())
     assert status < 500, (body, answer)
+
+
+def test_model_calls_keep_to_the_token_budget_oldest_request_first():
+    """Rows of 10 tokens under a budget of 30 padded tokens: calls of 3 rows at most; a row over the budget
+    goes alone; every request gets its own rows' logits back, in order, whatever calls they spread over."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from hfx.serving.batcher import Batcher
+    from hfx.serving.telemetry import Metrics
+
+    calls = []
+
+    def model(rows, observe):
+        calls.append([row for row in rows])
+        observe(len(rows), len(rows) * max(rows))
+        return [f"logits of {row}" for row in rows]
+
+    model.handler = SimpleNamespace(cost=lambda row: row)  # a row here is its own cost in tokens
+
+    async def serve(requests):
+        batcher = Batcher(model, 32, 30, max_queue=64, max_wait_ms=0, metrics=Metrics().for_model("m"))
+        runner = asyncio.create_task(batcher.run())
+        answers = await asyncio.gather(*(batcher.submit(rows) for rows in requests))
+        runner.cancel()
+        return [logits for logits, _ in answers]
+
+    answers = asyncio.run(serve([[10, 10], [10, 10, 10], [100], [10]]))
+    assert answers == [[f"logits of {row}" for row in rows] for rows in [[10, 10], [10, 10, 10], [100], [10]]]
+    assert calls == [[10, 10, 10], [10, 10], [100], [10]]
+    assert all(len(call) * max(call) <= 30 or len(call) == 1 for call in calls)

@@ -26,14 +26,33 @@ class Timing:
     inference: float = 0.0
 
 
-class Batcher:
-    """Groups the rows of concurrent requests into model calls of at most `max_batch_size` rows, in the order they
-    came; a request larger than that is split across calls. `max_queue` rows wait at most: beyond, 429."""
+@dataclass
+class Waiting:
+    """A request's rows in the queue: how many a model call has taken, their logits as calls return them."""
 
-    def __init__(self, model, max_batch_size: int, max_queue: int, max_wait_ms: float, metrics):
+    rows: list
+    costs: list[int]
+    future: asyncio.Future
+    taken: int = 0
+    answered: int = 0
+    started: float | None = None
+    ended: float = 0.0
+
+    def __post_init__(self):
+        self.logits = [None] * len(self.rows)
+
+
+class Batcher:
+    """Gathers the rows of concurrent requests into model calls, oldest request first, until a call holds
+    `max_batch_size` rows or its padded tokens (rows x the longest row's cost) would pass `max_batch_tokens`; a
+    request larger than that spreads over calls, and a row over the budget goes alone. Inside a call the model
+    groups rows of similar length (LoadedModel). `max_queue` rows wait at most: beyond, 429."""
+
+    def __init__(self, model, max_batch_size: int, max_batch_tokens: int, max_queue: int, max_wait_ms: float, metrics):
         self.model, self.metrics = model, metrics
-        self.max_batch_size, self.max_queue, self.max_wait_ms = max_batch_size, max_queue, max_wait_ms
-        self.waiting: deque = deque()  # (rows, future): each at most max_batch_size rows
+        self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
+        self.max_queue, self.max_wait_ms = max_queue, max_wait_ms
+        self.waiting: deque[Waiting] = deque()
         self.pending = 0
         self.wakeup = asyncio.Event()
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
@@ -52,19 +71,33 @@ class Batcher:
                 f"the queue is full ({self.pending} inputs waiting, max {self.max_queue}); retry later",
                 "Overloaded",
             )
-        loop, submitted = asyncio.get_running_loop(), time.perf_counter()
-        futures = []
-        for start in range(0, len(rows), self.max_batch_size):
-            futures.append(loop.create_future())
-            self.waiting.append((rows[start : start + self.max_batch_size], futures[-1]))
+        submitted = time.perf_counter()
+        waiting = Waiting(
+            rows, [self.model.handler.cost(row) for row in rows], asyncio.get_running_loop().create_future()
+        )
+        self.waiting.append(waiting)
         self.pending += len(rows)
         self.metrics.queue_depth.set(self.pending)
         self.wakeup.set()
-        parts = await asyncio.gather(*futures)
-        first_start = min(started for _, started, _ in parts)
-        timing = Timing(queue=first_start - submitted, inference=max(ended for _, _, ended in parts) - first_start)
+        await waiting.future
+        timing = Timing(queue=waiting.started - submitted, inference=waiting.ended - waiting.started)
         self.metrics.queue_time.observe(timing.queue)
-        return [logits for part, _, _ in parts for logits in part], timing
+        return waiting.logits, timing
+
+    def next_call(self) -> list[tuple[Waiting, int]]:
+        """(request, row index) pairs for one model call, oldest request first, within both limits."""
+        call, longest = [], 0
+        while self.waiting and len(call) < self.max_batch_size:
+            waiting = self.waiting[0]
+            cost = waiting.costs[waiting.taken]
+            if call and (len(call) + 1) * max(longest, cost) > self.max_batch_tokens:
+                break
+            call.append((waiting, waiting.taken))
+            longest = max(longest, cost)
+            waiting.taken += 1
+            if waiting.taken == len(waiting.rows):
+                self.waiting.popleft()
+        return call
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -74,29 +107,37 @@ class Batcher:
             if self.max_wait_ms and self.pending < self.max_batch_size:
                 await asyncio.sleep(self.max_wait_ms / 1000)
             while self.waiting:
-                batch = [self.waiting.popleft()]
-                size = len(batch[0][0])
-                while self.waiting and size + len(self.waiting[0][0]) <= self.max_batch_size:
-                    batch.append(self.waiting.popleft())
-                    size += len(batch[-1][0])
-                rows = [row for item, _ in batch for row in item]
+                call = self.next_call()
+                rows = [waiting.rows[i] for waiting, i in call]
                 started = time.perf_counter()
                 try:
                     logits = await loop.run_in_executor(self.worker, self.model, rows, self.observe_call)
-                except Exception as exc:  # noqa: BLE001 - the requests in this batch get it; the server goes on
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    logits = None
+                    failure = None
+                except Exception as exc:  # noqa: BLE001 - the requests in this call get it; the server goes on
+                    logits, failure = [None] * len(rows), exc
                 ended = time.perf_counter()
                 self.metrics.inference.observe(ended - started)
                 self.pending -= len(rows)
                 self.metrics.queue_depth.set(self.pending)
-                offset = 0
-                for item, future in batch:
-                    if logits is not None and not future.done():
-                        future.set_result((logits[offset : offset + len(item)], started, ended))
-                    offset += len(item)
+                for (waiting, i), row_logits in zip(call, logits):
+                    waiting.logits[i] = row_logits
+                    waiting.answered += 1
+                    waiting.started = started if waiting.started is None else waiting.started
+                    waiting.ended = ended
+                    if waiting.future.done():
+                        continue
+                    if failure is not None:
+                        self.drop(waiting)
+                        waiting.future.set_exception(failure)
+                    elif waiting.answered == len(waiting.rows):
+                        waiting.future.set_result(None)
+
+    def drop(self, waiting: Waiting) -> None:
+        """A failed request's rows still queued leave the queue with it."""
+        if waiting in self.waiting:
+            self.waiting.remove(waiting)
+            self.pending -= len(waiting.rows) - waiting.taken
+            self.metrics.queue_depth.set(self.pending)
 
     def observe_call(self, rows: int, padded_tokens: int) -> None:
         self.metrics.batch_size.observe(rows)

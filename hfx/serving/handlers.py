@@ -84,6 +84,11 @@ class TextInputsHandler:
         return len(row.ids)
 
     @staticmethod
+    def cost(row) -> int:
+        """What a row costs a model call, in tokens (the server's --max-batch-tokens counts these)."""
+        return len(row.ids)
+
+    @staticmethod
     def truncated(row) -> bool:
         return bool(row.overflowing)
 
@@ -218,6 +223,11 @@ class ImageInputsHandler:
     @staticmethod
     def length(row) -> int:
         return 1  # every image has the processor's size: one group
+
+    @staticmethod
+    def cost(row) -> int:
+        """An image's share of --max-batch-tokens: its pixels in patches of 16 x 16, as a ViT sees them."""
+        return max(1, row.shape[1] * row.shape[2] // 256)
 
     @staticmethod
     def truncated(row) -> bool:

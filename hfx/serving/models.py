@@ -14,6 +14,7 @@ from hfx.serving.model import LoadedModel
 @dataclass
 class Batching:
     max_batch_size: int
+    max_batch_tokens: int
     max_queue: int
     max_wait_ms: float
 
@@ -84,7 +85,9 @@ class ModelSet:
     async def generation(self, name: str, model: LoadedModel) -> Generation:
         """A batcher for `model`, running, and the model warmed up in its worker thread."""
         b = self.batching
-        batcher = Batcher(model, b.max_batch_size, b.max_queue, b.max_wait_ms, self.metrics.for_model(name))
+        batcher = Batcher(
+            model, b.max_batch_size, b.max_batch_tokens, b.max_queue, b.max_wait_ms, self.metrics.for_model(name)
+        )
         generation = Generation(model, batcher, asyncio.create_task(batcher.run()))
         await warm(batcher, model)
         return generation
