@@ -48,6 +48,18 @@ def call(server: Server, method: str, path: str, payload=None, headers=None):
     return status, json.loads(answer) if answer else None
 
 
+def refused_at_start(*args: str) -> subprocess.CompletedProcess:
+    """`python -m hfx.serve` with arguments it must refuse before it loads or listens."""
+    return subprocess.run(
+        [sys.executable, "-m", "hfx.serve", *args],
+        cwd=ROOT,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def labels_of(answer) -> list[str]:
     return [entry["label"] for entry in answer]
 
@@ -99,14 +111,7 @@ def test_every_route_but_health_needs_the_key_and_says_so_the_same_way(guarded):
 
 
 def test_a_short_key_is_refused_at_start(exported_model):
-    result = subprocess.run(
-        [sys.executable, "-m", "hfx.serve", "--model", str(exported_model), "--api-key", "short"],
-        cwd=ROOT,
-        env=stage_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = refused_at_start("--model", str(exported_model), "--api-key", "short")
     assert result.returncode == 2 and "--api-key (or HFX_API_KEY) must be at least 16 characters" in result.stderr
 
 
@@ -130,14 +135,7 @@ def test_the_default_model_is_chosen_and_names_must_differ(exported_model, upper
         assert labels_of(call(chosen, "POST", "/predict", {"inputs": POSITIVE})[1]) == ["POS", "NEG"]
     finally:
         assert chosen.stop() == 0
-    twice = subprocess.run(
-        [sys.executable, "-m", "hfx.serve", "--model", f"a={exported_model}", "--model", f"a={upper}"],
-        cwd=ROOT,
-        env=stage_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    twice = refused_at_start("--model", f"a={exported_model}", "--model", f"a={upper}")
     assert twice.returncode == 1 and "the name 'a' is given twice" in twice.stderr
 
 
