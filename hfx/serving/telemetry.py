@@ -14,7 +14,20 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 LOG = logging.getLogger("hfx.serve")
 REQUEST_ID = re.compile(r"[\w.:-]{1,128}")  # an id a client sends is echoed only if it is this safe to log
 TIMING_HEADERS = ("x-compute-time", "x-tokenization-time", "x-queue-time", "x-inference-time")  # as TEI, in ms
-MS_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)
+SECONDS = (  # latency histogram buckets, in seconds
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1,
+    2,
+    5,
+)
 
 
 class Metrics:
@@ -27,7 +40,7 @@ class Metrics:
             "hfx_requests", "HTTP requests by route and status", ["route", "status"], registry=registry
         )
         self.latency = Histogram(
-            "hfx_request_duration_seconds", "HTTP request latency", ["route"], registry=registry, buckets=MS_BUCKETS
+            "hfx_request_duration_seconds", "HTTP request latency", ["route"], registry=registry, buckets=SECONDS
         )
         self.rejected = Counter("hfx_rejected_requests", "requests refused, by reason", ["reason"], registry=registry)
         self.batch_size = Histogram(
@@ -45,14 +58,14 @@ class Metrics:
             buckets=(16, 64, 256, 1024, 4096, 16384, 65536),
         )
         self.inference = Histogram(
-            "hfx_inference_duration_seconds", "model call latency", ["model"], registry=registry, buckets=MS_BUCKETS
+            "hfx_inference_duration_seconds", "model call latency", ["model"], registry=registry, buckets=SECONDS
         )
         self.queue_time = Histogram(
             "hfx_queue_duration_seconds",
             "a request's wait for the model",
             ["model"],
             registry=registry,
-            buckets=MS_BUCKETS,
+            buckets=SECONDS,
         )
         self.queue_depth = Gauge("hfx_queue_depth", "inputs waiting for the model", ["model"], registry=registry)
 
