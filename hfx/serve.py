@@ -33,6 +33,7 @@ from hfx.serving.folder import FORMATS, ModelError
 from hfx.serving.models import Batching, ModelSet, ServedModel
 from hfx.serving.requests import PredictRequest, error, prepare, read_body
 from hfx.serving.telemetry import TIMING_HEADERS, Metrics, RequestLog, configure_logging
+from hfx.serving.threads import plan_threads, quiet_other_pools
 
 
 @dataclass
@@ -47,7 +48,9 @@ class Settings:
     max_client_batch_size: int = 32  # texts per request, as TEI
     max_body_bytes: int = 2_000_000  # as TEI
     max_queue: int = 512  # inputs waiting for a model; beyond, 429 (at least --max-client-batch-size)
-    threads: int = 0  # ONNX Runtime threads; 0: one per available core
+    threads: int = 0  # ONNX Runtime threads per model call; 0: the cores shared among --parallel-calls
+    parallel_calls: int = 0  # model calls running at once per model; 0: see hfx/serving/threads.py
+    preprocess_threads: int = 0  # threads parsing and tokenizing requests; 0: one per four cores (at least one)
     default_model: str | None = None  # the model /predict answers with; default: the first
     api_key: str | None = None  # every route but /health needs `Authorization: Bearer <key>`
     cors_allow_origin: list[str] = field(default_factory=list)  # browser origins that may call the service
@@ -85,11 +88,10 @@ PREDICT_BODY = {
 def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
     batching = Batching(settings.max_batch_size, settings.max_batch_tokens, settings.max_queue, settings.max_wait_ms)
-    models = ModelSet(
-        settings.folders(), settings.format, settings.threads or None, batching, metrics, settings.default_model
-    )
+    plan = plan_threads(settings.preprocess_threads, settings.parallel_calls, settings.threads)
+    models = ModelSet(settings.folders(), settings.format, plan, batching, metrics, settings.default_model)
     default = models.models[models.default]
-    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read")
+    reader = ThreadPoolExecutor(max_workers=plan.preprocess, thread_name_prefix="preprocess")
 
     async def reload() -> list[str]:
         errors = await models.reload()
@@ -113,6 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     info = default.model.info
     app = FastAPI(title="hfx", description=f"{info.task} with {info.name} ({settings.format})", lifespan=lifespan)
+    app.state.threads = plan
     if settings.api_key:
         app.add_middleware(RequireKey, key=settings.api_key)
     if settings.cors_allow_origin:  # outside the key check: a browser's preflight carries no key
@@ -210,6 +213,7 @@ def create_app(settings: Settings) -> FastAPI:
             "temperature": model.info.temperature,
             "models": list(models.models),
             "auth": bool(settings.api_key),
+            "threads": asdict(plan),
             **{k: v for k, v in asdict(settings).items() if k.startswith("max_")},
         }
 
@@ -323,7 +327,7 @@ class DrainingServer:
 
 
 def main(argv=None, prog: str = "python -m hfx.serve") -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # ONNX Runtime sets its own threads; keep others from adding more
+    quiet_other_pools()
     settings = parse_args(argv, prog)
     configure_logging()
     try:
@@ -336,6 +340,7 @@ def main(argv=None, prog: str = "python -m hfx.serve") -> None:
         + (", API key required" if settings.api_key else ""),
         flush=True,
     )
+    print(f"serve: {app.state.threads.describe()}", flush=True)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler it found: with
     # this one, a finished shutdown exits 0, as process managers expect of a clean stop.
     signal.signal(signal.SIGTERM, lambda *_: None)

@@ -363,3 +363,56 @@ def test_model_calls_keep_to_the_token_budget_oldest_request_first():
     assert answers == [[f"logits of {row}" for row in rows] for rows in [[10, 10], [10, 10, 10], [100], [10]]]
     assert calls == [[10, 10, 10], [10, 10], [100], [10]]
     assert all(len(call) * max(call) <= 30 or len(call) == 1 for call in calls)
+
+
+def test_parallel_calls_run_at_once_and_share_out_the_queue():
+    """Two calls at a time: both threads are in the model together (each waits for the other at a barrier, which
+    one call at a time would never pass), the queued rows are shared between them, and every request gets its
+    own rows' logits back."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from hfx.serving.batcher import Batcher
+    from hfx.serving.telemetry import Metrics
+
+    both_in_the_model = threading.Barrier(2, timeout=10)
+    calls = []
+
+    def model(rows, observe):
+        calls.append(list(rows))
+        both_in_the_model.wait()
+        return [f"logits of {row}" for row in rows]
+
+    model.handler = SimpleNamespace(cost=lambda row: 1)
+
+    async def serve(requests):
+        batcher = Batcher(model, 32, 16384, 64, 0, Metrics().for_model("m"), parallel_calls=2)
+        runner = asyncio.create_task(batcher.run())
+        answers = await asyncio.gather(*(batcher.submit(rows) for rows in requests))
+        runner.cancel()
+        batcher.close()
+        return [logits for logits, _ in answers]
+
+    requests = [["a"], ["b", "c"], ["d"]]
+    assert asyncio.run(serve(requests)) == [[f"logits of {row}" for row in rows] for rows in requests]
+    assert sorted(map(len, calls)) == [2, 2], calls
+
+
+def test_parallel_calls_give_each_text_the_answer_it_gets_alone(exported_model):
+    """Under concurrent load, two int8 model calls at a time (one ONNX Runtime thread each) answer each text as
+    the same server does when the text comes alone; /info says how the cores are shared."""
+    texts = [POSITIVE, NEGATIVE, "an ok film", "the cast was fine but the ending dragged on and on", "superb"] * 4
+    parallel = Server(exported_model, "--parallel-calls", 2, "--threads", 1, "--preprocess-threads", 1)
+    try:
+        plan = json.loads(parallel.get("/info")[1])["threads"]
+        assert {k: plan[k] for k in ("preprocess", "parallel_calls", "onnx")} == {
+            "preprocess": 1,
+            "parallel_calls": 2,
+            "onnx": 1,
+        }
+        alone = {text: parallel.predict({"inputs": text})[1] for text in set(texts)}
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda text: parallel.predict({"inputs": text}), texts))
+        assert [answer for _, answer in answers] == [alone[text] for text in texts]
+    finally:
+        assert parallel.stop() == 0

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from hfx.serving.batcher import Batcher
 from hfx.serving.folder import FORMATS, ModelError
 from hfx.serving.model import LoadedModel
+from hfx.serving.threads import ThreadPlan
 
 
 @dataclass
@@ -70,7 +71,7 @@ class ModelSet:
     """Named models, the first (or `default`) answering /predict."""
 
     def __init__(
-        self, folders: dict[str, str], fmt: str, threads: int | None, batching: Batching, metrics, default=None
+        self, folders: dict[str, str], fmt: str, threads: ThreadPlan, batching: Batching, metrics, default=None
     ):
         self.format, self.threads, self.batching, self.metrics = fmt, threads, batching, metrics
         self.models = {name: ServedModel(name, folder, self.load(folder)) for name, folder in folders.items()}
@@ -80,13 +81,19 @@ class ModelSet:
             raise ModelError(f"--default-model '{self.default}' is not one of the models: {', '.join(self.models)}")
 
     def load(self, folder: str) -> LoadedModel:
-        return LoadedModel(folder, self.format, self.threads)
+        return LoadedModel(folder, self.format, self.threads.onnx)
 
     async def generation(self, name: str, model: LoadedModel) -> Generation:
         """A batcher for `model`, running, and the model warmed up in its worker thread."""
         b = self.batching
         batcher = Batcher(
-            model, b.max_batch_size, b.max_batch_tokens, b.max_queue, b.max_wait_ms, self.metrics.for_model(name)
+            model,
+            b.max_batch_size,
+            b.max_batch_tokens,
+            b.max_queue,
+            b.max_wait_ms,
+            self.metrics.for_model(name),
+            self.threads.parallel_calls,
         )
         generation = Generation(model, batcher, asyncio.create_task(batcher.run()))
         await warm(batcher, model)
