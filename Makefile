@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install repro test test-fast lint check report remote push pull hub-push bench bench-defaults bench-processes bench-memory bench-calibration bench-int8 predict serve loadtest clean
+.PHONY: install repro test test-fast lint check report remote push pull hub-push bench bench-defaults bench-processes bench-memory bench-calibration bench-int8 predict serve loadtest soak clean
 
 # predict and serve read an exported model folder and nothing else.
 MODEL ?= models/export
@@ -102,9 +102,14 @@ predict: install
 serve: install
 	python -m hfx.serve --model "$(MODEL)" --host $(HOST) --port $(PORT) --format $(FORMAT)
 
-# hfx.serve against FastAPI + transformers.pipeline under wrk, on SST-2 test sentences: benchmarks/loadtest.json.
+# hfx.serve against FastAPI + transformers.pipeline under wrk, on SST-2 sentences and on sentences mixed with
+# IMDb paragraphs (../shared/data): benchmarks/loadtest.json, about 6 minutes. `make soak`: hfx alone at
+# concurrency 32 on the mixed workload for 10 minutes, with its resident memory: benchmarks/soak.json.
 loadtest: install
 	python -m benchmarks.loadtest
+
+soak: install
+	python -m benchmarks.loadtest --soak 600
 
 # Where `dvc push` / `dvc pull` share data and models: `make remote URL=s3://bucket/hfx`, gs://, azure://,
 # or a folder (`URL=/mnt/team/hfx-storage`). ENDPOINT= for S3-compatible servers (MinIO, R2, Ceph).

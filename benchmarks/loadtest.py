@@ -11,7 +11,8 @@ Servers:
   hfx-2-calls   the same with --parallel-calls 2: two model calls at a time, the cores shared between them
   hfx-unbatched the same with --max-batch-size 1: what gathering requests adds
   peer          benchmarks/peer_server.py: FastAPI + transformers.pipeline in a plain endpoint (uvicorn)
-and on request (HFX_LOADTEST_SERVERS=hfx-fp32,hfx-fp32-unbatched) the fp32 model with and without batching.
+and on request (HFX_LOADTEST_SERVERS=hfx-fp32,hfx-fp32-unbatched) the fp32 model with and without batching, or
+hfx with any options: HFX_LOADTEST_SERVERS="hfx,hfx:--threads 1,hfx:--preprocess-threads 2".
 Before the servers start, the model itself runs each text of each workload in this process, one at a time
 (tokenize + model call, no HTTP): the latency a server adds is measured against that.
 
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -121,9 +123,11 @@ def free_port() -> int:
 
 def start(name: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    command = SERVERS[name] + ["--host", "127.0.0.1", "--port", str(port)]
+    command = HFX + shlex.split(name[4:]) if name.startswith("hfx:") else SERVERS[name]
+    command = command + ["--host", "127.0.0.1", "--port", str(port)]
     env = {**os.environ, "HFX_MODEL": str(MODEL), "TOKENIZERS_PARALLELISM": "false"}
-    log = WORK / f"{name}.log"  # a file, not a pipe: one line per request would fill a pipe and stall the server
+    # a file, not a pipe: one line per request would fill a pipe nobody reads, and stall the server
+    log = WORK / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.log"
     with log.open("w") as out:
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -5,10 +5,11 @@ Hugging Face text-embeddings-inference where they apply: POST /predict, GET /hea
 (Prometheus), /docs; with several models (`--model NAME=PATH`, repeated), GET /models and POST
 /models/{name}/predict. An image model also takes the image itself as the body of POST /predict (any
 `Content-Type` but JSON), as the Hub's inference API does. Concurrent requests are batched dynamically
-(hfx/serving/batcher.py); the event loop only moves bytes: parsing, image decoding and tokenization run in a
-thread of their own. A full queue answers 429 at once; bad input is a 4xx with a one-line JSON error, never a
-500. For operators: an API key, CORS origins, JSON logs, a request id and timing headers on every answer,
-readiness after warmup and while draining, and a reload of every folder on SIGHUP.
+(hfx/serving/batcher.py); the event loop only moves bytes: parsing, image decoding and tokenization run in
+preprocessing threads and model calls in worker threads, sized together from the cores
+(hfx/serving/threads.py). A full queue answers 429 at once; bad input is a 4xx with a one-line JSON error,
+never a 500. For operators: an API key, CORS origins, JSON logs, a request id and timing headers on every
+answer, readiness after warmup and while draining, and a reload of every folder on SIGHUP.
 """
 
 import argparse
@@ -91,7 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
     plan = plan_threads(settings.preprocess_threads, settings.parallel_calls, settings.threads)
     models = ModelSet(settings.folders(), settings.format, plan, batching, metrics, settings.default_model)
     default = models.models[models.default]
-    reader = ThreadPoolExecutor(max_workers=plan.preprocess, thread_name_prefix="preprocess")
+    preprocess = ThreadPoolExecutor(max_workers=plan.preprocess, thread_name_prefix="preprocess")
 
     async def reload() -> list[str]:
         errors = await models.reload()
@@ -111,7 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         warmup.cancel()  # uvicorn has finished every request in flight by now
         await models.stop()
-        reader.shutdown()
+        preprocess.shutdown()
 
     info = default.model.info
     app = FastAPI(title="hfx", description=f"{info.task} with {info.name} ({settings.format})", lifespan=lifespan)
@@ -139,7 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         with served.current.use() as generation:  # a reload retires this model only once this request is done
             query, items, single, rows = await asyncio.get_running_loop().run_in_executor(
-                reader, prepare, served, settings.max_client_batch_size, body, content_type
+                preprocess, prepare, served, settings.max_client_batch_size, body, content_type
             )
             tokenized = time.perf_counter()
             logits, timing = await generation.batcher.submit(rows)

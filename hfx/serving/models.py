@@ -1,5 +1,5 @@
 """The models one HTTP service answers with: each loaded from its folder, with its own batcher (queue, worker
-thread and metrics label), warmed up before it counts as ready, and swapped for a fresh load of its folder on
+threads and metrics label), warmed up before it counts as ready, and swapped for a fresh load of its folder on
 reload without dropping a request."""
 
 import asyncio

@@ -1,5 +1,5 @@
 """A request to the HTTP service, from its body to model rows: the JSON schema, the size limits, and the parsing,
-decoding and tokenizing that run in the reader thread. Every refusal is a `Rejected` (4xx) with one line."""
+decoding and tokenizing that run in a preprocessing thread. Every refusal is a `Rejected` (4xx) with one line."""
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 from starlette.requests import Request
@@ -45,7 +45,7 @@ def validation_message(exc: ValidationError) -> str:
 
 def prepare(served, max_client_batch_size: int, body: bytes, content_type: str) -> tuple:
     """(the request, its items, whether it sent a single one, their model rows), or Rejected (4xx). Runs in the
-    reader thread: parsing, decoding and tokenizing take time in proportion to the body."""
+    preprocessing thread: parsing, decoding and tokenizing take time in proportion to the body."""
     handler, task = served.model.handler, served.model.info.task
     try:
         if content_type != "application/json" and hasattr(handler, "read_bytes"):
