@@ -2,7 +2,8 @@
 
 Reads `task`, `model.*`, `finetune.*`. Dynamic padding and length-grouped batches, whole epochs until
 `finetune.min_steps`, validation and a checkpoint every epoch (or every `eval_steps`), the best checkpoint
-kept by a validation metric, early stopping, a fixed seed. An interrupted run resumes from its last
+kept by a validation metric, early stopping, a fixed seed, and with `finetune.class_weights` a loss weighted
+for imbalanced labels (hfx/training/class_weights.py). An interrupted run resumes from its last
 checkpoint. Training curves go through dvclive into metrics/train/ for `dvc plots show`. With
 `finetune.processes` or `finetune.nodes` above 1 the stage starts itself again under torchrun (DDP;
 hfx/training/distributed.py) and rank 0 alone writes. With `finetune.epochs: 0` nothing trains: a classifier someone
@@ -21,6 +22,7 @@ from hfx.training.adapters import get_task
 from hfx.training.artifacts import atomic_dir, read_json, write_json
 from hfx.training.as_is import model_as_is
 from hfx.training.checkpoints import resumable_checkpoint, run_fingerprint
+from hfx.training.class_weights import class_weighted_loss
 from hfx.training.distributed import (
     RESUME_ENV,
     RotateOnEveryMachine,
@@ -107,6 +109,9 @@ def main() -> None:
         callbacks.append(CuratedDVCLiveCallback(live, {"model": params.model.name, **params.finetune.model_dump()}))
     if ft.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=ft.early_stopping_patience))
+    loss, weights_line = class_weighted_loss(ft.class_weights, splits["train"], list(labels["label2id"]))
+    if weights_line and main_process:
+        print(weights_line)
     trainer = Trainer(
         model=model,
         args=args,
@@ -115,6 +120,7 @@ def main() -> None:
         processing_class=processor,
         data_collator=task.collator(processor),
         compute_metrics=task.trainer_metrics(list(labels["label2id"])),
+        compute_loss_func=loss,
         callbacks=callbacks,
     )
     trainer.train(resume_from_checkpoint=resume_from)

@@ -1,6 +1,7 @@
 """End to end: `dvc repro` in a throw-away copy of the repo, on a tiny BERT and generated data."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from datasets import load_from_disk
 from transformers import AutoModel
 
 from tests.conftest import ROOT, commit_all, copy_of, run, stage_env
@@ -233,6 +235,19 @@ def test_token_embeddings_train_by_default_and_stay_pretrained_when_frozen(pipel
     assert torch.equal(frozen_run.get_input_embeddings().weight, pretrained.get_input_embeddings().weight)
     first_dense = [model.encoder.layer[0].output.dense.weight for model in (frozen_run, pretrained)]
     assert not torch.equal(*first_dense), "the rest of the model still trains"
+
+
+def test_balanced_class_weights_train_with_the_weights_said(pipeline_repo):
+    repo, _ = pipeline_repo
+    run(["git", "checkout", "--", "params.yaml"], repo)
+    result = run(["dvc", "exp", "run", "-S", "finetune.class_weights=balanced"], repo)
+    run(["git", "checkout", "--", "params.yaml"], repo)
+    said = re.search(r"finetune: class weights \(balanced\): neg ([\d.]+), pos ([\d.]+)", result.stdout)
+    assert said, result.stdout[-2000:]
+    labels = np.array(load_from_disk(str(repo / "data/processed"))["train"]["labels"])
+    expected = [len(labels) / (2 * (labels == i).sum()) for i in (0, 1)]
+    assert [float(w) for w in said.groups()] == pytest.approx(expected, rel=1e-2)
+    assert json.loads((repo / "metrics/eval.json").read_text())["accuracy"] > 0.8
 
 
 def test_a_classifier_with_another_label_count_gets_a_new_head(pipeline_repo, tmp_path, tiny_model):

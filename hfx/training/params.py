@@ -116,6 +116,7 @@ class Finetune(Section):
     optim: Literal["adamw_torch_fused", "adamw_torch", "adafactor", "sgd"] = "adamw_torch_fused"
     logging_steps: int = Field(20, gt=0)
     freeze_token_embeddings: bool = False
+    class_weights: Literal["balanced"] | None = None  # balanced: rare classes weigh more in the loss
     processes: int = Field(1, ge=1)  # training processes per machine (torchrun, DDP)
     nodes: int = Field(1, ge=1)  # machines
     process_timeout_s: int = Field(600, gt=0)  # many processes: how long one waits for a silent other

@@ -1,0 +1,65 @@
+"""finetune.class_weights: each class's share of the loss set by how rare it is in train, for imbalanced data.
+
+`balanced` weighs class c by rows / (classes x rows of c), scikit-learn's `compute_class_weight("balanced")`:
+every class then counts in the loss as if the classes were equally common. The weighted cross-entropy goes to
+the Trainer as its `compute_loss_func`. Labels of -100 (special tokens and later sub-tokens of a word in token
+classification) count for nothing, as in the models' own loss.
+"""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+import torch.nn.functional as F
+from sklearn.utils.class_weight import compute_class_weight
+
+from hfx.training.adapters.common import column_batches
+
+IGNORED = -100
+
+
+def train_label_ids(split) -> np.ndarray:
+    """Every label id in the split's `labels` column, one per row or per tagged word; -100s left out."""
+    parts = []
+    for values in column_batches(split, "labels"):
+        if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+            values = pc.list_flatten(values)
+        ids = values.to_numpy(zero_copy_only=False)
+        parts.append(ids[ids != IGNORED])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def balanced_weights(ids: np.ndarray, num_labels: int) -> torch.Tensor:
+    """rows / (classes x rows of the class) for each class in train; 1 for a class train lacks."""
+    present = np.unique(ids)
+    weights = np.ones(num_labels)
+    weights[present] = compute_class_weight("balanced", classes=present, y=ids)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def weighted_loss(weights: torch.Tensor):
+    """The Trainer's `compute_loss_func`: cross-entropy with these class weights. Within a training step it
+    sums over the labelled items and divides by the Trainer's count of them (`num_items_in_batch`), which is
+    what the Trainer expects of such a function: gradient accumulation and many processes then average over
+    the whole step. Without that count (evaluation), it is the weighted mean."""
+
+    def compute_loss(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"]
+        logits = logits.reshape(-1, logits.shape[-1]).float()
+        labels = labels.reshape(-1).to(logits.device)
+        weight = weights.to(logits.device)
+        if num_items_in_batch is None:
+            return F.cross_entropy(logits, labels, weight=weight, ignore_index=IGNORED)
+        total = F.cross_entropy(logits, labels, weight=weight, ignore_index=IGNORED, reduction="sum")
+        return total / num_items_in_batch
+
+    return compute_loss
+
+
+def class_weighted_loss(mode: str | None, train, names: list[str]):
+    """(the Trainer's compute_loss_func, or None for the model's own loss; a line saying the weights)."""
+    if mode is None:
+        return None, None
+    weights = balanced_weights(train_label_ids(train), len(names))
+    said = ", ".join(f"{name} {weight:.3g}" for name, weight in zip(names, weights.tolist()))
+    return weighted_loss(weights), f"finetune: class weights ({mode}): {said}"
