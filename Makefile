@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install repro test test-fast lint check report remote push pull hub-push bench bench-defaults bench-processes bench-memory bench-calibration bench-int8 predict serve loadtest soak clean
+.PHONY: install repro test test-fast lint check report remote push pull hub-push bench bench-defaults bench-processes bench-memory bench-calibration bench-class-weights bench-int8 predict serve loadtest soak clean
 
 # predict and serve read an exported model folder and nothing else.
 MODEL ?= models/export
@@ -86,6 +86,11 @@ bench-memory: install
 # change: benchmarks/calibration.json. About a minute, after `dvc repro`.
 bench-calibration: install
 	python -m benchmarks.calibration
+
+# finetune.class_weights null against balanced on SST-2 splits with 5% positives, beside the TF-IDF baseline:
+# benchmarks/class_weights.json. About 15 minutes on 2 cores.
+bench-class-weights: install
+	python -m benchmarks.class_weights
 
 # Which int8 to serve: dynamic int8 one row per call, batched (answers depend on the batch) and static int8,
 # against fp32, on the last run's test texts: benchmarks/int8.json. A few minutes, after `dvc repro`.
