@@ -17,7 +17,7 @@ from itertools import islice
 from pathlib import Path
 
 from hfx.serving.folder import FORMATS, ModelError
-from hfx.serving.handlers import InputError
+from hfx.serving.input_errors import InputError
 from hfx.serving.model import LoadedModel
 from hfx.serving.tables import TABLES, Output, TableError, parquet_rows, read_windows
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from hfx.serving.folder import ACTIVATION_RANGES, FORMATS, ModelError, read_folder
-from hfx.serving.handlers import HANDLERS, InputError
+from hfx.serving.handlers import HANDLERS
+from hfx.serving.input_errors import InputError
 
 
 class OnnxRunner:

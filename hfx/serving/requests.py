@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from hfx.serving.batcher import Rejected
-from hfx.serving.handlers import InputError, TooLarge
+from hfx.serving.input_errors import InputError, TooLarge
 
 
 class PredictRequest(BaseModel):
