@@ -1,9 +1,10 @@
 """Label texts or images with an exported model: `python -m hfx.predict [INPUT ...|-|FILE|FOLDER] [--output OUT]`.
 
 INPUT: texts (or image files) as arguments; `-`: one per line on stdin; FILE: a .csv, .tsv, .jsonl or .parquet
-file whose `--text-column` holds the texts (`--image-column`: image paths, relative to the file's folder);
-FOLDER: every image in it (image models). Writes JSONL to stdout or --output: {"text", "label", "score"}
-(plus "scores" with --all-scores) for a text classifier, {"image", "label", "score"} for an image
+file whose `--text-column` holds the texts (`--image-column`: image paths, relative to the file's folder;
+`--text-pair-column`: the second texts, for a model trained on pairs); FOLDER: every image in it (image models).
+Writes JSONL to stdout or --output: {"text", "label", "score"} (plus "scores" with --all-scores; "text_pair"
+for a pair model) for a text classifier, {"image", "label", "score"} for an image
 classifier, {"text", "entities": [{entity_group, score, word, start, end}]} for a token classifier. A .csv
 or .parquet --output keeps the input's columns and adds those fields (`predicted_label` where the input has a
 `label` already). Rows are read, labelled and written a window at a time, so memory does not grow with the
@@ -63,6 +64,10 @@ def parse_args(argv, prog: str = "python -m hfx.predict"):
     parser.add_argument("--format", default="int8", choices=list(FORMATS), help="model format (default: int8 ONNX)")
     parser.add_argument("--text-column", default="text", help="the column of texts in a file (default: text)")
     parser.add_argument(
+        "--text-pair-column",
+        help="the column of second texts in a file, for a model trained on text pairs (data.text_pair_column)",
+    )
+    parser.add_argument(
         "--image-column",
         default="image",
         help="the column of image paths in a file, relative to its folder (default: image)",
@@ -85,6 +90,7 @@ def parse_args(argv, prog: str = "python -m hfx.predict"):
 def windows(args, images: bool):
     """(items, the table's rows or None) a window at a time, and the number of items where it is known."""
     column, option = (args.image_column, "--image-column") if images else (args.text_column, "--text-column")
+    pair_column = args.text_pair_column
     source = Path(args.inputs[0])
     if args.inputs == ["-"]:
         lines = (line.rstrip("\r\n") for line in sys.stdin)
@@ -92,8 +98,10 @@ def windows(args, images: bool):
     if len(args.inputs) == 1 and source.suffix.lower() in TABLES and source.is_file():
 
         def table_windows():
-            for frame in read_windows(source, column, option, WINDOW):
+            for frame in read_windows(source, column, option, WINDOW, {pair_column: "--text-pair-column"}):
                 items = frame[column].tolist()
+                if pair_column:
+                    items = [list(pair) for pair in zip(items, frame[pair_column].tolist())]
                 if images:  # paths in a table are relative to the table
                     items = [str(source.parent / i) if isinstance(i, str) and i.strip() else i for i in items]
                 yield items, frame
@@ -130,6 +138,13 @@ def label(args) -> None:
         )
     if args.all_scores and "top_k" not in handler.options:
         raise PredictError(f"--all-scores gives every label's score of a classifier; {args.model} is {model.info.task}")
+    pairs = getattr(handler, "text_pairs", False)
+    if pairs and not (table_input and args.text_pair_column):
+        raise PredictError(
+            f"{args.model} compares two texts: give a table file with --text-column and --text-pair-column"
+        )
+    if args.text_pair_column and not pairs:
+        raise PredictError(f"--text-pair-column: {args.model} takes one text per row, not pairs")
     if args.max_length:
         if images:
             raise PredictError("--max-length cuts texts; an image model takes images at its processor's size")
@@ -155,10 +170,7 @@ def label(args) -> None:
                 )
             else:
                 out.records(
-                    [
-                        {handler.input_field: items[i], **handler.record(r, args.all_scores)}
-                        for i, r in zip(keep, results)
-                    ]
+                    [{**handler.fields(items[i]), **handler.record(r, args.all_scores)} for i, r in zip(keep, results)]
                 )
             seen, labelled = seen + len(items), labelled + len(keep)
             bar.update(len(items))

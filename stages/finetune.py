@@ -56,7 +56,7 @@ def keep_as_is(params: Params, task, label2id: dict) -> None:
     resumable_checkpoint(Path(paths.checkpoints), run_fingerprint(params, paths.processed))  # drops stale ones
     with atomic_dir(paths.train_logs) as logs:  # no curves: an earlier run's would describe another model
         write_json(logs / "metrics.json", {"epochs": 0, "trained": False})
-    task.prepare_processor(processor, params)
+    task.prepare_saved(model, processor, params)
     with atomic_dir(paths.finetuned) as out:
         model.save_pretrained(out)
         processor.save_pretrained(out)
@@ -127,7 +127,7 @@ def main() -> None:
     if not main_process:
         return
 
-    task.prepare_processor(processor, params)  # saved with the model, as evaluate, export and serving read it
+    task.prepare_saved(trainer.model, processor, params)  # as evaluate, export and serving read them
     with atomic_dir(paths.finetuned) as out:
         trainer.save_model(str(out))
     # Checkpoints exist to resume an interrupted run; once the model is saved they are dead weight.

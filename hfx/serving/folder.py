@@ -4,7 +4,8 @@ half (predict and serve read it). Every name in it is defined here and nowhere e
 A folder is what `dvc repro` writes to models/export (or `dvc get`/`dvc import` of it): config.json (the labels,
 id2label, in the model's output order), tokenizer.json and tokenizer_config.json (text; model_max_length is the
 max input length) or preprocessor_config.json (images), one file per format (FORMATS), a model card whose
-`pipeline_tag` is the task, and calibration.json (the temperature the logits are divided by).
+`pipeline_tag` is the task, and calibration.json (the temperature the logits are divided by). A text model
+trained on pairs of texts says so in config.json (TEXT_PAIRS).
 """
 
 import json
@@ -22,6 +23,7 @@ CARD_FILE = "README.md"  # the model card; its front matter's pipeline_tag names
 # An int8 file's metadata: "fixed" (static: ranges measured on validation rows at export) or "per_call"
 # (dynamic: measured on each call's input, so it runs one row per call). A file without it counts as per_call.
 ACTIVATION_RANGES = "hfx.activation_ranges"
+TEXT_PAIRS = "hfx_text_pairs"  # config.json: true when each input is a pair of texts (`data.text_pair_column`)
 
 
 class ModelError(Exception):
@@ -38,6 +40,7 @@ class ModelInfo:
     formats: list[str]
     test_metrics: dict = field(default_factory=dict)
     temperature: float = 1.0  # what the logits are divided by before the softmax (calibration.json)
+    text_pairs: bool = False  # each input is [text, pair]
 
 
 def _card_front_matter(folder: Path) -> dict:
@@ -87,6 +90,7 @@ def read_folder(folder: str | Path) -> ModelInfo:
         formats=formats,
         test_metrics=metrics,
         temperature=_temperature(folder),
+        text_pairs=config.get(TEXT_PAIRS) is True,
     )
 
 

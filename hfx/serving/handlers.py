@@ -21,7 +21,8 @@ from hfx.serving.transforms import probabilities
 
 
 class TextInputsHandler:
-    """Texts in, tokenized rows out: what every text task shares."""
+    """Texts in, tokenized rows out: what every text task shares. A model trained on pairs takes [text, pair]
+    inputs (as text-embeddings-inference does), tokenized together and cut on the longer side first."""
 
     options: frozenset = frozenset()
     input_field = "text"
@@ -29,6 +30,7 @@ class TextInputsHandler:
 
     def __init__(self, info):
         self.labels, self.max_length, self.temperature = info.labels, info.max_length, info.temperature
+        self.text_pairs = info.text_pairs
         self.tokenizer = Tokenizer.from_file(str(info.folder / "tokenizer.json"))
         self.tokenizer.no_padding()  # each batch is padded to its own longest row, in pad()
         self.tokenizer.enable_truncation(self.max_length)
@@ -39,10 +41,13 @@ class TextInputsHandler:
     def warmup_rows(self) -> list:
         """Rows of a few lengths up to the max, which a server runs before it reports ready."""
         lengths = sorted({1, 16, 64, self.max_length} & set(range(1, self.max_length + 1)))
-        return self.encode([" ".join(["film"] * n) for n in lengths])
+        texts = [" ".join(["film"] * n) for n in lengths]
+        return self.encode([[text, "film"] for text in texts] if self.text_pairs else texts)
 
-    def parse(self, inputs) -> tuple[list[str], bool]:
-        """(texts, whether a single text was sent rather than a list)."""
+    def parse(self, inputs) -> tuple[list, bool]:
+        """(texts or [text, pair] pairs, whether a single one was sent rather than a list)."""
+        if self.text_pairs:
+            return self._parse_pairs(inputs)
         single = isinstance(inputs, str)
         texts = [inputs] if single else inputs
         if not isinstance(texts, list):
@@ -51,6 +56,8 @@ class TextInputsHandler:
             raise InputError("inputs is an empty list; send at least one text")
         for i, text in enumerate(texts):
             where = "inputs" if single else f"inputs[{i}]"
+            if isinstance(text, list):
+                raise InputError(f"{where} is a list; this model takes single texts, not pairs")
             if not isinstance(text, str):
                 raise InputError(f"{where} must be a string, got {type(text).__name__}")
             if not text.strip():
@@ -58,16 +65,48 @@ class TextInputsHandler:
         return texts, single
 
     @staticmethod
-    def read(text) -> str:
-        """One text of a file or the command line, or an InputError saying why it cannot be labelled."""
+    def _is_pair(value) -> bool:
+        return isinstance(value, list) and len(value) == 2 and all(isinstance(text, str) for text in value)
+
+    def _parse_pairs(self, inputs) -> tuple[list, bool]:
+        """["text", "pair"] is one pair, [["text", "pair"], ...] a list of them."""
+        single = self._is_pair(inputs)
+        pairs = [inputs] if single else inputs
+        if not isinstance(pairs, list) or not pairs:
+            raise InputError('this model compares two texts: send inputs as ["text", "pair"] or a list of them')
+        for i, pair in enumerate(pairs):
+            where = "inputs" if single else f"inputs[{i}]"
+            if not self._is_pair(pair):
+                raise InputError(f'{where} must be a pair of texts ["text", "pair"]; this model compares two texts')
+            for j, text in enumerate(pair):
+                if not text.strip():
+                    raise InputError(f"{where}[{j}] is empty")
+        return pairs, single
+
+    def read(self, item):
+        """One text (or [text, pair]) of a file or the command line, or an InputError saying why it cannot be
+        labelled."""
+        if self.text_pairs:
+            if not isinstance(item, (list, tuple)) or len(item) != 2:
+                raise InputError("not a pair of texts")
+            return [self._read_text(item[0], ""), self._read_text(item[1], "pair: ")]
+        return self._read_text(item, "")
+
+    @staticmethod
+    def _read_text(text, where: str) -> str:
         if isinstance(text, str) and text.strip():
             return text
         missing = isinstance(text, str) or text is None or text != text  # a table's empty cell reads as NaN
-        raise InputError("empty text" if missing else f"not a string ({text!r})")
+        raise InputError(f"{where}empty text" if missing else f"{where}not a string ({text!r})")
 
-    def encode(self, texts: list[str]) -> list:
-        """Tokenized rows, truncated to the model's max length (`truncated(row)` tells which were)."""
-        return self.tokenizer.encode_batch(texts)
+    def fields(self, item) -> dict:
+        """The input as a JSON result shows it: {"text"}, or {"text", "text_pair"}."""
+        return {"text": item[0], "text_pair": item[1]} if self.text_pairs else {"text": item}
+
+    def encode(self, items: list) -> list:
+        """Tokenized rows, truncated to the model's max length (`truncated(row)` tells which were); a pair is
+        cut on its longer side first."""
+        return self.tokenizer.encode_batch([tuple(item) for item in items] if self.text_pairs else items)
 
     @staticmethod
     def length(row) -> int:

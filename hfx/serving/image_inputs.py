@@ -83,6 +83,11 @@ class ImageInputsHandler:
             raise InputError(f"cannot read {path}: {exc.strerror}") from None
         return self.read_bytes(data, path)
 
+    @staticmethod
+    def fields(path) -> dict:
+        """The input as a JSON result shows it: {"image": its path}."""
+        return {"image": path}
+
     def read_bytes(self, data: bytes, where: str) -> np.ndarray:
         """An encoded image as the model's input: RGB, resized, rescaled, normalised, channels first."""
         return self.model_input(self.open(data, where, self.max_pixels), where)

@@ -17,9 +17,10 @@ class TableError(Exception):
     """A table that cannot be read as asked: one line."""
 
 
-def read_windows(path: Path, column: str, option: str, rows: int) -> Iterator:
+def read_windows(path: Path, column: str, option: str, rows: int, more: dict | None = None) -> Iterator:
     """The table's rows, `rows` at a time, as DataFrames indexed by row number (0 first); fails on the first
-    window when `column` is missing."""
+    window when `column` (or a column of `more`, {column: its option}) is missing."""
+    wanted = {column: option, **{name: flag for name, flag in (more or {}).items() if name}}
     import pandas as pd
 
     suffix = path.suffix.lower()
@@ -28,7 +29,7 @@ def read_windows(path: Path, column: str, option: str, rows: int) -> Iterator:
             import pyarrow.parquet as pq
 
             table = pq.ParquetFile(path)
-            _require(column, table.schema_arrow.names, path, option)
+            _require(wanted, table.schema_arrow.names, path)
             start = 0
             for batch in table.iter_batches(batch_size=rows):
                 frame = batch.to_pandas()
@@ -44,7 +45,7 @@ def read_windows(path: Path, column: str, option: str, rows: int) -> Iterator:
         with reader:
             for i, frame in enumerate(reader):
                 if i == 0:
-                    _require(column, frame.columns, path, option)
+                    _require(wanted, frame.columns, path)
                 yield frame
     except TableError:
         raise
@@ -61,9 +62,10 @@ def parquet_rows(path: Path) -> int | None:
     return pq.ParquetFile(path).metadata.num_rows
 
 
-def _require(column: str, columns, path: Path, option: str) -> None:
-    if column not in columns:
-        raise TableError(f"{option}: column '{column}' not in {path}; columns: {', '.join(map(str, columns))}")
+def _require(wanted: dict, columns, path: Path) -> None:
+    for column, option in wanted.items():
+        if column not in columns:
+            raise TableError(f"{option}: column '{column}' not in {path}; columns: {', '.join(map(str, columns))}")
 
 
 class Output:

@@ -33,11 +33,20 @@ def _digest(value: str | bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
+def row_inputs(split: Dataset, column: str):
+    """Each row's input as one value, a batch at a time: a pair of texts joins its two texts (a pair repeats
+    only when both of its texts do)."""
+    if "text_pair" not in split.column_names:
+        yield from ([as_text(value) for value in values.to_pylist()] for values in column_batches(split, column))
+        return
+    for batch in split.select_columns([column, "text_pair"]).iter(batch_size=10_000):
+        yield [f"{text}\x1f{pair}" for text, pair in zip(batch[column], batch["text_pair"])]
+
+
 def fingerprints(split: Dataset, column: str) -> tuple[np.ndarray, np.ndarray]:
     """Each row's (exact, normalised) hash; an image's bytes are compared exactly only."""
     exact, loose = [np.zeros(0, np.uint64)], [np.zeros(0, np.uint64)]
-    for values in column_batches(split, column):
-        batch = [as_text(value) for value in values.to_pylist()]
+    for batch in row_inputs(split, column):
         exact.append(np.fromiter((_digest(v) for v in batch), np.uint64, len(batch)))
         loose.append(
             np.fromiter((_digest(normalised(v) if isinstance(v, str) else v) for v in batch), np.uint64, len(batch))

@@ -120,6 +120,7 @@ def render_model_card(
         dataset=dataset_id(params.data),
         input_kind=task.input_key.removesuffix("_column"),
         input_column=task.input_column(params.data),
+        pair_column=params.data.text_pair_column,
         label_column=params.data.label_column,
         splits=manifest["splits"],
         data_card=data_card,

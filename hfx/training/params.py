@@ -37,6 +37,7 @@ class Data(Section):
     splits: dict[Literal["train", "validation", "test"], str] | None = None
     format: Literal["conll"] | None = None  # conll: `word ... tag` lines; also read from a .conll suffix
     text_column: str = Field(min_length=1)
+    text_pair_column: str | None = Field(None, min_length=1)  # a second text per row: pair classification
     image_column: str = Field("image", min_length=1)  # image classification: images, their bytes or paths
     label_column: str = Field(min_length=1)
     label_names: dict[str, str] | None = None  # classification: display names for the source's labels
@@ -209,6 +210,15 @@ class Params(Section):
             raise ValueError(
                 "data.label_names names whole-row labels (text or image classification);"
                 " token classification reads its tags as written"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _pairs_for_text_classification(self):
+        if self.data.text_pair_column is not None and self.task != "text-classification":
+            raise ValueError(
+                f"data.text_pair_column gives text-classification a second text per row; {self.task} takes one"
+                " input per row: set it to null"
             )
         return self
 

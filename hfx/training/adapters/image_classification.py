@@ -147,7 +147,7 @@ class ImageClassificationAdapter(SingleLabelAdapter):
         pixels = processor(images, return_tensors="pt")["pixel_values"]
         return {"pixel_values": pixels}, {"pixel_values": {0: "batch"}}
 
-    def prepare_processor(self, processor, params: Params) -> None:
+    def prepare_saved(self, model, processor, params: Params) -> None:
         pass
 
     def input_summary(self, split: Dataset, shown: int = 10) -> dict:

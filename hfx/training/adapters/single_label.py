@@ -110,9 +110,11 @@ class SingleLabelAdapter:
         scores = self.metrics(pairs, names)
         curve_summary, curves = score_curves(np.array([gold for gold, _ in pairs]), np.concatenate(decided), names)
         items = raw_test[self.item_column] if self.item_column in raw_test.column_names else range(len(pairs))
+        pair = {"text_pair": raw_test["text_pair"]} if "text_pair" in raw_test.column_names else {}
         predictions = pd.DataFrame(
             {
                 self.item_column: items,
+                **pair,
                 "actual": [names[gold] for gold, _ in pairs],
                 "predicted": [result[0]["label"] for result in results],
                 "score": [round(result[0]["score"], 5) for result in results],

@@ -1,17 +1,18 @@
-"""Text classification: one label per text (sentiment, topic, question type)."""
+"""Text classification: one label per text (sentiment, topic, question type), or per pair of texts (paraphrase,
+entailment) when `data.text_pair_column` names a second text: the pair is tokenized as one input,
+`[CLS] text [SEP] pair [SEP]`, cutting the longer side first when it is too long."""
 
 from collections import Counter
 
 from datasets import ClassLabel, Dataset, Features, Value
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from hfx.training.adapters.common import DROPPED, clean_rows, require_columns
 from hfx.training.adapters.single_label import SingleLabelAdapter
-from hfx.training.adapters.text_inputs import TextInputsAdapter
-from hfx.training.params import Data, Preprocess
+from hfx.training.adapters.text_inputs import TextFeatures, TextInputsAdapter
+from hfx.training.params import Data, ParamsError, Preprocess
 
 
 class TextClassificationAdapter(TextInputsAdapter, SingleLabelAdapter):
@@ -30,18 +31,29 @@ class TextClassificationAdapter(TextInputsAdapter, SingleLabelAdapter):
     def standardize(self, split: Dataset, data: Data, split_name: str) -> tuple[Dataset, Counter]:
         """Rows as {text, label} strings; drops (and counts) empty texts, missing and excluded labels."""
         require_columns(split, data, split_name)
+        if data.text_pair_column:
+            require_columns(split, data, split_name, "text_pair_column")
         feature = split.features[data.label_column]
         names = feature.names if isinstance(feature, ClassLabel) else None
-        features = Features({"text": Value("string"), "label": Value("string"), DROPPED: Value("string")})
+        columns = ("text", "text_pair", "label") if data.text_pair_column else ("text", "label")
+        features = Features({**{column: Value("string") for column in columns}, DROPPED: Value("string")})
         kept, dropped, _ = clean_rows(split, self._clean, features, data=data, names=names)
+        if len(split) and dropped.get("empty_text_pair") == len(split):  # files with other columns read as nulls
+            raise ParamsError(
+                f"data.text_pair_column: column '{data.text_pair_column}' not in the {split_name} split"
+                " (or empty in every row); each split needs its second texts"
+            )
         return kept, dropped
 
     def _clean(self, batch: dict, indices: list[int], data: Data, names: list[str] | None) -> dict:
         rows = {"text": [], "label": [], DROPPED: []}
-        for text, value in zip(batch[data.text_column], batch[data.label_column]):
+        pairs = batch[data.text_pair_column] if data.text_pair_column else [None] * len(indices)
+        for text, pair, value in zip(batch[data.text_column], pairs, batch[data.label_column]):
             label = self.read_label(value, names, data)
             if not isinstance(text, str) or not text.strip():
                 reason = "empty_text"
+            elif data.text_pair_column and (not isinstance(pair, str) or not pair.strip()):
+                reason = "empty_text_pair"
             elif label is None:
                 reason = "missing_label"
             elif self.excluded(label, data):
@@ -51,10 +63,13 @@ class TextClassificationAdapter(TextInputsAdapter, SingleLabelAdapter):
             rows["text"].append(text if reason is None else None)
             rows["label"].append(label if reason is None else None)
             rows[DROPPED].append(reason)
+            if data.text_pair_column:
+                rows.setdefault("text_pair", []).append(pair if reason is None else None)
         return rows
 
     def tokenize(self, batch: dict, processor, settings: Preprocess, label2id: dict) -> dict:
-        encoded = processor(batch["text"], truncation=True, max_length=settings.max_length)
+        pairs = (batch["text_pair"],) if "text_pair" in batch else ()
+        encoded = processor(batch["text"], *pairs, truncation=True, max_length=settings.max_length)
         encoded["labels"] = [label2id[label] for label in batch["label"]]
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         # A fast tokenizer keeps what truncation cut off; count it so stats.json can report it.
@@ -67,10 +82,10 @@ class TextClassificationAdapter(TextInputsAdapter, SingleLabelAdapter):
 
     def baseline(self, train: Dataset, test: Dataset) -> dict:
         """TF-IDF + logistic regression on the same train split: the bar a transformer must clear."""
-        vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
         classifier = LogisticRegression(max_iter=2000, C=4.0)
-        classifier.fit(vectorizer.fit_transform(list(train["text"])), list(train["label"]))
-        predictions = classifier.predict(vectorizer.transform(list(test["text"])))
+        features = TextFeatures(train)
+        classifier.fit(features.transform(train), list(train["label"]))
+        predictions = classifier.predict(features.transform(test))
         truth = list(test["label"])
         _, _, f1, _ = precision_recall_fscore_support(truth, predictions, average="macro", zero_division=0)
         return {"model": "tfidf-logreg", "accuracy": float(accuracy_score(truth, predictions)), "f1_macro": float(f1)}

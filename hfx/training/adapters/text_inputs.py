@@ -1,5 +1,9 @@
-"""What the text tasks share: a fast tokenizer is their processor, and rows have a length in tokens."""
+"""What the text tasks share: a fast tokenizer is their processor, rows have a length in tokens, and a baseline
+reads TF-IDF features of a text or of a pair of texts."""
 
+import scipy.sparse as sp
+from datasets import Dataset
+from sklearn.feature_extraction.text import TfidfVectorizer
 from transformers import AutoConfig, AutoTokenizer
 
 from hfx.training.params import Data, Model, Params, ParamsError, Preprocess
@@ -17,7 +21,9 @@ class TextInputsAdapter:
     static_int8 = False  # weights only: activation ranges are computed per batch
 
     def served_inputs(self, raw_test) -> list:
-        """The test split's inputs as a user hands them to predict and serve: the texts."""
+        """The test split's inputs as a user hands them to predict and serve: the texts, or [text, pair] pairs."""
+        if "text_pair" in raw_test.column_names:
+            return [list(pair) for pair in zip(raw_test["text"], raw_test["text_pair"])]
         return list(raw_test["text"])
 
     def input_summary(self, split) -> dict:
@@ -62,7 +68,26 @@ class TextInputsAdapter:
         sample = tokenizer(["a short example", "a somewhat longer example sentence"], padding=True, return_tensors="pt")
         return {name: sample[name] for name in names}, {name: {0: "batch", 1: "sequence"} for name in names}
 
-    def prepare_processor(self, tokenizer, params: Params) -> None:
+    def prepare_saved(self, model, tokenizer, params: Params) -> None:
         # The fine-tuned folder's tokenizer truncates to the length the model was fine-tuned on, as preprocess
         # did: evaluate, predict, serve and pipeline() all read it from there.
         tokenizer.model_max_length = params.preprocess.max_length
+        # Whether the model reads text pairs: config.json tells predict and serve (hfx/serving/folder.py).
+        model.config.hfx_text_pairs = params.data.text_pair_column is not None
+
+
+class TextFeatures:
+    """TF-IDF features for a baseline, fitted on train: of each text, or of each pair as both texts' vectors,
+    their absolute difference and their element-wise product (what two texts share, and where they differ)."""
+
+    def __init__(self, train: Dataset):
+        self.pairs = "text_pair" in train.column_names
+        texts = list(train["text"]) + (list(train["text_pair"]) if self.pairs else [])
+        self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1).fit(texts)
+
+    def transform(self, split: Dataset):
+        first = self.vectorizer.transform(list(split["text"]))
+        if not self.pairs:
+            return first
+        second = self.vectorizer.transform(list(split["text_pair"]))
+        return sp.hstack([first, second, abs(first - second), first.multiply(second)]).tocsr()

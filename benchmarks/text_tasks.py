@@ -1,0 +1,87 @@
+"""`make bench-text-tasks`: the text tasks beyond one label per text, on the real data in ../shared/data.
+
+`python -m benchmarks.text_tasks [NAME ...]` runs `dvc repro` in a fresh copy of the pipeline per NAME (all by
+default) with the params below, params.yaml otherwise as it is, and records the test scores (the task's own,
+per exported format), the baseline's and the wall time in benchmarks/text_tasks.json (other names' entries are
+kept). The params are the ones docs/tasks.md documents as `dvc exp run -S ...` commands. Work folders live
+under build/text_tasks/.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from benchmarks.bench import copy_project, sh
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HFX_SHARED_DATA", ROOT.parent / "shared/data"))
+WORK = ROOT / "build/text_tasks"
+OUT = ROOT / "benchmarks/text_tasks.json"
+
+# name -> (params overrides as `dvc exp run -S` takes them, the published anchor)
+RUNS = {
+    "mrpc": (
+        {
+            "data.source": "mrpc",
+            "data.text_column": "sentence1",
+            "data.text_pair_column": "sentence2",
+            "data.label_column": "label",
+            "data.label_names": ["different", "paraphrase"],
+            "data.exclude_labels": [],
+        },
+        "BERT-base, GLUE test F1 88.9 (the paraphrase class)",
+    ),
+}
+
+
+def set_params(repo: Path, overrides: dict) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for dotted, value in overrides.items():
+        *parents, key = dotted.split(".")
+        node = params
+        for parent in parents:
+            node = node[parent]
+        node[key] = str(SHARED / value) if dotted == "data.source" else value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run(name: str) -> dict:
+    overrides, anchor = RUNS[name]
+    repo = copy_project(WORK / name)
+    set_params(repo, overrides)
+    _, seconds = sh(["dvc", "repro"], repo)
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    export = json.loads((repo / "metrics/export.json").read_text())
+    data = json.loads((repo / "metrics/data.json").read_text())
+    return {
+        "params": overrides,
+        "anchor": anchor,
+        "rows": data["rows"],
+        "test": {k: v for k, v in evaluation.items() if k not in ("per_class", "top_confusions")},
+        "per_class": evaluation.get("per_class"),
+        "export": {k: v for k, v in export.items() if isinstance(v, dict)},
+        "wall_s": round(seconds, 1),
+    }
+
+
+def main() -> None:
+    names = sys.argv[1:] or list(RUNS)
+    unknown = sorted(set(names) - set(RUNS))
+    if unknown:
+        sys.exit(f"bench-text-tasks: unknown {unknown}; known: {', '.join(RUNS)}")
+    missing = [name for name in names if not (SHARED / RUNS[name][0]["data.source"]).is_dir()]
+    if missing:
+        sys.exit(f"bench-text-tasks: skipped, {missing} not found under {SHARED} (set HFX_SHARED_DATA)")
+    results = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    for name in names:
+        results[name] = run(name)
+        print(json.dumps({name: results[name]["test"], "wall_s": results[name]["wall_s"]}), flush=True)
+        OUT.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"-> {OUT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
