@@ -30,9 +30,13 @@ from hfx.training.served_scores import serve_split
 
 def served(task, folder: str, raw_split, batch_size: int):
     """The fine-tuned folder's answers to a split's raw inputs, through the serving half as `python -m
-    hfx.predict --format pytorch` gives them, and the (logits, gold ids) each answer was decided from."""
-    answers = serve_split(Path(folder), "pytorch", task, raw_split, batch_size, torch.get_num_threads())
-    return answers, scored(answers.decided, task.gold_ids(raw_split, answers.model.info.labels))
+    hfx.predict --format pytorch` gives them."""
+    return serve_split(Path(folder), "pytorch", task, raw_split, batch_size, torch.get_num_threads())
+
+
+def decided(task, answers, raw_split) -> tuple:
+    """The (logits, gold ids) each class answer was decided from."""
+    return scored(answers.decided, task.gold_ids(raw_split, answers.model.info.labels))
 
 
 def calibration(test: tuple, validation: tuple | None) -> tuple[dict, dict]:
@@ -75,30 +79,32 @@ def main() -> None:
     splits = ("train", "test", "validation")
     raw = load_dataset("parquet", data_files={split: f"{paths.raw}/{split}.parquet" for split in splits})
 
-    test, (logits, labels) = served(task, paths.finetuned, raw["test"], params.evaluate.batch_size)
+    test = served(task, paths.finetuned, raw["test"], params.evaluate.batch_size)
     names = test.model.info.labels
     evaluation = task.evaluation(raw["test"], test.results, test.decided, names)
     baseline = task.baseline(raw["train"], raw["test"])
-    # The temperature is fitted on validation: the test split only ever measures.
-    validation = (
-        served(task, paths.finetuned, raw["validation"], params.evaluate.batch_size)[1]
-        if params.evaluate.calibrate
-        else None
-    )
-    calibrated, reliability_files = calibration((logits, labels), validation)
     predictions = evaluation.predictions
-    wrong = predictions[predictions["actual"] != predictions["predicted"]]
-    errors = wrong.sort_values("score", ascending=False, kind="stable").head(params.evaluate.top_errors)
-
+    errors = task.worst_errors(predictions, params.evaluate.top_errors)
     metrics = {
         **evaluation.metrics,
-        "loss": nll(logits, labels),  # mean cross-entropy of the gold labels (entities: of each word seen)
         "n_test": len(raw["test"]),
         "baseline": baseline,
         "margin_over_baseline": {key: evaluation.metrics[key] - baseline[key] for key in task.margin_keys},
-        "top_confusions": confusions(predictions),
-        "per_class": evaluation.per_class,
     }
+    calibrated, reliability_files = {}, {}  # a number (regression) is not a probability to calibrate
+    if task.scores_are_probabilities:
+        logits, labels = decided(task, test, raw["test"])
+        # The temperature is fitted on validation: the test split only ever measures.
+        validation = None
+        if params.evaluate.calibrate:
+            validation_answers = served(task, paths.finetuned, raw["validation"], params.evaluate.batch_size)
+            validation = decided(task, validation_answers, raw["validation"])
+        calibrated, reliability_files = calibration((logits, labels), validation)
+        metrics |= {
+            "loss": nll(logits, labels),  # mean cross-entropy of the gold labels (entities: of each word seen)
+            "top_confusions": confusions(predictions),
+            "per_class": evaluation.per_class,
+        }
     write_json(paths.eval_metrics, metrics)
     write_json(paths.calibration, calibrated)
     with atomic_file(paths.predictions) as partial:
@@ -114,11 +120,11 @@ def main() -> None:
     scores = ", ".join(
         f"{key} {evaluation.metrics[key]:.4f} (baseline {baseline[key]:.4f})" for key in task.margin_keys
     )
-    print(
-        f"evaluate: {scores}; calibration error {calibrated['ece']:.4f}"
-        + (f", {calibrated['ece_calibrated']:.4f} at temperature {calibrated['temperature']:g}" if validation else "")
-        + f" -> {Path(paths.eval_metrics)}"
-    )
+    if "ece" in calibrated:
+        scores += f"; calibration error {calibrated['ece']:.4f}"
+    if "ece_calibrated" in calibrated:
+        scores += f", {calibrated['ece_calibrated']:.4f} at temperature {calibrated['temperature']:g}"
+    print(f"evaluate: {scores} -> {Path(paths.eval_metrics)}")
 
 
 if __name__ == "__main__":

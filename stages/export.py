@@ -73,7 +73,7 @@ def main() -> None:
             "n_test": len(raw_test),
         }
         # The card shows what is the same on every run (no timings), so the folder's bytes are too.
-        write_figures(out, paths.predictions, paths.train_logs, label_names)
+        write_figures(out, paths.predictions, paths.train_logs, label_names, task)
         figures = task.card_figures(out, load_from_disk(paths.processed)["test"], paths.predictions)
         card = render_model_card(
             params,

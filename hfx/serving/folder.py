@@ -63,6 +63,8 @@ def read_folder(folder: str | Path) -> ModelInfo:
     config = json.loads((folder / "config.json").read_text())
     card = _card_front_matter(folder)
     task = card.get("pipeline_tag") or _task_from_architectures(config.get("architectures") or [])
+    if task == "text-classification" and config.get("problem_type") == "regression":
+        task = "text-regression"  # one number per text: transformers and the Hub call it text classification
     processor_file = HANDLERS[task].processor_file if task in HANDLERS else "tokenizer.json"
     if not (folder / processor_file).is_file():
         raise ModelError(f"'{folder}' is not an exported model folder: no {processor_file} {hint}")

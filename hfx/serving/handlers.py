@@ -176,6 +176,33 @@ class TextClassificationHandler(TextInputsHandler, ClassScoresHandler):
     options = ClassScoresHandler.options
 
 
+class TextRegressionHandler(TextInputsHandler):
+    """One number per text (or pair): the model's one output as it is, {"score": value}."""
+
+    task = "text-regression"
+    auto_model = "AutoModelForSequenceClassification"
+
+    @staticmethod
+    def decision_logits(logits: np.ndarray, row, item) -> np.ndarray:
+        return logits[None]
+
+    @staticmethod
+    def decode(logits: np.ndarray, row, item) -> dict:
+        return {"score": float(logits[0])}
+
+    @staticmethod
+    def record(result: dict, all_scores: bool) -> dict:
+        return result
+
+    @staticmethod
+    def column_names(all_scores: bool) -> list[str]:
+        return ["score"]
+
+    @staticmethod
+    def columns(result: dict, all_scores: bool) -> dict:
+        return result
+
+
 class ImageClassificationHandler(ImageInputsHandler, ClassScoresHandler):
     task = "image-classification"
     auto_model = "AutoModelForImageClassification"
@@ -251,5 +278,10 @@ class TokenClassificationHandler(TextInputsHandler):
 
 HANDLERS = {
     handler.task: handler
-    for handler in (TextClassificationHandler, TokenClassificationHandler, ImageClassificationHandler)
+    for handler in (
+        TextClassificationHandler,
+        TextRegressionHandler,
+        TokenClassificationHandler,
+        ImageClassificationHandler,
+    )
 }

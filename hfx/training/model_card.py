@@ -18,24 +18,35 @@ from hfx.training.hub_ids import base_license, base_model_id, dataset_id
 from hfx.training.params import Params
 
 
-def write_figures(out: Path, predictions_csv: str, train_logs: str, names: list[str]) -> None:
-    """Static PNGs for people who look at the model folder rather than at DVC."""
-    predictions = pd.read_csv(predictions_csv, dtype=str)
-    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 3, 1.2 * len(names) + 2.5))
-    ConfusionMatrixDisplay.from_predictions(
-        predictions["actual"], predictions["predicted"], labels=names, ax=ax, colorbar=False, xticks_rotation=45
-    )
-    ax.set_title("Confusion matrix (test split)")
+def write_figures(out: Path, predictions_csv: str, train_logs: str, names: list[str], task) -> None:
+    """Static PNGs for people who look at the model folder rather than at DVC: the test split's confusion
+    matrix (classes) or predicted against actual values (regression), and the training curves."""
+    predictions = pd.read_csv(predictions_csv, dtype=str if task.scores_are_probabilities else None)
+    if not task.scores_are_probabilities:  # numbers (regression)
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.scatter(predictions["actual"], predictions["predicted"], s=6, alpha=0.4)
+        low, high = predictions["actual"].min(), predictions["actual"].max()
+        ax.plot([low, high], [low, high], color="grey", linewidth=1)
+        ax.set_xlabel("actual")
+        ax.set_ylabel("predicted")
+        ax.set_title("Predicted against actual (test split)")
+        figure = "predictions.png"
+    else:
+        fig, ax = plt.subplots(figsize=(1.2 * len(names) + 3, 1.2 * len(names) + 2.5))
+        ConfusionMatrixDisplay.from_predictions(
+            predictions["actual"], predictions["predicted"], labels=names, ax=ax, colorbar=False, xticks_rotation=45
+        )
+        ax.set_title("Confusion matrix (test split)")
+        figure = "confusion_matrix.png"
     fig.tight_layout()
-    fig.savefig(out / "confusion_matrix.png", dpi=100)
+    fig.savefig(out / figure, dpi=100)
 
     curves = Path(train_logs) / "plots" / "metrics"
     fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
     for tsv, label, ax in (
         ("loss.tsv", "train loss", loss_ax),
         ("eval/loss.tsv", "validation loss", loss_ax),
-        ("eval/accuracy.tsv", "validation accuracy", score_ax),
-        ("eval/f1_macro.tsv", "validation macro F1", score_ax),
+        *((f"eval/{metric}.tsv", f"validation {metric}", score_ax) for metric in task.validation_metrics[:2]),
     ):
         if (curves / tsv).is_file():
             frame = pd.read_csv(curves / tsv, sep="\t")
@@ -66,12 +77,12 @@ def card_data(params: Params, task, scores: dict, manifest: dict) -> ModelCardDa
         datasets=[dataset] if dataset else None,
         license=base_license(params.model),
         library_name="transformers",
-        pipeline_tag=params.task,
+        pipeline_tag=task.pipeline_tag,
         tags=["hfx", "dvc"],
         model_name=Path(params.paths.export).name,
         eval_results=[
             EvalResult(
-                task_type=params.task,
+                task_type=task.pipeline_tag,
                 dataset_split="test",
                 metric_type=key,
                 metric_value=round(scores[key], 4),
@@ -129,7 +140,7 @@ def render_model_card(
         image_sizes=(data_card or {}).get("image_sizes") or {},
         training={**params.finetune.model_dump(), "max_length": params.preprocess.max_length},
         headline={key: scores[key] for key in task.card_metrics if key in scores},
-        per_class=scores["per_class"],
+        per_class=scores.get("per_class") or {},
         calibration=calibration,
         calibration_file=CALIBRATION_FILE,
         headline_metric=task.headline,
@@ -143,7 +154,7 @@ def render_model_card(
             for name in export_metrics["formats"]
         ],
         figures=figures,
-        pipeline_task=params.task,
+        pipeline_task=task.pipeline_tag,
         pipeline_kwargs=task.pipeline_kwargs,
     )
     return ModelCard(text)  # parses the metadata as the Hub does: a card it cannot read fails here, not there

@@ -13,7 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PARAMS_FILE = "params.yaml"
-TASKS = ("text-classification", "token-classification", "image-classification")
+TASKS = ("text-classification", "text-regression", "token-classification", "image-classification")
+PAIR_TASKS = ("text-classification", "text-regression")  # the tasks that take data.text_pair_column
 SOURCE_SCHEMES = ("hf:", "pkg:", "http://", "https://", "s3://", "gs://", "gcs://")
 
 
@@ -215,11 +216,17 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _pairs_for_text_classification(self):
-        if self.data.text_pair_column is not None and self.task != "text-classification":
+        if self.data.text_pair_column is not None and self.task not in PAIR_TASKS:
             raise ValueError(
-                f"data.text_pair_column gives text-classification a second text per row; {self.task} takes one"
-                " input per row: set it to null"
+                f"data.text_pair_column gives {' and '.join(PAIR_TASKS)} a second text per row; {self.task} takes"
+                " one input per row: set it to null"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _weights_for_classes(self):
+        if self.finetune.class_weights is not None and self.task == "text-regression":
+            raise ValueError("finetune.class_weights weighs classes; text-regression has none: set it to null")
         return self
 
 

@@ -17,6 +17,7 @@ def starting_model(task, params: Params, labels: dict, announce: bool):
     """model.name's weights with a new head sized to the data's labels, or its architecture alone
     (model.init: random). `labels`: data/processed/labels.json; `announce`: say when a head is replaced."""
     head = {
+        **({"problem_type": task.problem_type} if task.problem_type else {}),
         "num_labels": len(labels["label2id"]),
         "label2id": labels["label2id"],
         "id2label": {int(i): name for i, name in labels["id2label"].items()},

@@ -6,11 +6,17 @@ A new task is a new adapter here and a new handler in hfx/serving/handlers.py; t
 from hfx.training.adapters.common import Evaluation, sorted_labels
 from hfx.training.adapters.image_classification import ImageClassificationAdapter
 from hfx.training.adapters.text_classification import TextClassificationAdapter
+from hfx.training.adapters.text_regression import TextRegressionAdapter
 from hfx.training.adapters.token_classification import TokenClassificationAdapter
 
 TASKS = {
     adapter.name: adapter
-    for adapter in (TextClassificationAdapter(), TokenClassificationAdapter(), ImageClassificationAdapter())
+    for adapter in (
+        TextClassificationAdapter(),
+        TextRegressionAdapter(),
+        TokenClassificationAdapter(),
+        ImageClassificationAdapter(),
+    )
 }
 
 
@@ -23,6 +29,7 @@ __all__ = [
     "Evaluation",
     "ImageClassificationAdapter",
     "TextClassificationAdapter",
+    "TextRegressionAdapter",
     "TokenClassificationAdapter",
     "get_task",
     "sorted_labels",

@@ -85,6 +85,12 @@ def scored(decided: list[np.ndarray], gold: list[np.ndarray]) -> tuple[np.ndarra
     return logits[seen], labels[seen]
 
 
+def confident_mistakes(predictions: pd.DataFrame, count: int) -> pd.DataFrame:
+    """The wrong answers the model gave with the most confidence (its `score`)."""
+    wrong = predictions[predictions["actual"] != predictions["predicted"]]
+    return wrong.sort_values("score", ascending=False, kind="stable").head(count)
+
+
 def require_columns(split, data: Data, split_name: str, input_key: str = "text_column") -> None:
     """The columns `data.<input_key>` and `data.label_column` name, or one line listing the split's columns."""
     for key, column in ((f"data.{input_key}", getattr(data, input_key)), ("data.label_column", data.label_column)):

@@ -43,6 +43,7 @@ def open_image(value, root: Path | None = None):
 
 class ImageClassificationAdapter(SingleLabelAdapter):
     name = "image-classification"
+    pipeline_tag = name
     auto_model = AutoModelForImageClassification
     columns = ("image", "label")
     input_key = "image_column"  # the data.* key naming the input column

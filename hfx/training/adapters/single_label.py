@@ -6,7 +6,14 @@ import pandas as pd
 from datasets import Dataset
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-from hfx.training.adapters.common import Evaluation, label_text, score_curves, sorted_labels, value_counts
+from hfx.training.adapters.common import (
+    Evaluation,
+    confident_mistakes,
+    label_text,
+    score_curves,
+    sorted_labels,
+    value_counts,
+)
 from hfx.training.params import Data, ParamsError
 
 
@@ -41,6 +48,9 @@ class SingleLabelAdapter:
     pipeline_kwargs = {}
     margin_keys = ("accuracy", "f1_macro")  # compared with the baseline
     logits_axes = {0: "batch"}
+    problem_type = None  # transformers' default for the head: one label per input (or token)
+    scores_are_probabilities = True  # calibrated by a temperature; the errors shown are the most confident
+    worst_errors = staticmethod(confident_mistakes)
 
     def label_counts(self, split: Dataset) -> dict:
         return dict(sorted(value_counts(split, "label").items()))

@@ -18,6 +18,7 @@ from hfx.training.adapters.common import (
     clean_rows,
     column_batches,
     column_sum,
+    confident_mistakes,
     label_text,
     require_columns,
     score_curves,
@@ -130,6 +131,9 @@ class TokenClassificationAdapter(TextInputsAdapter):
     margin_keys = ("f1",)
     logits_axes = {0: "batch", 1: "sequence"}
     truncated_unit = "words"
+    problem_type = None  # transformers' default for the head: one label per input (or token)
+    scores_are_probabilities = True  # calibrated by a temperature; the errors shown are the most confident
+    worst_errors = staticmethod(confident_mistakes)
 
     def has_head(self, config) -> bool:
         return any(name.endswith("ForTokenClassification") for name in config.architectures or ())

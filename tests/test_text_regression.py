@@ -1,0 +1,133 @@
+"""`task: text-regression` on pairs: a tiny BERT learns a number carried by the second text through `dvc repro`;
+evaluate, export, predict, serve and `transformers.pipeline` give each pair the same number; bad numbers get one
+line."""
+
+import json
+import random
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import FILLER, POSITIVE, ROOT, commit_all, make_repo, pipeline_as_served, run, set_params
+from tests.test_serve import Server
+
+
+def make_scored_pairs(n: int, seed: int = 0) -> pd.DataFrame:
+    """Two texts per row; the score is how many positive cue words the second one has (0 to 4)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        cues = rng.randint(0, 4)
+        second = rng.choices(FILLER, k=rng.randint(3, 8))
+        for _ in range(cues):
+            second.insert(rng.randrange(len(second) + 1), rng.choice(POSITIVE))
+        rows.append({"first": " ".join(rng.choices(FILLER + POSITIVE, k=6)), "second": " ".join(second), "sim": cues})
+    return pd.DataFrame(rows)
+
+
+def regression_repo(dest, tiny_model, frames: dict, **overrides):
+    repo = make_repo(dest)
+    (repo / "inputs").mkdir()
+    for split, frame in frames.items():
+        frame.to_csv(repo / "inputs" / f"{split}.csv", index=False)
+    set_params(
+        repo,
+        task="text-regression",
+        data__source="inputs",
+        data__text_column="first",
+        data__text_pair_column="second",
+        data__label_column="sim",
+        data__exclude_labels=[],
+        model__name=str(tiny_model),
+        **{"finetune__min_steps": 0, **overrides},
+    )
+    commit_all(repo, "tiny regression pipeline")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, tiny_model):
+    frames = {"train": make_scored_pairs(400), "test": make_scored_pairs(60, seed=1)}
+    repo = regression_repo(
+        tmp_path_factory.mktemp("regression") / "repo",
+        tiny_model,
+        frames,
+        finetune__epochs=6,
+        finetune__warmup_ratio=0.0,
+        finetune__learning_rate=3e-3,
+        finetune__batch_size=16,
+        export__latency_queries=3,
+    )
+    run(["dvc", "repro"], repo)
+    return repo
+
+
+def test_the_model_learns_the_number_and_every_format_scores_it(repo):
+    scores = json.loads((repo / "metrics/eval.json").read_text())
+    assert scores["spearman"] > 0.5 and scores["pearson"] > 0.5 and scores["rmse"] > 0  # it learns the count
+    assert scores["baseline"]["model"] == "tfidf-ridge"
+    assert set(scores["margin_over_baseline"]) == {"pearson", "spearman"}
+    export = json.loads((repo / "metrics/export.json").read_text())
+    assert export["fp32_max_abs_logit_diff"] < 1e-4
+    assert export["spearman"]["fp32"] == export["spearman"]["pytorch"] == scores["spearman"]
+    assert abs(export["spearman"]["int8"] - scores["spearman"]) < 0.1
+    # A number is not a probability: nothing to calibrate, and predict and serve leave it as it is.
+    assert json.loads((repo / "metrics/calibration.json").read_text()) == {}
+    assert not (repo / "models/export/calibration.json").exists()
+    card = (repo / "models/export/README.md").read_text()
+    assert "pipeline_tag: text-classification" in card and "| spearman |" in card
+    assert "(predictions.png)" in card and (repo / "models/export/predictions.png").is_file()
+    errors = pd.read_csv(repo / "metrics/errors.csv")
+    assert list(errors["error"].abs()) == sorted(errors["error"].abs(), reverse=True)
+
+
+def test_predict_pipeline_and_serve_give_each_pair_the_number_evaluate_scored(repo, tmp_path):
+    out = tmp_path / "scored.parquet"
+    run(
+        [
+            *(sys.executable, "-m", "hfx.predict", str(repo / "data/raw/test.parquet")),
+            *("--model", str(repo / "models/export"), "--format", "pytorch"),
+            *("--text-pair-column", "text_pair", "--output", str(out)),
+        ],
+        ROOT,
+    )
+    scored = pd.read_parquet(out)
+    evaluated = pd.read_csv(repo / "metrics/predictions.csv")
+    assert np.allclose(scored["score"], evaluated["predicted"], atol=1e-5)
+
+    head = scored.head(6)
+    pairs = [[text, pair] for text, pair in zip(head["text"], head["text_pair"])]
+    regress = pipeline_as_served("text-classification", repo / "models/export", function_to_apply="none")
+    expected = [regress({"text": text, "text_pair": pair})["score"] for text, pair in pairs]
+    assert np.allclose(expected, head["score"], atol=1e-5)
+
+    server = Server(repo / "models/export", "--format", "fp32")
+    try:
+        status, answers = server.predict({"inputs": pairs})
+        assert status == 200 and np.allclose([a["score"] for a in answers], head["score"], atol=1e-4)
+        status, body = server.predict({"inputs": pairs, "top_k": 1})
+        assert status == 422 and "top_k" in body["error"]
+    finally:
+        server.stop()
+
+
+def test_a_label_that_is_not_a_number_stops_download_naming_its_row(tmp_path, tiny_model):
+    train = make_scored_pairs(40)
+    train["sim"] = train["sim"].astype(object)
+    train.loc[7, "sim"] = "high"
+    train.loc[3, "sim"] = None  # an empty cell: dropped and counted, not an error
+    repo = regression_repo(tmp_path / "repo", tiny_model, {"train": train, "test": make_scored_pairs(20, seed=1)})
+    result = run(["dvc", "repro", "download"], repo, check=False)
+    assert result.returncode != 0
+    assert "data.label_column: row 7 of the train split has 'high', not a number" in result.stdout + result.stderr
+
+
+def test_regression_takes_no_class_weights(tmp_path):
+    from hfx.training.params import ParamsError, load_params
+
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    set_params(tmp_path, task="text-regression", finetune__class_weights="balanced")
+    with pytest.raises(ParamsError, match="finetune.class_weights"):
+        load_params(tmp_path / "params.yaml")
