@@ -31,8 +31,21 @@ RUNS = {
             "data.label_column": "label",
             "data.label_names": ["different", "paraphrase"],
             "data.exclude_labels": [],
+            "finetune.epochs": 6,  # 3 (finetune.min_steps' count) left validation F1 still rising
         },
         "BERT-base, GLUE test F1 88.9 (the paraphrase class)",
+    ),
+    "stsb": (
+        {
+            "task": "text-regression",
+            "data.source": "stsb",
+            "data.text_column": "sentence1",
+            "data.text_pair_column": "sentence2",
+            "data.label_column": "score",
+            "data.exclude_labels": [],
+            "finetune.epochs": 4,
+        },
+        "cross-encoder TinyBERT-L4 Spearman 85.5; all-MiniLM-L6-v2 as a bi-encoder 82.0",
     ),
 }
 

@@ -48,7 +48,7 @@ def regression_repo(dest, tiny_model, frames: dict, **overrides):
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, tiny_model):
+def regression_run(tmp_path_factory, tiny_model):
     frames = {"train": make_scored_pairs(400), "test": make_scored_pairs(60, seed=1)}
     repo = regression_repo(
         tmp_path_factory.mktemp("regression") / "repo",
@@ -64,7 +64,8 @@ def repo(tmp_path_factory, tiny_model):
     return repo
 
 
-def test_the_model_learns_the_number_and_every_format_scores_it(repo):
+def test_the_model_learns_the_number_and_every_format_scores_it(regression_run):
+    repo = regression_run
     scores = json.loads((repo / "metrics/eval.json").read_text())
     assert scores["spearman"] > 0.5 and scores["pearson"] > 0.5 and scores["rmse"] > 0  # it learns the count
     assert scores["baseline"]["model"] == "tfidf-ridge"
@@ -83,7 +84,8 @@ def test_the_model_learns_the_number_and_every_format_scores_it(repo):
     assert list(errors["error"].abs()) == sorted(errors["error"].abs(), reverse=True)
 
 
-def test_predict_pipeline_and_serve_give_each_pair_the_number_evaluate_scored(repo, tmp_path):
+def test_predict_pipeline_and_serve_give_each_pair_the_number_evaluate_scored(regression_run, tmp_path):
+    repo = regression_run
     out = tmp_path / "scored.parquet"
     run(
         [
