@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install repro test test-fast lint check report remote push pull hub-push bench bench-defaults bench-processes bench-memory bench-calibration bench-class-weights bench-int8 predict serve loadtest soak clean
+.PHONY: install repro test test-fast lint check report remote push pull hub-push bench bench-defaults bench-processes bench-memory bench-calibration bench-class-weights bench-text-tasks bench-int8 predict serve loadtest soak clean
 
 # predict and serve read an exported model folder and nothing else.
 MODEL ?= models/export
@@ -91,6 +91,11 @@ bench-calibration: install
 # benchmarks/class_weights.json. About 15 minutes on 2 cores.
 bench-class-weights: install
 	python -m benchmarks.class_weights
+
+# Pairs of texts (MRPC) and text regression (STS-B) from ../shared/data (or $$HFX_SHARED_DATA), as docs/tasks.md
+# runs them: benchmarks/text_tasks.json. `make bench-text-tasks NAMES=stsb` runs one. About an hour on 2 cores.
+bench-text-tasks: install
+	python -m benchmarks.text_tasks $(NAMES)
 
 # Which int8 to serve: dynamic int8 one row per call, batched (answers depend on the batch) and static int8,
 # against fp32, on the last run's test texts: benchmarks/int8.json. A few minutes, after `dvc repro`.

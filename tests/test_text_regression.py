@@ -10,7 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import FILLER, POSITIVE, ROOT, commit_all, make_repo, pipeline_as_served, run, set_params
+from tests.conftest import (
+    FILLER,
+    POSITIVE,
+    ROOT,
+    commit_all,
+    copy_of,
+    make_repo,
+    pipeline_as_served,
+    run,
+    set_params,
+)
 from tests.test_serve import Server
 
 
@@ -113,6 +123,16 @@ def test_predict_pipeline_and_serve_give_each_pair_the_number_evaluate_scored(re
         assert status == 422 and "top_k" in body["error"]
     finally:
         server.stop()
+
+
+def test_a_regression_model_scored_as_it_is_gets_the_scores_it_was_trained_to(regression_run, tmp_path):
+    """finetune.epochs: 0 on the fine-tuned folder: the same numbers, whatever its output is named."""
+    repo = copy_of(regression_run, tmp_path / "repo")
+    set_params(repo, finetune__epochs=0, model__name=str(regression_run / "models/finetuned"))
+    run(["dvc", "repro"], repo)
+    before = json.loads((regression_run / "metrics/eval.json").read_text())
+    after = json.loads((repo / "metrics/eval.json").read_text())
+    assert after["spearman"] == pytest.approx(before["spearman"], abs=1e-6)
 
 
 def test_a_label_that_is_not_a_number_stops_download_naming_its_row(tmp_path, tiny_model):

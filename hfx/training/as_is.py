@@ -1,6 +1,7 @@
 """`finetune.epochs: 0`: a classifier someone already fine-tuned, scored as it is. Its output rows are matched
 to the data's labels by name (exactly, else ignoring case) and put in the data's label order; rows for labels
-the data lacks are left out, so the model picks among the data's labels. No weight changes value."""
+the data lacks are left out, so the model picks among the data's labels. A regression model's one output is
+kept whatever its name. No weight changes value."""
 
 import torch
 from transformers import AutoConfig
@@ -46,8 +47,18 @@ def model_as_is(task, model: Model, label2id: dict[str, int]):
             " name a fine-tuned one in model.name, or train (finetune.epochs > 0)"
         )
     names = list(label2id)
-    rows = matched_rows([config.id2label[i] for i in range(config.num_labels)], names, model.name)
+    if task.problem_type == "regression":  # one output, whatever its name (a Hub cross-encoder: LABEL_0)
+        if config.num_labels != 1:
+            raise ParamsError(
+                f"finetune.epochs: 0 scores '{model.name}' as a {task.name} model, but it has"
+                f" {config.num_labels} outputs; regression takes a model with one"
+            )
+        rows = [0]
+    else:
+        rows = matched_rows([config.id2label[i] for i in range(config.num_labels)], names, model.name)
     classifier = from_pretrained(task.auto_model, model)
+    if task.problem_type:
+        classifier.config.problem_type = task.problem_type
     layer = output_layer(classifier, config.num_labels)
     with torch.no_grad():
         layer.weight = torch.nn.Parameter(layer.weight[rows].clone())

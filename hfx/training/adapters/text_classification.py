@@ -68,13 +68,8 @@ class TextClassificationAdapter(TextInputsAdapter, SingleLabelAdapter):
         return rows
 
     def tokenize(self, batch: dict, processor, settings: Preprocess, label2id: dict) -> dict:
-        pairs = (batch["text_pair"],) if "text_pair" in batch else ()
-        encoded = processor(batch["text"], *pairs, truncation=True, max_length=settings.max_length)
+        encoded = self.encode_rows(batch, processor, settings)
         encoded["labels"] = [label2id[label] for label in batch["label"]]
-        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-        # A fast tokenizer keeps what truncation cut off; count it so stats.json can report it.
-        encoded["truncated"] = [int(bool(e.overflowing)) for e in encoded.encodings]
-        encoded["units"] = [1] * len(encoded["input_ids"])  # what `truncated` counts: rows
         return encoded
 
     def collator(self, tokenizer):

@@ -73,6 +73,17 @@ class TextInputsAdapter:
         sample = tokenizer(["a short example", "a somewhat longer example sentence"], padding=True, return_tensors="pt")
         return {name: sample[name] for name in names}, {name: {0: "batch", 1: "sequence"} for name in names}
 
+    @staticmethod
+    def encode_rows(batch: dict, processor, settings: Preprocess) -> dict:
+        """A batch of texts (or pairs) tokenized as one row each, with its length and whether it was cut."""
+        pairs = (batch["text_pair"],) if "text_pair" in batch else ()
+        encoded = processor(batch["text"], *pairs, truncation=True, max_length=settings.max_length)
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        # A fast tokenizer keeps what truncation cut off; count it so stats.json can report it.
+        encoded["truncated"] = [int(bool(e.overflowing)) for e in encoded.encodings]
+        encoded["units"] = [1] * len(encoded["input_ids"])  # what `truncated` counts: rows
+        return encoded
+
     def prepare_saved(self, model, tokenizer, params: Params) -> None:
         # The fine-tuned folder's tokenizer truncates to the length the model was fine-tuned on, as preprocess
         # did: evaluate, predict, serve and pipeline() all read it from there.

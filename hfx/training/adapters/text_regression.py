@@ -135,12 +135,8 @@ class TextRegressionAdapter(TextInputsAdapter):
         return [SCORE]
 
     def tokenize(self, batch: dict, processor, settings: Preprocess, label2id: dict) -> dict:
-        pairs = (batch["text_pair"],) if "text_pair" in batch else ()
-        encoded = processor(batch["text"], *pairs, truncation=True, max_length=settings.max_length)
+        encoded = self.encode_rows(batch, processor, settings)
         encoded["labels"] = np.asarray(batch["label"], dtype=np.float32)  # the dtype of the logits MSE compares
-        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-        encoded["truncated"] = [int(bool(e.overflowing)) for e in encoded.encodings]
-        encoded["units"] = [1] * len(encoded["input_ids"])
         return encoded
 
     def collator(self, tokenizer):
