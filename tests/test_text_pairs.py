@@ -26,12 +26,12 @@ def make_pairs(n: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@pytest.fixture(scope="module")
-def pair_repo(tmp_path_factory, tiny_model):
-    repo = make_repo(tmp_path_factory.mktemp("pairs") / "repo")
+def pairs_repo(dest, tiny_model, frames: dict, **overrides):
+    """A committed repo whose pipeline reads generated pairs from inputs/ with the tiny BERT."""
+    repo = make_repo(dest)
     (repo / "inputs").mkdir()
-    for i, (split, n) in enumerate({"train": 320, "test": 60}.items()):
-        make_pairs(n, seed=i).to_csv(repo / "inputs" / f"{split}.csv", index=False)
+    for split, frame in frames.items():
+        frame.to_csv(repo / "inputs" / f"{split}.csv", index=False)
     set_params(
         repo,
         data__source="inputs",
@@ -40,14 +40,24 @@ def pair_repo(tmp_path_factory, tiny_model):
         data__label_column="verdict",
         data__exclude_labels=[],
         model__name=str(tiny_model),
-        finetune__min_steps=0,
+        **{"finetune__min_steps": 0, **overrides},
+    )
+    commit_all(repo, "tiny pair pipeline")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def pair_repo(tmp_path_factory, tiny_model):
+    repo = pairs_repo(
+        tmp_path_factory.mktemp("pairs") / "repo",
+        tiny_model,
+        {"train": make_pairs(320), "test": make_pairs(60, seed=1)},
         finetune__epochs=5,
         finetune__warmup_ratio=0.0,
         finetune__learning_rate=3e-3,
         finetune__batch_size=16,
         export__latency_queries=3,
     )
-    commit_all(repo, "tiny pair pipeline")
     run(["dvc", "repro"], repo)
     return repo
 
@@ -148,19 +158,8 @@ def test_predict_with_a_pair_column_missing_from_the_table_names_it(pair_repo, t
 
 
 def test_a_pair_column_missing_from_one_split_stops_download_naming_it(tmp_path, tiny_model):
-    repo = make_repo(tmp_path / "repo")
-    (repo / "inputs").mkdir()
-    make_pairs(40).to_csv(repo / "inputs/train.csv", index=False)
-    make_pairs(20, seed=1).drop(columns="hypothesis").to_csv(repo / "inputs/test.csv", index=False)
-    set_params(
-        repo,
-        data__source="inputs",
-        data__text_column="premise",
-        data__text_pair_column="hypothesis",
-        data__label_column="verdict",
-        data__exclude_labels=[],
-        model__name=str(tiny_model),
-    )
+    frames = {"train": make_pairs(40), "test": make_pairs(20, seed=1).drop(columns="hypothesis")}
+    repo = pairs_repo(tmp_path / "repo", tiny_model, frames)
     result = run(["dvc", "repro", "download"], repo, check=False)
     assert result.returncode != 0
     assert "data.text_pair_column: column 'hypothesis' not in the test split" in result.stdout + result.stderr

@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from hfx.training.adapters.common import DROPPED, clean_rows, require_columns
 from hfx.training.adapters.single_label import SingleLabelAdapter
-from hfx.training.adapters.text_inputs import TextFeatures, TextInputsAdapter
+from hfx.training.adapters.text_inputs import TextFeatures, TextInputsAdapter, missing_text
 from hfx.training.params import Data, ParamsError, Preprocess
 
 
@@ -50,16 +50,9 @@ class TextClassificationAdapter(TextInputsAdapter, SingleLabelAdapter):
         pairs = batch[data.text_pair_column] if data.text_pair_column else [None] * len(indices)
         for text, pair, value in zip(batch[data.text_column], pairs, batch[data.label_column]):
             label = self.read_label(value, names, data)
-            if not isinstance(text, str) or not text.strip():
-                reason = "empty_text"
-            elif data.text_pair_column and (not isinstance(pair, str) or not pair.strip()):
-                reason = "empty_text_pair"
-            elif label is None:
-                reason = "missing_label"
-            elif self.excluded(label, data):
-                reason = f"excluded_label:{label}"
-            else:
-                reason = None
+            reason = missing_text(text, pair, data) or (
+                "missing_label" if label is None else f"excluded_label:{label}" if self.excluded(label, data) else None
+            )
             rows["text"].append(text if reason is None else None)
             rows["label"].append(label if reason is None else None)
             rows[DROPPED].append(reason)

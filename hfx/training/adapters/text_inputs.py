@@ -92,6 +92,15 @@ class TextInputsAdapter:
         model.config.hfx_text_pairs = params.data.text_pair_column is not None
 
 
+def missing_text(text, pair, data: Data) -> str | None:
+    """Why a row's text (or its pair's second text) cannot be read: `empty_text`, `empty_text_pair`, or None."""
+    if not isinstance(text, str) or not text.strip():
+        return "empty_text"
+    if data.text_pair_column and (not isinstance(pair, str) or not pair.strip()):
+        return "empty_text_pair"
+    return None
+
+
 class TextFeatures:
     """TF-IDF features for a baseline, fitted on train: of each text, or of each pair as both texts' vectors,
     their absolute difference and their element-wise product (what two texts share, and where they differ)."""

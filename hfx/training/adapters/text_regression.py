@@ -15,7 +15,7 @@ from sklearn.metrics import root_mean_squared_error
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from hfx.training.adapters.common import DROPPED, Evaluation, clean_rows, column_batches, require_columns
-from hfx.training.adapters.text_inputs import TextFeatures, TextInputsAdapter
+from hfx.training.adapters.text_inputs import TextFeatures, TextInputsAdapter, missing_text
 from hfx.training.params import Data, ParamsError, Preprocess
 
 SCORE = "score"  # the head's one output, as id2label names it
@@ -77,20 +77,14 @@ class TextRegressionAdapter(TextInputsAdapter):
         pairs = batch[data.text_pair_column] if data.text_pair_column else [None] * len(indices)
         for index, text, pair, value in zip(indices, batch[data.text_column], pairs, batch[data.label_column]):
             label, error = self._number(value), None
-            if not isinstance(text, str) or not text.strip():
-                reason = "empty_text"
-            elif data.text_pair_column and (not isinstance(pair, str) or not pair.strip()):
-                reason = "empty_text_pair"
-            elif label is None:
-                reason = "missing_label"
-            elif isinstance(label, str):
-                reason = "not_a_number"
+            reason = missing_text(text, pair, data) or (
+                "missing_label" if label is None else "not_a_number" if isinstance(label, str) else None
+            )
+            if reason == "not_a_number":
                 error = (
                     f"data.label_column: row {index} of the {split_name} split has {label!r}, not a number;"
                     " text-regression needs a number in every row (an empty cell is dropped)"
                 )
-            else:
-                reason = None
             keep = reason is None
             rows["text"].append(text if keep else None)
             rows["label"].append(label if keep else None)
