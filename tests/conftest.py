@@ -243,6 +243,24 @@ def tiny_pipeline_repo(dest: Path, tiny_model: Path, sizes: dict[str, int], **ov
     return repo
 
 
+def frames_repo(dest: Path, tiny_model: Path, frames: dict[str, pd.DataFrame], **overrides) -> Path:
+    """A committed repo whose pipeline reads the given splits (written to inputs/<split>.csv) with the tiny BERT;
+    `overrides` name the columns and anything else the test needs."""
+    repo = make_repo(dest)
+    (repo / "inputs").mkdir()
+    for split, frame in frames.items():
+        frame.to_csv(repo / "inputs" / f"{split}.csv", index=False)
+    set_params(
+        repo,
+        data__source="inputs",
+        data__exclude_labels=[],
+        model__name=str(tiny_model),
+        **{"finetune__min_steps": 0, **overrides},
+    )
+    commit_all(repo, "tiny pipeline")
+    return repo
+
+
 def commit_all(repo: Path, message: str = "snapshot") -> None:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", message], repo)

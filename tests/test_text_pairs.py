@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, commit_all, make_repo, pipeline_as_served, review, run, set_params
+from tests.conftest import ROOT, frames_repo, pipeline_as_served, review, run, set_params
 from tests.test_serve import NEGATIVE, POSITIVE, Server
 
 
@@ -28,22 +28,8 @@ def make_pairs(n: int, seed: int = 0) -> pd.DataFrame:
 
 def pairs_repo(dest, tiny_model, frames: dict, **overrides):
     """A committed repo whose pipeline reads generated pairs from inputs/ with the tiny BERT."""
-    repo = make_repo(dest)
-    (repo / "inputs").mkdir()
-    for split, frame in frames.items():
-        frame.to_csv(repo / "inputs" / f"{split}.csv", index=False)
-    set_params(
-        repo,
-        data__source="inputs",
-        data__text_column="premise",
-        data__text_pair_column="hypothesis",
-        data__label_column="verdict",
-        data__exclude_labels=[],
-        model__name=str(tiny_model),
-        **{"finetune__min_steps": 0, **overrides},
-    )
-    commit_all(repo, "tiny pair pipeline")
-    return repo
+    columns = {"data__text_column": "premise", "data__text_pair_column": "hypothesis", "data__label_column": "verdict"}
+    return frames_repo(dest, tiny_model, frames, **columns, **overrides)
 
 
 @pytest.fixture(scope="module")

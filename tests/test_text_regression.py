@@ -14,9 +14,8 @@ from tests.conftest import (
     FILLER,
     POSITIVE,
     ROOT,
-    commit_all,
     copy_of,
-    make_repo,
+    frames_repo,
     pipeline_as_served,
     run,
     set_params,
@@ -38,23 +37,8 @@ def make_scored_pairs(n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def regression_repo(dest, tiny_model, frames: dict, **overrides):
-    repo = make_repo(dest)
-    (repo / "inputs").mkdir()
-    for split, frame in frames.items():
-        frame.to_csv(repo / "inputs" / f"{split}.csv", index=False)
-    set_params(
-        repo,
-        task="text-regression",
-        data__source="inputs",
-        data__text_column="first",
-        data__text_pair_column="second",
-        data__label_column="sim",
-        data__exclude_labels=[],
-        model__name=str(tiny_model),
-        **{"finetune__min_steps": 0, **overrides},
-    )
-    commit_all(repo, "tiny regression pipeline")
-    return repo
+    columns = {"data__text_column": "first", "data__text_pair_column": "second", "data__label_column": "sim"}
+    return frames_repo(dest, tiny_model, frames, task="text-regression", **columns, **overrides)
 
 
 @pytest.fixture(scope="module")
