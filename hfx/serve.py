@@ -212,6 +212,7 @@ def create_app(settings: Settings) -> FastAPI:
             "max_input_length": model.info.max_length,
             "test_metrics": model.info.test_metrics,
             "temperature": model.info.temperature,
+            **({"thresholds": dict(zip(model.info.labels, model.info.thresholds))} if model.info.thresholds else {}),
             "models": list(models.models),
             "auth": bool(settings.api_key),
             "threads": asdict(plan),

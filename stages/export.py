@@ -3,15 +3,15 @@
 Reads `task`, `export.*` (and, for the model card, the data, model and training params it shows). Writes a
 `save_pretrained` folder that `transformers.pipeline` loads, `model.onnx` (dynamic batch and sequence axes),
 `model_quantized.onnx` (int8: dynamic, or static with activation ranges from validation rows where the task
-says so), calibration.json and a model card. Every format is scored and timed through the serving half
-(hfx.serving) on the raw test inputs, as `predict` and `serve` answer them; fails when ONNX disagrees with
-PyTorch.
+says so), calibration.json (the temperature or per-label thresholds evaluate fitted) and a model card. Every
+format is scored and timed through the serving half (hfx.serving) on the raw test inputs, as `predict` and
+`serve` answer them; fails when ONNX disagrees with PyTorch.
 """
 
 import torch
 from datasets import load_dataset, load_from_disk
 
-from hfx.serving.folder import CALIBRATION_FILE, FORMATS
+from hfx.serving.folder import CALIBRATION_FILE, CALIBRATION_KEYS, FORMATS
 from hfx.training.adapters import get_task
 from hfx.training.artifacts import atomic_dir, read_json, write_json
 from hfx.training.model_card import render_model_card, write_figures
@@ -34,8 +34,9 @@ def main() -> None:
     with atomic_dir(paths.export) as out:
         model.save_pretrained(out)
         processor.save_pretrained(out)
-        if "temperature" in calibration:  # fitted by evaluate (evaluate.calibrate); weights and logits stay as trained
-            write_json(out / CALIBRATION_FILE, {**calibration, "fitted_on": "the validation split, by log loss"})
+        if set(CALIBRATION_KEYS) & set(calibration):  # fitted by evaluate; weights and logits stay as trained
+            fitted_on = "log loss" if "temperature" in calibration else "each label's F1"
+            write_json(out / CALIBRATION_FILE, {**calibration, "fitted_on": f"the validation split, by {fitted_on}"})
         formats = ["pytorch"]
         if ex.onnx:
             eager = task.auto_model.from_pretrained(paths.finetuned, use_safetensors=True, attn_implementation="eager")
@@ -73,7 +74,7 @@ def main() -> None:
             "n_test": len(raw_test),
         }
         # The card shows what is the same on every run (no timings), so the folder's bytes are too.
-        write_figures(out, paths.predictions, paths.train_logs, label_names, task)
+        write_figures(out, paths.predictions, paths.train_logs, label_names, task, paths.eval_plots)
         figures = task.card_figures(out, load_from_disk(paths.processed)["test"], paths.predictions)
         card = render_model_card(
             params,

@@ -109,7 +109,9 @@ def main() -> None:
         callbacks.append(CuratedDVCLiveCallback(live, {"model": params.model.name, **params.finetune.model_dump()}))
     if ft.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=ft.early_stopping_patience))
-    loss, weights_line = class_weighted_loss(ft.class_weights, splits["train"], list(labels["label2id"]))
+    loss, weights_line = class_weighted_loss(
+        ft.class_weights, splits["train"], list(labels["label2id"]), task.problem_type
+    )
     if weights_line and main_process:
         print(weights_line)
     trainer = Trainer(

@@ -20,7 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Tests that use one of these run a pipeline of their own beyond the tiny one (`tiny_run`): `make test-fast`
 # leaves them out, with the modules marked `pytestmark = pytest.mark.slow`.
-SLOW_FIXTURES = {"pipeline_repo", "ner_repo", "image_repo", "good_repo", "pair_repo", "regression_run"}
+SLOW_FIXTURES = {
+    "pipeline_repo",
+    "ner_repo",
+    "image_repo",
+    "good_repo",
+    "pair_repo",
+    "regression_run",
+    "multi_label_run",
+}
 
 
 def pytest_collection_modifyitems(items):

@@ -11,7 +11,13 @@ import pytest
 
 from hfx.serving.transforms import probabilities
 from hfx.training.adapters.common import scored
-from hfx.training.calibration import expected_calibration_error, fit_temperature, nll, reliability
+from hfx.training.calibration import (
+    TemperatureScaling,
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    reliability,
+)
 from tests.conftest import ROOT, copy_of, run, stage_env
 
 
@@ -46,15 +52,16 @@ def test_temperature_undoes_a_scaled_model_and_keeps_every_prediction(scale):
 def test_a_temperature_that_cannot_be_trusted_stays_1_and_says_why():
     """A validation split the model gets all right would pull the fit to its lower bound (scores of 1.0 for wrong
     answers too); one it gets right by chance, to its upper bound. Both keep 1.0 and say why."""
-    from stages.evaluate import calibration
-
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 2, 400)
     logits = np.eye(2)[labels] * rng.uniform(0.5, 3, (400, 1))  # every validation row right
     temperature, why = fit_temperature(logits, labels)
     assert temperature == 1.0 and "0 wrong predictions of 400" in why
     test_logits, test_labels = rng.normal(size=(100, 2)), rng.integers(0, 2, 100)
-    summary, _ = calibration((test_logits, test_labels), (logits, labels))
+    scaling = TemperatureScaling()
+    summary, _, _ = scaling.report(
+        (test_logits, test_labels), (logits, labels), scaling.fit((logits, labels), ["a", "b"]), ["a", "b"]
+    )
     assert summary["temperature"] == 1.0 and "too few to fit" in summary["temperature_not_fitted"]
     assert summary["ece_calibrated"] == summary["ece"]
     coin = np.eye(2)[np.where(np.arange(400) % 2, labels, 1 - labels)] * 5  # half wrong, all sure: no T fits
@@ -63,11 +70,9 @@ def test_a_temperature_that_cannot_be_trusted_stays_1_and_says_why():
 
 
 def test_without_validation_only_the_test_ece_is_reported():
-    from stages.evaluate import calibration
-
     rng = np.random.default_rng(1)
     logits, labels = rng.normal(size=(50, 3)), rng.integers(0, 3, 50)
-    summary, files = calibration((logits, labels), None)
+    summary, files, _ = TemperatureScaling().report((logits, labels), None, {}, ["a", "b", "c"])
     assert summary == {"ece": round(expected_calibration_error(probabilities(logits), labels), 4)}
     assert files["reliability.json"] == files["reliability_calibrated.json"]  # no temperature: the same points
 

@@ -45,3 +45,21 @@ def test_equal_weights_give_the_models_own_loss_and_rare_class_mistakes_cost_mor
     per_row = torch.nn.functional.cross_entropy(outputs.logits, labels, reduction="none")
     expected = (per_row * torch.tensor([2.0, 2 / 3, 2 / 3, 2 / 3])).sum() / 4
     assert float(rare_weighted(outputs, labels, num_items_in_batch=4)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_multi_label_weighs_each_labels_positive_rows_by_its_negatives_over_its_positives():
+    import torch.nn.functional as F
+
+    from hfx.training.class_weights import positive_weights
+
+    # label 0 in 1 row of 4, label 1 in 2 of 4, label 2 in none
+    train = Dataset.from_dict({"labels": [[1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]})
+    weights = positive_weights(train, 3)
+    assert weights.tolist() == pytest.approx([3.0, 1.0, 1.0])
+    loss, line = class_weighted_loss("balanced", train, ["a", "b", "c"], "multi_label_classification")
+    assert "a 3" in line
+    logits = torch.tensor([[0.3, -1.0, 2.0], [-0.5, 0.2, 0.0]])
+    labels = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    expected = F.binary_cross_entropy_with_logits(logits, labels, pos_weight=weights)
+    assert float(loss({"logits": logits}, labels)) == pytest.approx(float(expected))
+    assert float(loss({"logits": logits}, labels, num_items_in_batch=6)) == pytest.approx(float(expected))

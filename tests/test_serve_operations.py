@@ -212,6 +212,9 @@ def test_health_is_503_when_a_file_of_the_model_is_gone(exported_model, tmp_path
 def test_a_reload_under_load_drops_no_request_and_switches_the_answers(exported_model, tmp_path):
     folder = relabelled(exported_model, tmp_path / "model", {})
     served = Server(folder, "--api-key", KEY)
+    deadline = time.monotonic() + 60  # /health answers before the warm-up ends: wait for /ready, which needs the key
+    while call(served, "GET", "/ready", None, AUTH)[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
     outcomes, stop = [], threading.Event()
 
     def load():

@@ -4,8 +4,9 @@ half (predict and serve read it). Every name in it is defined here and nowhere e
 A folder is what `dvc repro` writes to models/export (or `dvc get`/`dvc import` of it): config.json (the labels,
 id2label, in the model's output order), tokenizer.json and tokenizer_config.json (text; model_max_length is the
 max input length) or preprocessor_config.json (images), one file per format (FORMATS), a model card whose
-`pipeline_tag` is the task, and calibration.json (the temperature the logits are divided by). A text model
-trained on pairs of texts says so in config.json (TEXT_PAIRS).
+`pipeline_tag` is the task, and calibration.json (the temperature the logits are divided by, or a multi-label
+model's per-label thresholds). A text model trained on pairs of texts says so in config.json (TEXT_PAIRS); a
+multi-label one has `problem_type: multi_label_classification`, as transformers and the Hub name it.
 """
 
 import json
@@ -18,7 +19,10 @@ from hfx.serving.handlers import HANDLERS
 
 # Format name -> file, in the order export writes and reports them.
 FORMATS = {"pytorch": "model.safetensors", "fp32": "model.onnx", "int8": "model_quantized.onnx"}
-CALIBRATION_FILE = "calibration.json"  # {"temperature": T}: scores are softmax(logits / T); none: T = 1
+# {"temperature": T}: scores are softmax(logits / T); none: T = 1. Multi-label: {"thresholds": {label: t}}, a
+# label is given when its sigmoid score reaches t; none: 0.5.
+CALIBRATION_FILE = "calibration.json"
+CALIBRATION_KEYS = ("temperature", "thresholds")  # what predict and serve apply from it
 CARD_FILE = "README.md"  # the model card; its front matter's pipeline_tag names the task
 # An int8 file's metadata: "fixed" (static: ranges measured on validation rows at export) or "per_call"
 # (dynamic: measured on each call's input, so it runs one row per call). A file without it counts as per_call.
@@ -41,6 +45,7 @@ class ModelInfo:
     test_metrics: dict = field(default_factory=dict)
     temperature: float = 1.0  # what the logits are divided by before the softmax (calibration.json)
     text_pairs: bool = False  # each input is [text, pair]
+    thresholds: list[float] | None = None  # multi-label: each label's, in label order (calibration.json)
 
 
 def _card_front_matter(folder: Path) -> dict:
@@ -49,8 +54,9 @@ def _card_front_matter(folder: Path) -> dict:
     return (yaml.safe_load(text.split("---")[1]) or {}) if text.startswith("---") else {}
 
 
-def read_folder(folder: str | Path) -> ModelInfo:
-    """What an exported folder holds, or a ModelError naming what is missing."""
+def read_folder(folder: str | Path, calibration: dict | None = None) -> ModelInfo:
+    """What an exported folder holds, or a ModelError naming what is missing. `calibration` stands for the
+    folder's calibration.json (evaluate scores a folder with what export will write there)."""
     folder = Path(folder)
     hint = "(an exported model: `dvc repro` writes models/export, `dvc pull models/export` fetches it)"
     if not folder.is_dir():
@@ -63,8 +69,9 @@ def read_folder(folder: str | Path) -> ModelInfo:
     config = json.loads((folder / "config.json").read_text())
     card = _card_front_matter(folder)
     task = card.get("pipeline_tag") or _task_from_architectures(config.get("architectures") or [])
-    if task == "text-classification" and config.get("problem_type") == "regression":
-        task = "text-regression"  # one number per text: transformers and the Hub call it text classification
+    if task == "text-classification" and config.get("problem_type") in PROBLEM_TASKS:
+        # transformers and the Hub call these text classification too; config.json's problem_type tells them apart
+        task = PROBLEM_TASKS[config["problem_type"]]
     processor_file = HANDLERS[task].processor_file if task in HANDLERS else "tokenizer.json"
     if not (folder / processor_file).is_file():
         raise ModelError(f"'{folder}' is not an exported model folder: no {processor_file} {hint}")
@@ -91,27 +98,52 @@ def read_folder(folder: str | Path) -> ModelInfo:
         max_length=max_length,
         formats=formats,
         test_metrics=metrics,
-        temperature=_temperature(folder),
         text_pairs=config.get(TEXT_PAIRS) is True,
+        **_calibration(folder, labels, calibration),
     )
 
 
-def _temperature(folder: Path) -> float:
-    """The temperature export stored from evaluate's calibration, or 1.0 (scores as the model gives them)."""
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _calibration(folder: Path, labels: list[str], given: dict | None) -> dict:
+    """The temperature and thresholds export stored from evaluate (calibration.json), or `given` in its place:
+    a temperature of 1.0 and no thresholds (0.5) where it has none."""
     path = folder / CALIBRATION_FILE
-    if not path.is_file():
-        return 1.0
-    try:
-        value = json.loads(path.read_text())["temperature"]
-    except (ValueError, KeyError, TypeError):
-        value = None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+    content = given
+    if content is None and path.is_file():
+        try:
+            content = json.loads(path.read_text())
+        except ValueError:
+            content = None
+        if not isinstance(content, dict) or not set(CALIBRATION_KEYS) & set(content):
+            raise ModelError(
+                f"'{path}' has neither a temperature nor thresholds: expected {{\"temperature\": <a positive number>}}"
+                ' or {"thresholds": {<label>: <a score between 0 and 1>}}; delete the file to serve uncalibrated scores'
+            )
+    content = content or {}
+    temperature = content.get("temperature", 1.0)
+    if not _number(temperature) or not 0 < temperature < float("inf"):
         raise ModelError(
-            f"'{path}' has no valid temperature: expected {{\"temperature\": <a positive number>}};"
+            f"'{path}' has no valid temperature ({temperature!r}): expected a positive number;"
             " delete the file to serve uncalibrated scores"
         )
-    return float(value)
+    thresholds = content.get("thresholds")
+    if thresholds is not None:
+        valid = isinstance(thresholds, dict) and all(_number(t) and 0 <= t <= 1 for t in thresholds.values())
+        unknown = sorted(set(thresholds) - set(labels)) if isinstance(thresholds, dict) else []
+        if not valid or unknown:
+            raise ModelError(
+                f"'{path}' has invalid thresholds: expected {{<label>: <a score between 0 and 1>}} for labels of"
+                f" config.json ({', '.join(labels)})" + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+            )
+        thresholds = [float(thresholds.get(label, 0.5)) for label in labels]
+    return {"temperature": float(temperature), "thresholds": thresholds}
 
+
+# config.json's problem_type -> the task, for a model the card calls text-classification
+PROBLEM_TASKS = {"regression": "text-regression", "multi_label_classification": "multi-label-classification"}
 
 ARCHITECTURE_TASKS = {
     "ForSequenceClassification": "text-classification",

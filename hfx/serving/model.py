@@ -56,8 +56,10 @@ class TorchRunner:
 class LoadedModel:
     """An exported folder ready to run: the task's handler (texts in, results out) and one format's runner."""
 
-    def __init__(self, folder: str | Path, fmt: str = "int8", threads: int | None = None):
-        self.info = read_folder(folder)
+    def __init__(
+        self, folder: str | Path, fmt: str = "int8", threads: int | None = None, calibration: dict | None = None
+    ):
+        self.info = read_folder(folder, calibration)
         if fmt not in FORMATS:
             raise ModelError(f"unknown format '{fmt}'; valid: {', '.join(FORMATS)}")
         if fmt not in self.info.formats:

@@ -6,6 +6,9 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
+from hfx.serving.transforms import probabilities
+from hfx.training.params import Evaluate
+
 BINS = 15  # equal-width confidence bins, as the ECE is usually reported
 
 
@@ -73,3 +76,43 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> tuple[float, str 
             " temperature in range fits validation; scores are the model's own"
         )
     return float(np.exp(result.x)), None
+
+
+class TemperatureScaling:
+    """How evaluate makes softmax scores readable as probabilities (one label per input, or per word): one
+    temperature fitted on validation when `evaluate.calibrate` asks for it."""
+
+    def fits(self, settings: Evaluate) -> bool:
+        return settings.calibrate
+
+    def fit(self, validation: tuple[np.ndarray, np.ndarray], names: list[str]) -> dict:
+        """calibration.json's part that predict and serve apply: {"temperature": T}, rounded to 4 digits so that
+        what export reads changes with the model, not with evaluate.batch_size's float noise. A temperature that
+        cannot be trusted stays 1.0, with the reason under `temperature_not_fitted`."""
+        temperature, kept_at_1 = fit_temperature(*validation)
+        return {"temperature": round(temperature, 4), **({"temperature_not_fitted": kept_at_1} if kept_at_1 else {})}
+
+    def report(self, test: tuple, validation: tuple | None, fitted: dict, names: list[str]) -> tuple[dict, dict, dict]:
+        """(calibration.json, the reliability diagram's files, test metrics): the test ECE, and with a fitted
+        temperature the ECE under it on test and on validation; the diagram before and after it; the test loss."""
+        logits, labels = test
+        temperature = fitted.get("temperature", 1.0)
+        summary = {"ece": expected_calibration_error(probabilities(logits), labels)}
+        if validation is not None:
+            fit_logits, fit_labels = validation
+            summary |= {
+                "ece_calibrated": expected_calibration_error(probabilities(logits, temperature), labels),
+                "temperature": temperature,
+                "validation_ece": expected_calibration_error(probabilities(fit_logits), fit_labels),
+                "validation_ece_calibrated": expected_calibration_error(
+                    probabilities(fit_logits, temperature), fit_labels
+                ),
+            }
+        rounded = {key: round(value, 4) for key, value in summary.items()}
+        if "temperature_not_fitted" in fitted:
+            rounded["temperature_not_fitted"] = fitted["temperature_not_fitted"]
+        files = {
+            "reliability.json": reliability(probabilities(logits), labels),
+            "reliability_calibrated.json": reliability(probabilities(logits, temperature), labels),
+        }
+        return rounded, files, {"loss": nll(logits, labels)}  # mean cross-entropy of the gold labels

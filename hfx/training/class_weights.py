@@ -1,7 +1,9 @@
 """finetune.class_weights: each class's share of the loss set by how rare it is in train, for imbalanced data.
 
 `balanced` weighs class c by rows / (classes x rows of c), scikit-learn's `compute_class_weight("balanced")`:
-every class then counts in the loss as if the classes were equally common. The weighted cross-entropy goes to
+every class then counts in the loss as if the classes were equally common. Multi-label, where each label is a
+yes-or-no question of its own, a label's positive rows weigh negatives / positives (BCE's `pos_weight`): its
+yes and its no then count alike. The weighted cross-entropy goes to
 the Trainer as its `compute_loss_func`. Labels of -100 (special tokens and later sub-tokens of a word in token
 classification) count for nothing, as in the models' own loss.
 """
@@ -56,10 +58,44 @@ def weighted_loss(weights: torch.Tensor):
     return compute_loss
 
 
-def class_weighted_loss(mode: str | None, train, names: list[str]):
+def positive_weights(split, num_labels: int) -> torch.Tensor:
+    """Multi-label: negatives / positives of each label in train (its 0/1 `labels` rows); 1 for a label train
+    lacks."""
+    positives, rows = np.zeros(num_labels), 0
+    for values in column_batches(split, "labels"):
+        hot = np.asarray(pc.list_flatten(values).to_numpy(zero_copy_only=False)).reshape(len(values), num_labels)
+        positives, rows = positives + hot.sum(0), rows + len(values)
+    weights = np.where(positives > 0, (rows - positives) / np.maximum(positives, 1), 1.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def weighted_bce_loss(pos_weight: torch.Tensor):
+    """The Trainer's `compute_loss_func` for multi-label: binary cross-entropy with each label's positives
+    weighted, summed and divided by the Trainer's count of (row, label) items in the step, or their mean."""
+
+    def compute_loss(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"].float()
+        labels = labels.to(logits.device, logits.dtype)
+        weight = pos_weight.to(logits.device)
+        if num_items_in_batch is None:
+            return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=weight)
+        total = F.binary_cross_entropy_with_logits(logits, labels, pos_weight=weight, reduction="sum")
+        return total / num_items_in_batch
+
+    return compute_loss
+
+
+MULTI_LABEL = "multi_label_classification"  # transformers' problem_type
+
+
+def class_weighted_loss(mode: str | None, train, names: list[str], problem_type: str | None = None):
     """(the Trainer's compute_loss_func, or None for the model's own loss; a line saying the weights)."""
     if mode is None:
         return None, None
+    if problem_type == MULTI_LABEL:
+        weights = positive_weights(train, len(names))
+        said = ", ".join(f"{name} {weight:.3g}" for name, weight in zip(names, weights.tolist()))
+        return weighted_bce_loss(weights), f"finetune: weights of each label's positive rows ({mode}): {said}"
     weights = balanced_weights(train_label_ids(train), len(names))
     said = ", ".join(f"{name} {weight:.3g}" for name, weight in zip(names, weights.tolist()))
     return weighted_loss(weights), f"finetune: class weights ({mode}): {said}"

@@ -18,11 +18,14 @@ from hfx.training.hub_ids import base_license, base_model_id, dataset_id
 from hfx.training.params import Params
 
 
-def write_figures(out: Path, predictions_csv: str, train_logs: str, names: list[str], task) -> None:
+def write_figures(out: Path, predictions_csv: str, train_logs: str, names: list[str], task, eval_plots: str) -> None:
     """Static PNGs for people who look at the model folder rather than at DVC: the test split's confusion
-    matrix (classes) or predicted against actual values (regression), and the training curves."""
-    predictions = pd.read_csv(predictions_csv, dtype=str if task.scores_are_probabilities else None)
-    if not task.scores_are_probabilities:  # numbers (regression)
+    matrix (classes), each label's F1 (multi-label) or predicted against actual values (regression), and the
+    training curves."""
+    per_class_csv = Path(eval_plots) / "per_class.csv"
+    figure = f"{task.test_figure}.png"
+    if task.test_figure == "predictions":  # numbers (regression)
+        predictions = pd.read_csv(predictions_csv)
         fig, ax = plt.subplots(figsize=(5, 5))
         ax.scatter(predictions["actual"], predictions["predicted"], s=6, alpha=0.4)
         low, high = predictions["actual"].min(), predictions["actual"].max()
@@ -30,14 +33,20 @@ def write_figures(out: Path, predictions_csv: str, train_logs: str, names: list[
         ax.set_xlabel("actual")
         ax.set_ylabel("predicted")
         ax.set_title("Predicted against actual (test split)")
-        figure = "predictions.png"
+    elif task.test_figure == "per_label":  # a set of labels per input (multi-label): each label's F1
+        table = pd.read_csv(per_class_csv).iloc[::-1]
+        fig, ax = plt.subplots(figsize=(6, 0.28 * len(table) + 1.5))
+        ax.barh([f"{row.label} ({row.support})" for row in table.itertuples()], table["f1"])
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("F1 on test")
+        ax.set_title("Each label's F1 (test rows with it)")
     else:
+        predictions = pd.read_csv(predictions_csv, dtype=str)
         fig, ax = plt.subplots(figsize=(1.2 * len(names) + 3, 1.2 * len(names) + 2.5))
         ConfusionMatrixDisplay.from_predictions(
             predictions["actual"], predictions["predicted"], labels=names, ax=ax, colorbar=False, xticks_rotation=45
         )
         ax.set_title("Confusion matrix (test split)")
-        figure = "confusion_matrix.png"
     fig.tight_layout()
     fig.savefig(out / figure, dpi=100)
 
@@ -154,6 +163,7 @@ def render_model_card(
             for name in export_metrics["formats"]
         ],
         figures=figures,
+        test_figure=task.test_figure,
         pipeline_task=task.pipeline_tag,
         pipeline_kwargs=task.pipeline_kwargs,
     )

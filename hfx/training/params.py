@@ -13,8 +13,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PARAMS_FILE = "params.yaml"
-TASKS = ("text-classification", "text-regression", "token-classification", "image-classification")
-PAIR_TASKS = ("text-classification", "text-regression")  # the tasks that take data.text_pair_column
+TASKS = (
+    "text-classification",
+    "multi-label-classification",
+    "text-regression",
+    "token-classification",
+    "image-classification",
+)
+PAIR_TASKS = (
+    "text-classification",
+    "multi-label-classification",
+    "text-regression",
+)  # the tasks that take data.text_pair_column
 SOURCE_SCHEMES = ("hf:", "pkg:", "http://", "https://", "s3://", "gs://", "gcs://")
 
 
@@ -41,6 +51,7 @@ class Data(Section):
     text_pair_column: str | None = Field(None, min_length=1)  # a second text per row: pair classification
     image_column: str = Field("image", min_length=1)  # image classification: images, their bytes or paths
     label_column: str = Field(min_length=1)
+    label_separator: str = Field(",", min_length=1)  # multi-label: what separates the labels in a string cell
     label_names: dict[str, str] | None = None  # classification: display names for the source's labels
     exclude_labels: list[str] = []
     validation_size: float = Field(0.1, gt=0, lt=1)
@@ -113,7 +124,7 @@ class Finetune(Section):
     early_stopping_patience: int | None = Field(None, ge=1)
     eval_steps: int | None = Field(None, gt=0)
     deterministic: bool = True
-    metric_for_best_model: Literal["auto", "accuracy", "f1", "f1_macro", "loss"] = "auto"
+    metric_for_best_model: Literal["auto", "accuracy", "f1", "f1_macro", "f1_micro", "loss"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     optim: Literal["adamw_torch_fused", "adamw_torch", "adafactor", "sgd"] = "adamw_torch_fused"
     logging_steps: int = Field(20, gt=0)
@@ -218,7 +229,7 @@ class Params(Section):
     def _pairs_for_text_classification(self):
         if self.data.text_pair_column is not None and self.task not in PAIR_TASKS:
             raise ValueError(
-                f"data.text_pair_column gives {' and '.join(PAIR_TASKS)} a second text per row; {self.task} takes"
+                f"data.text_pair_column gives {', '.join(PAIR_TASKS)} a second text per row; {self.task} takes"
                 " one input per row: set it to null"
             )
         return self

@@ -25,8 +25,11 @@ class Served:
     model: LoadedModel
 
 
-def serve_split(folder: Path, fmt: str, task, raw_split: Dataset, batch_size: int, threads: int) -> Served:
-    model = LoadedModel(folder, fmt, threads)
+def serve_split(
+    folder: Path, fmt: str, task, raw_split: Dataset, batch_size: int, threads: int, calibration: dict | None = None
+) -> Served:
+    """`calibration`: what calibration.json would hold (evaluate, before export writes it); None: the folder's."""
+    model = LoadedModel(folder, fmt, threads, calibration)
     items = [model.handler.read(item) for item in task.served_inputs(raw_split)]
     rows = model.handler.encode(items)
     logits = model.logits(rows, batch_size)

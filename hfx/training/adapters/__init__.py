@@ -5,6 +5,7 @@ A new task is a new adapter here and a new handler in hfx/serving/handlers.py; t
 
 from hfx.training.adapters.common import Evaluation, sorted_labels
 from hfx.training.adapters.image_classification import ImageClassificationAdapter
+from hfx.training.adapters.multi_label import MultiLabelClassificationAdapter
 from hfx.training.adapters.text_classification import TextClassificationAdapter
 from hfx.training.adapters.text_regression import TextRegressionAdapter
 from hfx.training.adapters.token_classification import TokenClassificationAdapter
@@ -13,6 +14,7 @@ TASKS = {
     adapter.name: adapter
     for adapter in (
         TextClassificationAdapter(),
+        MultiLabelClassificationAdapter(),
         TextRegressionAdapter(),
         TokenClassificationAdapter(),
         ImageClassificationAdapter(),
@@ -28,6 +30,7 @@ __all__ = [
     "TASKS",
     "Evaluation",
     "ImageClassificationAdapter",
+    "MultiLabelClassificationAdapter",
     "TextClassificationAdapter",
     "TextRegressionAdapter",
     "TokenClassificationAdapter",

@@ -172,7 +172,7 @@ class ImageClassificationAdapter(SingleLabelAdapter):
             ("test_images.png", f"The first {len(test)} test images: predicted label (true label in red where wrong)")
         ]
 
-    def baseline(self, train: Dataset, test: Dataset, side: int = 16) -> dict:
+    def baseline(self, train: Dataset, test: Dataset, validation: Dataset | None = None, side: int = 16) -> dict:
         """Logistic regression on greyscale pixels downscaled to side x side: the bar a network must clear."""
 
         def pixels(split):

@@ -14,6 +14,7 @@ from hfx.training.adapters.common import (
     sorted_labels,
     value_counts,
 )
+from hfx.training.calibration import TemperatureScaling
 from hfx.training.params import Data, ParamsError
 
 
@@ -49,7 +50,8 @@ class SingleLabelAdapter:
     margin_keys = ("accuracy", "f1_macro")  # compared with the baseline
     logits_axes = {0: "batch"}
     problem_type = None  # transformers' default for the head: one label per input (or token)
-    scores_are_probabilities = True  # calibrated by a temperature; the errors shown are the most confident
+    calibration = TemperatureScaling()  # softmax scores, made readable as probabilities by a temperature
+    test_figure = "confusion_matrix"  # the model card's figure of the test split
     worst_errors = staticmethod(confident_mistakes)
 
     def label_counts(self, split: Dataset) -> dict:

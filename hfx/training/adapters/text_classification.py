@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from hfx.training.adapters.common import DROPPED, clean_rows, require_columns
 from hfx.training.adapters.single_label import SingleLabelAdapter
-from hfx.training.adapters.text_inputs import TextFeatures, TextInputsAdapter, missing_text
+from hfx.training.adapters.text_inputs import TextFeatures, TextInputsAdapter, add_row, missing_text
 from hfx.training.params import Data, ParamsError, Preprocess
 
 
@@ -53,11 +53,7 @@ class TextClassificationAdapter(TextInputsAdapter, SingleLabelAdapter):
             reason = missing_text(text, pair, data) or (
                 "missing_label" if label is None else f"excluded_label:{label}" if self.excluded(label, data) else None
             )
-            rows["text"].append(text if reason is None else None)
-            rows["label"].append(label if reason is None else None)
-            rows[DROPPED].append(reason)
-            if data.text_pair_column:
-                rows.setdefault("text_pair", []).append(pair if reason is None else None)
+            add_row(rows, reason, text, pair, label, data)
         return rows
 
     def tokenize(self, batch: dict, processor, settings: Preprocess, label2id: dict) -> dict:
@@ -68,7 +64,7 @@ class TextClassificationAdapter(TextInputsAdapter, SingleLabelAdapter):
     def collator(self, tokenizer):
         return DataCollatorWithPadding(tokenizer)
 
-    def baseline(self, train: Dataset, test: Dataset) -> dict:
+    def baseline(self, train: Dataset, test: Dataset, validation: Dataset | None = None) -> dict:
         """TF-IDF + logistic regression on the same train split: the bar a transformer must clear."""
         classifier = LogisticRegression(max_iter=2000, C=4.0)
         features = TextFeatures(train)

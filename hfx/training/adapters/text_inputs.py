@@ -6,6 +6,7 @@ from datasets import Dataset
 from sklearn.feature_extraction.text import TfidfVectorizer
 from transformers import AutoConfig, AutoTokenizer
 
+from hfx.training.adapters.common import DROPPED
 from hfx.training.params import Data, Model, Params, ParamsError, Preprocess
 from hfx.training.sources import from_pretrained
 
@@ -90,6 +91,17 @@ class TextInputsAdapter:
         tokenizer.model_max_length = params.preprocess.max_length
         # Whether the model reads text pairs: config.json tells predict and serve (hfx/serving/folder.py).
         model.config.hfx_text_pairs = params.data.text_pair_column is not None
+
+
+def add_row(rows: dict, reason: str | None, text, pair, label, data: Data) -> None:
+    """One source row into a `clean_rows` batch: its text (and second text) and label, or Nones and why it is
+    dropped (`reason`)."""
+    keep = reason is None
+    rows["text"].append(text if keep else None)
+    rows["label"].append(label if keep else None)
+    rows[DROPPED].append(reason)
+    if data.text_pair_column:
+        rows.setdefault("text_pair", []).append(pair if keep else None)
 
 
 def missing_text(text, pair, data: Data) -> str | None:

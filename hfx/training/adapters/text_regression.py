@@ -15,7 +15,7 @@ from sklearn.metrics import root_mean_squared_error
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from hfx.training.adapters.common import DROPPED, Evaluation, clean_rows, column_batches, require_columns
-from hfx.training.adapters.text_inputs import TextFeatures, TextInputsAdapter, missing_text
+from hfx.training.adapters.text_inputs import TextFeatures, TextInputsAdapter, add_row, missing_text
 from hfx.training.params import Data, ParamsError, Preprocess
 
 SCORE = "score"  # the head's one output, as id2label names it
@@ -53,7 +53,8 @@ class TextRegressionAdapter(TextInputsAdapter):
     validation_metrics = ("pearson", "spearman", "rmse")
     card_metrics = ("spearman", "pearson", "rmse")
     margin_keys = ("pearson", "spearman")
-    scores_are_probabilities = False  # no temperature, no calibration error, no confusion matrix
+    calibration = None  # a number is not a probability: no temperature, no calibration error
+    test_figure = "predictions"  # the model card plots predicted against actual values
     logits_axes = {0: "batch"}
 
     def has_head(self, config) -> bool:
@@ -85,13 +86,8 @@ class TextRegressionAdapter(TextInputsAdapter):
                     f"data.label_column: row {index} of the {split_name} split has {label!r}, not a number;"
                     " text-regression needs a number in every row (an empty cell is dropped)"
                 )
-            keep = reason is None
-            rows["text"].append(text if keep else None)
-            rows["label"].append(label if keep else None)
-            rows[DROPPED].append(reason)
+            add_row(rows, reason, text, pair, label, data)
             rows["error"].append(error)
-            if data.text_pair_column:
-                rows.setdefault("text_pair", []).append(pair if keep else None)
         return rows
 
     @staticmethod
@@ -174,7 +170,7 @@ class TextRegressionAdapter(TextInputsAdapter):
         order = predictions["error"].abs().sort_values(ascending=False, kind="stable").index
         return predictions.loc[order].head(count)
 
-    def baseline(self, train: Dataset, test: Dataset) -> dict:
+    def baseline(self, train: Dataset, test: Dataset, validation: Dataset | None = None) -> dict:
         """Ridge regression on TF-IDF features of the text (or of both texts) on the same train split."""
         features = TextFeatures(train)
         model = Ridge(alpha=1.0).fit(features.transform(train), np.asarray(train["label"]))

@@ -25,6 +25,7 @@ from hfx.training.adapters.common import (
     scored,
 )
 from hfx.training.adapters.text_inputs import TextInputsAdapter
+from hfx.training.calibration import TemperatureScaling
 from hfx.training.params import Data, ParamsError, Preprocess
 
 
@@ -132,7 +133,8 @@ class TokenClassificationAdapter(TextInputsAdapter):
     logits_axes = {0: "batch", 1: "sequence"}
     truncated_unit = "words"
     problem_type = None  # transformers' default for the head: one label per input (or token)
-    scores_are_probabilities = True  # calibrated by a temperature; the errors shown are the most confident
+    calibration = TemperatureScaling()  # softmax scores, made readable as probabilities by a temperature
+    test_figure = "confusion_matrix"  # the model card's figure of the test split
     worst_errors = staticmethod(confident_mistakes)
 
     def has_head(self, config) -> bool:
@@ -310,7 +312,7 @@ class TokenClassificationAdapter(TextInputsAdapter):
             files={**curves, "per_class.csv": per_class, "sentences.csv": sentences},
         )
 
-    def baseline(self, train: Dataset, test: Dataset) -> dict:
+    def baseline(self, train: Dataset, test: Dataset, validation: Dataset | None = None) -> dict:
         """A CRF on word, affix and shape features of each word and its neighbours, on the same train split."""
         import sklearn_crfsuite
 
