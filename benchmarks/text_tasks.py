@@ -46,6 +46,18 @@ RUNS = {
         },
         "cross-encoder TinyBERT-L4 Spearman 85.5; all-MiniLM-L6-v2 as a bi-encoder 82.0",
     ),
+    "goemotions": (
+        {
+            "task": "multi-label-classification",
+            "data.source": "goemotions",
+            "data.data_files": {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"},
+            "data.text_column": "text",
+            "data.label_column": "labels",
+            "data.exclude_labels": [],
+            "finetune.epochs": 2,
+        },
+        "BERT-base, Demszky et al. 2020: macro F1 0.46",
+    ),
 }
 
 
