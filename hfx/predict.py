@@ -148,7 +148,10 @@ def label(args) -> None:
     if args.max_length:
         if images:
             raise PredictError("--max-length cuts texts; an image model takes images at its processor's size")
-        handler.tokenizer.enable_truncation(min(args.max_length, model.info.max_length))
+        try:
+            handler.cut_at(min(args.max_length, model.info.max_length))
+        except InputError as exc:
+            raise PredictError(f"--max-length {args.max_length}: {exc}") from None
 
     from tqdm import tqdm
 

@@ -31,6 +31,7 @@ from starlette.middleware.cors import CORSMiddleware
 from hfx.serving.access import RequireKey, cors_options
 from hfx.serving.batcher import Rejected
 from hfx.serving.folder import FORMATS, ModelError
+from hfx.serving.model import all_windows, merged
 from hfx.serving.models import Batching, ModelSet, ServedModel
 from hfx.serving.requests import PredictRequest, error, prepare, read_body
 from hfx.serving.telemetry import TIMING_HEADERS, Metrics, RequestLog, configure_logging
@@ -143,14 +144,16 @@ def create_app(settings: Settings) -> FastAPI:
                 preprocess, prepare, served, settings.max_client_batch_size, body, content_type
             )
             tokenized = time.perf_counter()
-            logits, timing = await generation.batcher.submit(rows)
             handler = generation.model.handler
+            windows = all_windows(handler, rows)  # a long text read in windows runs as several rows
+            window_logits, timing = await generation.batcher.submit(windows)
+            logits = merged(handler, window_logits, rows, items)
             options = {name: getattr(query, name) for name in query.model_fields_set & handler.options}
-            results = [handler.decode(*row, **options) for row in zip(logits, rows, items)]
+            results = [handler.decode(*answer, **options) for answer in zip(logits, rows, items)]
         request.state.log = {
             "model": served.name,
-            "rows": len(rows),
-            "tokens": sum(handler.length(row) for row in rows),
+            "rows": len(windows),
+            "tokens": sum(handler.length(window) for window in windows),
         }
         request.state.timing = {
             "x-tokenization-time": 1000 * (tokenized - started),

@@ -28,6 +28,7 @@ SLOW_FIXTURES = {
     "pair_repo",
     "regression_run",
     "multi_label_run",
+    "chunk_run",
 }
 
 

@@ -47,6 +47,7 @@ def test_project_params_load_with_the_documented_defaults():
         ("data", "source", "hf:", "names nothing after the scheme"),
         ("data", "max_samples", 0, "'data.max_samples': 0"),
         ("preprocess", "max_length", 2, "'preprocess.max_length': 2"),
+        ("preprocess", "long_texts", "slide", "'preprocess.long_texts': 'slide'"),
     ],
 )
 def test_bad_values_give_one_line_naming_key_and_value(raw, section, key, value, message):
@@ -116,3 +117,15 @@ def test_schema_knows_exactly_the_tasks_that_have_adapters():
     from hfx.training import adapters, params
 
     assert set(params.TASKS) == set(adapters.TASKS) == set(HANDLERS)  # each task: an adapter and a handler
+
+
+def test_chunk_needs_room_for_new_text_and_single_texts(raw):
+    raw["preprocess"].update(long_texts="chunk", max_length=64, stride=32)
+    with pytest.raises(ParamsError, match="preprocess.stride: 32 .* below 32") as error:
+        validate(raw)
+    assert "\n" not in str(error.value)
+    raw["preprocess"]["stride"] = 16
+    validate(raw)
+    raw["data"]["text_pair_column"] = "hypothesis"
+    with pytest.raises(ParamsError, match="preprocess.long_texts: chunk splits single texts"):
+        validate(raw)

@@ -347,7 +347,7 @@ def test_spans_match_the_pipeline_for_any_logits(ner_repo):
         scaled = torch.from_numpy(logits / np.float32(handler.temperature))[None]
         outputs = {**next(iter(tagger.preprocess(text, **preprocess))), "logits": scaled}
         want = tagger.postprocess([outputs], **postprocess)
-        got = handler.decode(logits, row, text)
+        got = handler.decode(handler.merge([logits], row, text), row, text)
         assert spans(got) == spans(want), text
         assert [e["score"] for e in got] == pytest.approx([float(e["score"]) for e in want], abs=1e-6)
 
@@ -377,10 +377,10 @@ def test_a_word_is_one_entity_or_none_whatever_its_later_sub_tokens_say(ner_repo
         for word, token in first.items():
             logits[token] = -10
             logits[token, tag["B-LOC" if word == 3 else "O"]] = 10  # Ouagadougou: B-LOC; every other word: O
-        entities = handler.decode(logits, row, text)
+        entities = handler.decode(handler.merge([logits], row, text), row, text)
         assert [(e["entity_group"], e["word"]) for e in entities] == [("LOC", "Ouagadougou")], entities
         logits = rng.normal(scale=3, size=(len(row.ids), len(handler.labels))).astype(np.float32)
-        for entity in handler.decode(logits, row, text):
+        for entity in handler.decode(handler.merge([logits], row, text), row, text):
             assert (entity["start"] in {a for a, _ in words}) and (entity["end"] in {b for _, b in words}), entity
 
 
@@ -402,7 +402,7 @@ def test_a_word_is_decided_by_its_first_sub_token_and_a_cut_word_by_none(ner_rep
     handler.tokenizer.enable_truncation(first[4] + 1)  # [CLS], the first four words, [SEP]: 'met', 'ali' cut off
     row = handler.encode([text])[0]
     logits = np.arange(len(row.ids) * len(handler.labels), dtype=np.float32).reshape(len(row.ids), -1)
-    decided = handler.decision_logits(logits, row, text)
+    decided = handler.merge([logits], row, text)
     assert decided.shape == (6, len(handler.labels))
     assert (decided[:4] == logits[[first[w] for w in range(4)]]).all(), "each word's first sub-token"
     assert np.isnan(decided[4:]).all(), "words past max_length"

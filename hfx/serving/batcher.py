@@ -76,7 +76,8 @@ class Batcher:
         if len(rows) > self.max_queue:
             raise Rejected(
                 413,
-                f"{len(rows)} inputs, more than the queue ever holds ({self.max_queue}); send fewer at a time",
+                f"{len(rows)} inputs (a long text read in windows counts each window), more than the queue ever"
+                f" holds ({self.max_queue}); send fewer at a time",
                 "PayloadTooLarge",
             )
         if self.pending + len(rows) > self.max_queue:

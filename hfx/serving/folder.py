@@ -28,6 +28,9 @@ CARD_FILE = "README.md"  # the model card; its front matter's pipeline_tag names
 # (dynamic: measured on each call's input, so it runs one row per call). A file without it counts as per_call.
 ACTIVATION_RANGES = "hfx.activation_ranges"
 TEXT_PAIRS = "hfx_text_pairs"  # config.json: true when each input is a pair of texts (`data.text_pair_column`)
+# config.json: {"windows": "chunk", "stride": N} when a text longer than the max length is read in overlapping
+# windows of it, N tokens shared (`preprocess.long_texts: chunk`); absent: it is cut at the max length.
+LONG_TEXTS = "hfx_long_texts"
 
 
 class ModelError(Exception):
@@ -46,6 +49,7 @@ class ModelInfo:
     temperature: float = 1.0  # what the logits are divided by before the softmax (calibration.json)
     text_pairs: bool = False  # each input is [text, pair]
     thresholds: list[float] | None = None  # multi-label: each label's, in label order (calibration.json)
+    chunk_stride: int | None = None  # long texts read in windows sharing this many tokens; None: cut
 
 
 def _card_front_matter(folder: Path) -> dict:
@@ -99,8 +103,26 @@ def read_folder(folder: str | Path, calibration: dict | None = None) -> ModelInf
         formats=formats,
         test_metrics=metrics,
         text_pairs=config.get(TEXT_PAIRS) is True,
+        chunk_stride=_chunk_stride(folder, config.get(LONG_TEXTS), max_length),
         **_calibration(folder, labels, calibration),
     )
+
+
+def _chunk_stride(folder: Path, long_texts, max_length: int | None) -> int | None:
+    if long_texts is None:
+        return None
+    stride = long_texts.get("stride") if isinstance(long_texts, dict) else None
+    if (
+        not isinstance(long_texts, dict)
+        or long_texts.get("windows") != "chunk"
+        or not isinstance(stride, int)
+        or not 0 <= stride < (max_length or 0) // 2
+    ):
+        raise ModelError(
+            f"'{folder}/config.json' has an invalid {LONG_TEXTS} ({long_texts!r}): expected"
+            f' {{"windows": "chunk", "stride": <tokens, under half the max length {max_length}>}}'
+        )
+    return stride
 
 
 def _number(value) -> bool:

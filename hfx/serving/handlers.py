@@ -1,10 +1,11 @@
 """Per-task pre- and post-processing for `predict` and `serve`, behind one small interface.
 
 A handler turns a request's `inputs` into items (`parse`; `read` for one item of a file or the command line),
-items into model rows (`encode`, `pad`), one row's logits into its result (`decode(logits, row, item)`), and a
-result into output fields (`record` for JSON, `columns` for a table). `options` names the request options the
-task takes; `input_field` names the input in a JSON result. A new task adds a handler here; the server and
-the command stay as they are.
+items into encoded inputs (`encode`), each into the rows the model runs (`windows`, `pad`: one, or several
+windows of a long text), their logits into the input's (`merge`), those into its result
+(`decode(logits, encoded, item)`), and a result into output fields (`record` for JSON, `columns` for a table).
+`options` names the request options the task takes; `input_field` names the input in a JSON result. A new task
+adds a handler here; the server and the command stay as they are.
 """
 
 import bisect
@@ -30,13 +31,23 @@ class TextInputsHandler:
 
     def __init__(self, info):
         self.labels, self.max_length, self.temperature = info.labels, info.max_length, info.temperature
-        self.text_pairs = info.text_pairs
+        self.text_pairs, self.stride = info.text_pairs, info.chunk_stride
         self.tokenizer = Tokenizer.from_file(str(info.folder / "tokenizer.json"))
         self.tokenizer.no_padding()  # each batch is padded to its own longest row, in pad()
-        self.tokenizer.enable_truncation(self.max_length)
+        self.cut_at(self.max_length)
         config_file = info.folder / "tokenizer_config.json"
         pad_token = json.loads(config_file.read_text()).get("pad_token") if config_file.is_file() else None
         self.pad_id = self.tokenizer.token_to_id(pad_token or "[PAD]") or 0
+
+    def cut_at(self, max_length: int) -> None:
+        """Rows of at most `max_length` tokens: a longer text is cut there, or read in windows of that many tokens
+        when the model was trained so (`preprocess.long_texts: chunk`), `stride` tokens shared between windows."""
+        if self.stride is not None and self.stride >= max_length // 2:
+            raise InputError(
+                f"windows of {max_length} tokens leave too little new text beside the {self.stride} each shares with"
+                f" the one before; give at least {2 * self.stride + 2}"
+            )
+        self.tokenizer.enable_truncation(max_length, stride=self.stride or 0)
 
     def warmup_rows(self) -> list:
         """Rows of a few lengths up to the max, which a server runs before it reports ready."""
@@ -104,9 +115,19 @@ class TextInputsHandler:
         return {"text": item[0], "text_pair": item[1]} if self.text_pairs else {"text": item}
 
     def encode(self, items: list) -> list:
-        """Tokenized rows, truncated to the model's max length (`truncated(row)` tells which were); a pair is
-        cut on its longer side first."""
+        """Each item tokenized, up to the model's max length: the rest is cut off (`truncated` tells when; a pair
+        is cut on its longer side first), or held in the encoding's further windows (`windows`)."""
         return self.tokenizer.encode_batch([tuple(item) for item in items] if self.text_pairs else items)
+
+    def windows(self, encoded) -> list:
+        """The rows the model runs for one encoded item: itself, and its further windows when long texts are
+        read in windows."""
+        return [encoded, *encoded.overflowing] if self.stride is not None else [encoded]
+
+    @staticmethod
+    def merge(window_logits: list[np.ndarray], encoded, item) -> np.ndarray:
+        """An item's logits from its windows': their mean (a long text's answer weighs every part of it)."""
+        return window_logits[0] if len(window_logits) == 1 else np.mean(window_logits, axis=0)
 
     @staticmethod
     def length(row) -> int:
@@ -117,9 +138,9 @@ class TextInputsHandler:
         """What a row costs a model call, in tokens (the server's --max-batch-tokens counts these)."""
         return len(row.ids)
 
-    @staticmethod
-    def truncated(row) -> bool:
-        return bool(row.overflowing)
+    def truncated(self, encoded) -> bool:
+        """Whether part of the item was cut off (never when long texts are read in windows)."""
+        return bool(encoded.overflowing) and self.stride is None
 
     def pad(self, rows: list) -> dict[str, np.ndarray]:
         longest = max(len(row.ids) for row in rows)
@@ -262,8 +283,8 @@ class TokenClassificationHandler(TextInputsHandler):
 
     @staticmethod
     def first_subtokens(row, text: str) -> list[tuple[int, int, int]]:
-        """(start, end, position of its first sub-token) of each word the model saw (a word past the max input
-        length is not seen)."""
+        """(start, end, position of its first sub-token) of each word the row holds (a word past the max input
+        length is not in it)."""
         spans = [match.span() for match in re.finditer(r"\S+", text)]
         starts = [start for start, _ in spans]
         words, previous = [], None
@@ -276,28 +297,38 @@ class TokenClassificationHandler(TextInputsHandler):
                 previous = word
         return words
 
-    def decision_logits(self, logits: np.ndarray, row, text: str) -> np.ndarray:
-        """The logits the answer is decided from, one row per word of the text: its first sub-token's, or NaN
-        for a word the model did not see (past the max input length)."""
-        spans = [match.start() for match in re.finditer(r"\S+", text)]
-        decided = np.full((len(spans), len(self.labels)), np.nan, dtype=np.float32)
-        for start, _, i in self.first_subtokens(row, text):
-            decided[bisect.bisect_left(spans, start)] = logits[i]
+    def merge(self, window_logits: list[np.ndarray], encoded, text: str) -> np.ndarray:
+        """The logits the answer is decided from, one row per word of the text: its first sub-token's (the mean
+        over the windows that hold it, when a long text is read in windows), or NaN for a word the model did
+        not see (past the max input length). A window that opens inside a word does not count for that word."""
+        starts = [match.start() for match in re.finditer(r"\S+", text)]
+        seen = [[] for _ in starts]
+        for k, (window, logits) in enumerate(zip(self.windows(encoded), window_logits)):
+            for n, (start, _, i) in enumerate(self.first_subtokens(window, text)):
+                if not (k and n == 0 and window.offsets[i][0] > start):
+                    seen[bisect.bisect_left(starts, start)].append(logits[i])
+        decided = np.full((len(starts), len(self.labels)), np.nan, dtype=np.float32)
+        for word, rows in enumerate(seen):
+            if rows:
+                decided[word] = rows[0] if len(rows) == 1 else np.mean(rows, axis=0)
         return decided
 
-    def word_tags(self, logits: np.ndarray, row, text: str) -> list[tuple[int, int, int, float]]:
-        """(start, end, tag id, score) of each word the model saw: the tag and probability of its first
-        sub-token, calibrated by the folder's temperature."""
-        scores = probabilities(logits.astype(np.float32), self.temperature)
-        return [
-            (start, end, int(scores[i].argmax()), float(scores[i].max()))
-            for start, end, i in self.first_subtokens(row, text)
-        ]
+    @staticmethod
+    def decision_logits(logits: np.ndarray, encoded, text: str) -> np.ndarray:
+        return logits  # merge gives them by word
 
-    def decode(self, logits: np.ndarray, row, text: str) -> list[dict]:
-        """[{entity_group, score, word, start, end}] (`entity_spans`): `word` is the text the entity covers,
-        `score` the mean of its words' scores."""
-        words = self.word_tags(logits, row, text)
+    def word_tags(self, logits: np.ndarray, text: str) -> list[tuple[int, int, int, float]]:
+        """(start, end, tag id, score) of each word the model saw: its tag and probability, calibrated by the
+        folder's temperature."""
+        spans = [match.span() for match in re.finditer(r"\S+", text)]
+        seen = np.flatnonzero(~np.isnan(logits[:, 0])) if len(logits) else np.zeros(0, dtype=np.int64)
+        scores = probabilities(logits[seen].astype(np.float32), self.temperature)
+        return [(*spans[w], int(row.argmax()), float(row.max())) for w, row in zip(seen, scores)]
+
+    def decode(self, logits: np.ndarray, encoded, text: str) -> list[dict]:
+        """[{entity_group, score, word, start, end}] (`entity_spans`) from the words' logits (`merge`): `word` is
+        the text the entity covers, `score` the mean of its words' scores."""
+        words = self.word_tags(logits, text)
         entities = []
         for kind, first, last in entity_spans([self.labels[tag] for _, _, tag, _ in words]):
             start, end = words[first][0], words[last][1]

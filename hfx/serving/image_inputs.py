@@ -131,6 +131,14 @@ class ImageInputsHandler:
         return rows  # parse and read give model rows already
 
     @staticmethod
+    def windows(row) -> list:
+        return [row]  # an image is one row
+
+    @staticmethod
+    def merge(window_logits: list[np.ndarray], row, item) -> np.ndarray:
+        return window_logits[0]
+
+    @staticmethod
     def length(row) -> int:
         return 1  # every image has the processor's size: one group
 

@@ -108,10 +108,32 @@ class LoadedModel:
                 logits[i] = row_logits
         return logits
 
+    def item_logits(self, encoded: list, items: list, batch_size: int) -> tuple[list, list]:
+        """(each item's logits, merged from its windows'; each window's logits as the model gives them, in order)."""
+        window_logits = self.logits(all_windows(self.handler, encoded), batch_size)
+        return merged(self.handler, window_logits, encoded, items), window_logits
+
     def predict(self, items: list, batch_size: int = 32) -> list:
         """Each item's result (as the handler's `read` or `parse` gives items), in the order of `items`."""
-        rows = self.handler.encode(items)
-        return [self.handler.decode(*row) for row in zip(self.logits(rows, batch_size), rows, items)]
+        encoded = self.handler.encode(items)
+        logits, _ = self.item_logits(encoded, items, batch_size)
+        return [self.handler.decode(*answer) for answer in zip(logits, encoded, items)]
+
+
+def all_windows(handler, encoded: list) -> list:
+    """The rows the model runs for encoded items: each item's windows (one, unless a long text is read in
+    windows), item after item."""
+    return [window for one in encoded for window in handler.windows(one)]
+
+
+def merged(handler, window_logits: list, encoded: list, items: list) -> list:
+    """Each item's logits from its windows' (`all_windows` order)."""
+    answers, start = [], 0
+    for one, item in zip(encoded, items):
+        count = len(handler.windows(one))
+        answers.append(handler.merge(window_logits[start : start + count], one, item))
+        start += count
+    return answers
 
 
 def length_groups(lengths: list[int], max_padding: float = 0.25) -> list[list[int]]:

@@ -146,6 +146,7 @@ def render_model_card(
         data_card=data_card,
         lengths=lengths,
         max_length=params.preprocess.max_length,
+        stride=params.preprocess.stride if params.preprocess.long_texts == "chunk" else None,
         image_sizes=(data_card or {}).get("image_sizes") or {},
         training={**params.finetune.model_dump(), "max_length": params.preprocess.max_length},
         headline={key: scores[key] for key in task.card_metrics if key in scores},

@@ -111,6 +111,17 @@ class Preprocess(Section):
     label_all_subtokens: bool = False  # token classification: tag every sub-token, not only a word's first
     augment: bool = True  # image classification: random pad-crop and flip of training images, as they are read
     num_proc: int = Field(1, ge=1, le=512)  # processes that tokenize; the output is the same for any count
+    long_texts: Literal["truncate", "chunk"] = "truncate"  # chunk: overlapping windows of max_length tokens
+    stride: int = Field(32, ge=0)  # chunk: tokens each window repeats from the one before
+
+    @model_validator(mode="after")
+    def _stride_within_window(self):
+        if self.long_texts == "chunk" and self.stride >= self.max_length // 2:
+            raise ValueError(
+                f"preprocess.stride: {self.stride} tokens of overlap leaves windows of max_length {self.max_length}"
+                f" too little new text; set it below {self.max_length // 2}"
+            )
+        return self
 
 
 class Finetune(Section):
@@ -231,6 +242,15 @@ class Params(Section):
             raise ValueError(
                 f"data.text_pair_column gives {', '.join(PAIR_TASKS)} a second text per row; {self.task} takes"
                 " one input per row: set it to null"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _chunks_of_single_texts(self):
+        if self.preprocess.long_texts == "chunk" and self.data.text_pair_column is not None:
+            raise ValueError(
+                "preprocess.long_texts: chunk splits single texts into windows; a pair of texts is read whole,"
+                " its longer side cut first: set it to truncate, or data.text_pair_column to null"
             )
         return self
 

@@ -20,7 +20,8 @@ class Served:
     """A split's raw inputs answered as predict gives them."""
 
     results: list  # each row's answer (the handler's decode)
-    logits: list[np.ndarray]  # each row's logits as the model gives them (per token for entities)
+    logits: list[np.ndarray]  # each model row's logits as the model gives them (per token for entities; a long
+    # text read in windows has a row per window)
     decided: list[np.ndarray]  # the logits each answer is decided from, one row per label it gives
     model: LoadedModel
 
@@ -31,12 +32,12 @@ def serve_split(
     """`calibration`: what calibration.json would hold (evaluate, before export writes it); None: the folder's."""
     model = LoadedModel(folder, fmt, threads, calibration)
     items = [model.handler.read(item) for item in task.served_inputs(raw_split)]
-    rows = model.handler.encode(items)
-    logits = model.logits(rows, batch_size)
+    encoded = model.handler.encode(items)
+    logits, window_logits = model.item_logits(encoded, items, batch_size)
     return Served(
-        results=[model.handler.decode(*row) for row in zip(logits, rows, items)],
-        logits=logits,
-        decided=[model.handler.decision_logits(*row) for row in zip(logits, rows, items)],
+        results=[model.handler.decode(*answer) for answer in zip(logits, encoded, items)],
+        logits=window_logits,
+        decided=[model.handler.decision_logits(*answer) for answer in zip(logits, encoded, items)],
         model=model,
     )
 

@@ -195,8 +195,9 @@ class MultiLabelClassificationAdapter(TextClassificationAdapter):
         return sorted_labels(present)
 
     def tokenize(self, batch: dict, processor, settings: Preprocess, label2id: dict) -> dict:
-        encoded = self.encode_rows(batch, processor, settings)
-        encoded["labels"] = multi_hot(batch["label"], list(label2id)).astype(np.float32)  # BCE compares floats
+        encoded, sources = self.encode_rows(batch, processor, settings)
+        labels = multi_hot(batch["label"], list(label2id)).astype(np.float32)
+        encoded["labels"] = labels[sources]  # BCE compares floats
         return encoded
 
     def decode(self, logits: np.ndarray, labels: np.ndarray) -> list[tuple]:

@@ -57,8 +57,8 @@ class TextClassificationAdapter(TextInputsAdapter, SingleLabelAdapter):
         return rows
 
     def tokenize(self, batch: dict, processor, settings: Preprocess, label2id: dict) -> dict:
-        encoded = self.encode_rows(batch, processor, settings)
-        encoded["labels"] = [label2id[label] for label in batch["label"]]
+        encoded, sources = self.encode_rows(batch, processor, settings)
+        encoded["labels"] = [label2id[batch["label"][i]] for i in sources]
         return encoded
 
     def collator(self, tokenizer):

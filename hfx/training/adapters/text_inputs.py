@@ -75,15 +75,20 @@ class TextInputsAdapter:
         return {name: sample[name] for name in names}, {name: {0: "batch", 1: "sequence"} for name in names}
 
     @staticmethod
-    def encode_rows(batch: dict, processor, settings: Preprocess) -> dict:
-        """A batch of texts (or pairs) tokenized as one row each, with its length and whether it was cut."""
+    def encode_rows(batch: dict, processor, settings: Preprocess) -> tuple[dict, list[int]]:
+        """A batch of texts (or pairs) tokenized, with each row's length and whether it was cut; and which text
+        each row comes from. A text is one row, cut at max_length, or with `long_texts: chunk` as many
+        overlapping windows as it takes (`stride` tokens shared), each trained on with the text's label."""
         pairs = (batch["text_pair"],) if "text_pair" in batch else ()
-        encoded = processor(batch["text"], *pairs, truncation=True, max_length=settings.max_length)
+        chunk = settings.long_texts == "chunk"
+        windows = {"stride": settings.stride, "return_overflowing_tokens": True} if chunk else {}
+        encoded = processor(batch["text"], *pairs, truncation=True, max_length=settings.max_length, **windows)
+        sources = encoded.pop("overflow_to_sample_mapping", None) or list(range(len(batch["text"])))
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-        # A fast tokenizer keeps what truncation cut off; count it so stats.json can report it.
-        encoded["truncated"] = [int(bool(e.overflowing)) for e in encoded.encodings]
-        encoded["units"] = [1] * len(encoded["input_ids"])  # what `truncated` counts: rows
-        return encoded
+        # A fast tokenizer keeps what truncation cut off; count it so stats.json can report it (chunk cuts nothing).
+        encoded["truncated"] = [int(bool(e.overflowing) and not chunk) for e in encoded.encodings]
+        encoded["units"] = [int(i == 0 or sources[i - 1] != source) for i, source in enumerate(sources)]  # texts
+        return encoded, sources
 
     def prepare_saved(self, model, tokenizer, params: Params) -> None:
         # The fine-tuned folder's tokenizer truncates to the length the model was fine-tuned on, as preprocess
@@ -91,6 +96,9 @@ class TextInputsAdapter:
         tokenizer.model_max_length = params.preprocess.max_length
         # Whether the model reads text pairs: config.json tells predict and serve (hfx/serving/folder.py).
         model.config.hfx_text_pairs = params.data.text_pair_column is not None
+        # How predict and serve read a text longer than max_length: cut, or in windows (hfx/serving/folder.py).
+        if params.preprocess.long_texts == "chunk":
+            model.config.hfx_long_texts = {"windows": "chunk", "stride": params.preprocess.stride}
 
 
 def add_row(rows: dict, reason: str | None, text, pair, label, data: Data) -> None:

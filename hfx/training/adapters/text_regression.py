@@ -125,8 +125,10 @@ class TextRegressionAdapter(TextInputsAdapter):
         return [SCORE]
 
     def tokenize(self, batch: dict, processor, settings: Preprocess, label2id: dict) -> dict:
-        encoded = self.encode_rows(batch, processor, settings)
-        encoded["labels"] = np.asarray(batch["label"], dtype=np.float32)  # the dtype of the logits MSE compares
+        encoded, sources = self.encode_rows(batch, processor, settings)
+        encoded["labels"] = np.asarray(batch["label"], dtype=np.float32)[
+            sources
+        ]  # the dtype of the logits MSE compares
         return encoded
 
     def collator(self, tokenizer):

@@ -192,34 +192,41 @@ class TokenClassificationAdapter(TextInputsAdapter):
         """The first sub-token of each word carries its tag; the others (or, with label_all_subtokens, their
         I- form) and special tokens -100. `word_starts`: 1 at each word's first sub-token, which evaluate scores
         (and predict and serve read the word's tag from). `truncated`: words cut off by max_length, of `units`."""
-        encoded = processor(batch["tokens"], is_split_into_words=True, truncation=True, max_length=settings.max_length)
-        labels, starts, truncated = [], [], []
-        for i, tags in enumerate(batch["tags"]):
-            word_ids, previous, row = encoded.word_ids(i), None, []
-            starts.append(
-                [
-                    int(word is not None and word != previous_word)
-                    for word, previous_word in zip(word_ids, [None, *word_ids[:-1]])
-                ]
-            )
+        chunk = settings.long_texts == "chunk"
+        windows = {"stride": settings.stride, "return_overflowing_tokens": True} if chunk else {}
+        encoded = processor(
+            batch["tokens"], is_split_into_words=True, truncation=True, max_length=settings.max_length, **windows
+        )
+        sources = encoded.pop("overflow_to_sample_mapping", None) or list(range(len(batch["tokens"])))
+        labels, starts, truncated, units = [], [], [], []
+        for i, source in enumerate(sources):
+            tags, first_window = batch["tags"][source], i == 0 or sources[i - 1] != source
+            # A later window may open inside a word: its first sub-token there continues the word (offset > 0)
+            word_ids, offsets = encoded.word_ids(i), encoded.encodings[i].offsets
+            opening = next((j for j, word in enumerate(word_ids) if word is not None), None)
+            continued = None if first_window or opening is None or offsets[opening][0] == 0 else word_ids[opening]
+            row, starts_row, previous = [], [], None
             for word in word_ids:
-                if word is None:
-                    row.append(-100)
-                elif word != previous:
+                counted = word is not None and word != continued
+                first = counted and word != previous
+                starts_row.append(int(first))
+                if first:
                     row.append(label2id[tags[word]])
-                elif settings.label_all_subtokens:
+                elif counted and settings.label_all_subtokens:
                     row.append(label2id["I-" + tags[word][2:] if tags[word] != "O" else "O"])
                 else:
                     row.append(-100)
                 previous = word
             labels.append(row)
+            starts.append(starts_row)
             kept = max((w for w in word_ids if w is not None), default=-1) + 1
-            truncated.append(len(tags) - kept)
+            truncated.append(0 if chunk else len(tags) - kept)
+            units.append(len(tags) if first_window else 0)
         encoded["labels"] = labels
         encoded["word_starts"] = starts
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         encoded["truncated"] = truncated
-        encoded["units"] = [len(tags) for tags in batch["tags"]]
+        encoded["units"] = units
         return encoded
 
     def collator(self, tokenizer):
