@@ -50,6 +50,15 @@ REPO_FILES = [
     ".gitignore",
 ]
 
+# How the tiny BERT learns generated data in a few seconds: a high learning rate from the first step, small
+# batches, and a few latency queries at export.
+TINY_TRAINING = {
+    "finetune__warmup_ratio": 0.0,
+    "finetune__learning_rate": 3e-3,
+    "finetune__batch_size": 16,
+    "export__latency_queries": 3,
+}
+
 POSITIVE = ["great", "wonderful", "moving", "brilliant", "funny", "charming", "superb", "delightful"]
 NEGATIVE = ["awful", "boring", "dull", "clumsy", "tedious", "bland", "messy", "terrible"]
 FILLER = ["the", "film", "story", "cast", "was", "a", "really", "plot", "and", "ending", "quite", "this", "movie"]

@@ -15,7 +15,7 @@ import pytest
 from hfx.serving.folder import LONG_TEXTS, ModelError, ModelInfo
 from hfx.serving.handlers import TokenClassificationHandler
 from hfx.serving.model import LoadedModel, all_windows
-from tests.conftest import FILLER, NEGATIVE, POSITIVE, ROOT, frames_repo, run
+from tests.conftest import FILLER, NEGATIVE, POSITIVE, ROOT, TINY_TRAINING, frames_repo, run
 from tests.test_serve import Server
 
 MAX_LENGTH, STRIDE = 16, 4  # 14 words of filler per window: a 40-word review takes 4 windows
@@ -49,10 +49,7 @@ def chunk_run(tmp_path_factory, tiny_model):
         preprocess__long_texts="chunk",
         preprocess__stride=STRIDE,
         finetune__epochs=4,
-        finetune__warmup_ratio=0.0,
-        finetune__learning_rate=3e-3,
-        finetune__batch_size=16,
-        export__latency_queries=3,
+        **TINY_TRAINING,
     )
     run(["dvc", "repro"], repo)
     return repo

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import FILLER, NEGATIVE, POSITIVE, ROOT, copy_of, frames_repo, run, set_params
+from tests.conftest import FILLER, NEGATIVE, POSITIVE, ROOT, TINY_TRAINING, copy_of, frames_repo, run, set_params
 from tests.test_serve import Server
 
 CUES = {"praise": POSITIVE[:4], "complaint": NEGATIVE[:4], "ending": ["ending"]}
@@ -46,10 +46,7 @@ def multi_label_run(tmp_path_factory, tiny_model):
         tiny_model,
         frames,
         finetune__epochs=8,
-        finetune__warmup_ratio=0.0,
-        finetune__learning_rate=3e-3,
-        finetune__batch_size=16,
-        export__latency_queries=3,
+        **TINY_TRAINING,
     )
     run(["dvc", "repro"], repo)
     return repo

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, frames_repo, pipeline_as_served, review, run, set_params
+from tests.conftest import ROOT, TINY_TRAINING, frames_repo, pipeline_as_served, review, run, set_params
 from tests.test_serve import NEGATIVE, POSITIVE, Server
 
 
@@ -39,10 +39,7 @@ def pair_repo(tmp_path_factory, tiny_model):
         tiny_model,
         {"train": make_pairs(320), "test": make_pairs(60, seed=1)},
         finetune__epochs=5,
-        finetune__warmup_ratio=0.0,
-        finetune__learning_rate=3e-3,
-        finetune__batch_size=16,
-        export__latency_queries=3,
+        **TINY_TRAINING,
     )
     run(["dvc", "repro"], repo)
     return repo

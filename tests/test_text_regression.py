@@ -14,6 +14,7 @@ from tests.conftest import (
     FILLER,
     POSITIVE,
     ROOT,
+    TINY_TRAINING,
     copy_of,
     frames_repo,
     pipeline_as_served,
@@ -49,10 +50,7 @@ def regression_run(tmp_path_factory, tiny_model):
         tiny_model,
         frames,
         finetune__epochs=6,
-        finetune__warmup_ratio=0.0,
-        finetune__learning_rate=3e-3,
-        finetune__batch_size=16,
-        export__latency_queries=3,
+        **TINY_TRAINING,
     )
     run(["dvc", "repro"], repo)
     return repo
