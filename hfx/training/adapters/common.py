@@ -30,6 +30,17 @@ class Evaluation:
     predictions: pd.DataFrame
     files: dict = field(default_factory=dict)  # name -> DataFrame (csv) or list of rows (json)
 
+    @classmethod
+    def per_label(cls, scores: dict, curve_summary: dict, predictions: pd.DataFrame, curves: dict) -> "Evaluation":
+        """A classifier's evaluation: its scores with the curves' summary, and per_class.csv beside the curves."""
+        per_class = pd.DataFrame([{"label": name, **values} for name, values in scores["per_class"].items()])
+        return cls(
+            metrics={**{k: v for k, v in scores.items() if k != "per_class"}, **curve_summary},
+            per_class=scores["per_class"],
+            predictions=predictions,
+            files={**curves, "per_class.csv": per_class},
+        )
+
 
 def sorted_labels(names) -> list[str]:
     """A stable label order: numeric labels by value, others alphabetically."""

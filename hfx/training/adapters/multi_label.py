@@ -240,13 +240,7 @@ class MultiLabelClassificationAdapter(TextClassificationAdapter):
                 "score": [round(min(max(s["score"], 1 - s["score"]) for s in r["scores"]), 5) for r in results],
             }
         )
-        per_class = pd.DataFrame([{"label": name, **values} for name, values in scores["per_class"].items()])
-        return Evaluation(
-            metrics={**{k: v for k, v in scores.items() if k != "per_class"}, **curve_summary},
-            per_class=scores["per_class"],
-            predictions=predictions,
-            files={**curves, "per_class.csv": per_class},
-        )
+        return Evaluation.per_label(scores, curve_summary, predictions, curves)
 
     @staticmethod
     def worst_errors(predictions: pd.DataFrame, count: int) -> pd.DataFrame:

@@ -132,10 +132,4 @@ class SingleLabelAdapter:
                 "score": [round(result[0]["score"], 5) for result in results],
             }
         )
-        per_class = pd.DataFrame([{"label": name, **values} for name, values in scores["per_class"].items()])
-        return Evaluation(
-            metrics={**{k: v for k, v in scores.items() if k != "per_class"}, **curve_summary},
-            per_class=scores["per_class"],
-            predictions=predictions,
-            files={**curves, "per_class.csv": per_class},
-        )
+        return Evaluation.per_label(scores, curve_summary, predictions, curves)
