@@ -64,6 +64,7 @@ RUNS = {
 # 512. 2,000 rows per split and two epochs, so that the three fit in about two hours on 2 CPU cores.
 IMDB = {
     "data.source": "imdb",
+    "data.data_files": {"train": "train.csv", "test": "test.csv"},  # beside them: the reviews' source file names
     "data.exclude_labels": [],
     "data.label_column": "label",
     "data.max_samples": 2000,
