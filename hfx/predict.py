@@ -5,7 +5,9 @@ file whose `--text-column` holds the texts (`--image-column`: image paths, relat
 `--text-pair-column`: the second texts, for a model trained on pairs); FOLDER: every image in it (image models).
 Writes JSONL to stdout or --output: {"text", "label", "score"} (plus "scores" with --all-scores; "text_pair"
 for a pair model) for a text classifier, {"image", "label", "score"} for an image
-classifier, {"text", "entities": [{entity_group, score, word, start, end}]} for a token classifier. A .csv
+classifier, {"text", "entities": [{entity_group, score, word, start, end}]} for a token classifier,
+{"question", "context", "answer", "score", "start", "end"} for question answering (a table's `--question-column`
+and `--context-column`). A .csv
 or .parquet --output keeps the input's columns and adds those fields (`predicted_label` where the input has a
 `label` already). Rows are read, labelled and written a window at a time, so memory does not grow with the
 input; within a window they are sorted by length and batched, each batch padded to its own longest row. Needs
@@ -67,6 +69,8 @@ def parse_args(argv, prog: str = "python -m hfx.predict"):
         "--text-pair-column",
         help="the column of second texts in a file, for a model trained on text pairs (data.text_pair_column)",
     )
+    parser.add_argument("--question-column", default="question", help="question answering: the questions' column")
+    parser.add_argument("--context-column", default="context", help="question answering: the contexts' column")
     parser.add_argument(
         "--image-column",
         default="image",
@@ -87,10 +91,16 @@ def parse_args(argv, prog: str = "python -m hfx.predict"):
     return args
 
 
-def windows(args, images: bool):
-    """(items, the table's rows or None) a window at a time, and the number of items where it is known."""
-    column, option = (args.image_column, "--image-column") if images else (args.text_column, "--text-column")
-    pair_column = args.text_pair_column
+def option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def windows(args, handler):
+    """(items, the table's rows or None) a window at a time, and the number of items where it is known. A table's
+    item is its `handler.table_columns` cell, or a list of their cells (a text pair; a question and a context)."""
+    images = handler.input_field == "image"
+    columns = [getattr(args, key) for key in handler.table_columns]
+    column, more = columns[0], {getattr(args, key): option(key) for key in handler.table_columns[1:]}
     source = Path(args.inputs[0])
     if args.inputs == ["-"]:
         lines = (line.rstrip("\r\n") for line in sys.stdin)
@@ -98,10 +108,10 @@ def windows(args, images: bool):
     if len(args.inputs) == 1 and source.suffix.lower() in TABLES and source.is_file():
 
         def table_windows():
-            for frame in read_windows(source, column, option, WINDOW, {pair_column: "--text-pair-column"}):
+            for frame in read_windows(source, column, option(handler.table_columns[0]), WINDOW, more):
                 items = frame[column].tolist()
-                if pair_column:
-                    items = [list(pair) for pair in zip(items, frame[pair_column].tolist())]
+                if len(columns) > 1:
+                    items = [list(cells) for cells in zip(*(frame[name].tolist() for name in columns))]
                 if images:  # paths in a table are relative to the table
                     items = [str(source.parent / i) if isinstance(i, str) and i.strip() else i for i in items]
                 yield items, frame
@@ -138,12 +148,13 @@ def label(args) -> None:
         )
     if args.all_scores and "top_k" not in handler.options:
         raise PredictError(f"--all-scores gives every label's score of a classifier; {args.model} is {model.info.task}")
-    pairs = getattr(handler, "text_pairs", False)
-    if pairs and not (table_input and args.text_pair_column):
+    keys = handler.table_columns
+    if len(keys) > 1 and not (table_input and all(getattr(args, key) for key in keys)):
+        what = " and a ".join(key.removesuffix("_column").replace("_", " ") for key in keys)
         raise PredictError(
-            f"{args.model} compares two texts: give a table file with --text-column and --text-pair-column"
+            f"{args.model} reads a {what} per input: give a table file with {' and '.join(map(option, keys))}"
         )
-    if args.text_pair_column and not pairs:
+    if args.text_pair_column and "text_pair_column" not in handler.table_columns:
         raise PredictError(f"--text-pair-column: {args.model} takes one text per row, not pairs")
     if args.max_length:
         if images:
@@ -155,7 +166,7 @@ def label(args) -> None:
 
     from tqdm import tqdm
 
-    source, total = windows(args, images)
+    source, total = windows(args, handler)
     seen = labelled = 0
     names = handler.column_names(args.all_scores)
     with tqdm(total=total, unit=handler.input_field, disable=not table_input, file=sys.stderr) as bar, out:

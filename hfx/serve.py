@@ -147,9 +147,11 @@ def create_app(settings: Settings) -> FastAPI:
             handler = generation.model.handler
             windows = all_windows(handler, rows)  # a long text read in windows runs as several rows
             window_logits, timing = await generation.batcher.submit(windows)
-            logits = merged(handler, window_logits, rows, items)
             options = {name: getattr(query, name) for name in query.model_fields_set & handler.options}
-            results = [handler.decode(*answer, **options) for answer in zip(logits, rows, items)]
+            # Off the event loop: decoding a long context's answer spans is real work.
+            results = await asyncio.get_running_loop().run_in_executor(
+                preprocess, decoded, handler, window_logits, rows, items, options
+            )
         request.state.log = {
             "model": served.name,
             "rows": len(windows),
@@ -251,6 +253,12 @@ ROUTES = {
     "/docs",
     "/openapi.json",
 }
+
+
+def decoded(handler, window_logits: list, rows: list, items: list, options: dict) -> list:
+    """Each item's result from its windows' logits."""
+    logits = merged(handler, window_logits, rows, items)
+    return [handler.decode(*answer, **options) for answer in zip(logits, rows, items)]
 
 
 def parse_args(argv=None, prog: str = "python -m hfx.serve") -> Settings:

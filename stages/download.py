@@ -28,7 +28,7 @@ def main() -> None:
         "task": params.task,
         "source": data.source,
         "read": read,
-        "columns": dict(zip(task.columns, (task.input_column(data), data.label_column))),
+        "columns": task.columns_read(data),
         "splits_in_source": sorted(loaded),
         "splits_unused": unused,
         "splits": {

@@ -52,11 +52,13 @@ def main() -> None:
 
     # What turns logits into answers is fitted on validation (a temperature, per-label thresholds): the test
     # split only ever measures, answered as the exported folder will answer it.
-    calibration, fitted, validation = task.calibration, {}, None
+    # Settings predict and serve take from evaluate's params travel the same way (question answering's longest answer).
+    calibration, settings, validation = task.calibration, task.served_settings(params.evaluate), None
+    fitted = dict(settings)
     if calibration and calibration.fits(params.evaluate):
         answers = served(task, paths.finetuned, raw["validation"], params.evaluate.batch_size)
         validation = decided(task, answers, raw["validation"])
-        fitted = calibration.fit(validation, answers.model.info.labels)
+        fitted |= calibration.fit(validation, answers.model.info.labels)
     test = served(task, paths.finetuned, raw["test"], params.evaluate.batch_size, fitted)
     names = test.model.info.labels
     evaluation = task.evaluation(raw["test"], test.results, test.decided, names)
@@ -76,7 +78,7 @@ def main() -> None:
         )
         metrics |= {**test_scores, "top_confusions": confusions(predictions), "per_class": evaluation.per_class}
     write_json(paths.eval_metrics, metrics)
-    write_json(paths.calibration, calibrated)
+    write_json(paths.calibration, {**settings, **calibrated})
     with atomic_file(paths.predictions) as partial:
         predictions.to_csv(partial, index=False)
     with atomic_file(paths.errors) as partial:

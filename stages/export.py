@@ -19,6 +19,8 @@ from hfx.training.onnx_export import batches, export_onnx, quantize
 from hfx.training.params import StageError, load_params, run_stage
 from hfx.training.served_scores import largest_difference, median_latency_ms, serve_split
 
+FITTED_BY = {"temperature": "log loss", "thresholds": "each label's F1"}  # what evaluate fits on validation
+
 
 def main() -> None:
     params = load_params()
@@ -34,13 +36,14 @@ def main() -> None:
     with atomic_dir(paths.export) as out:
         model.save_pretrained(out)
         processor.save_pretrained(out)
-        if set(CALIBRATION_KEYS) & set(calibration):  # fitted by evaluate; weights and logits stay as trained
-            fitted_on = "log loss" if "temperature" in calibration else "each label's F1"
-            write_json(out / CALIBRATION_FILE, {**calibration, "fitted_on": f"the validation split, by {fitted_on}"})
+        if set(CALIBRATION_KEYS) & set(calibration):  # from evaluate; weights and logits stay as trained
+            fits = [how for key, how in FITTED_BY.items() if key in calibration]  # settings are not fitted
+            fitted = {"fitted_on": f"the validation split, by {fits[0]}"} if fits else {}
+            write_json(out / CALIBRATION_FILE, {**calibration, **fitted})
         formats = ["pytorch"]
         if ex.onnx:
             eager = task.auto_model.from_pretrained(paths.finetuned, use_safetensors=True, attn_implementation="eager")
-            export_onnx(eager, *task.sample_inputs(processor), out / FORMATS["fp32"], task.logits_axes)
+            export_onnx(eager, *task.sample_inputs(processor), out / FORMATS["fp32"], task.logits_axes, task.outputs)
             formats.append("fp32")
         if ex.quantize:
             ranges = None
@@ -86,6 +89,7 @@ def main() -> None:
             read_json(paths.data_card),
             calibration,
             read_json(f"{paths.data_plots}/lengths.json"),
+            paths.predictions,
         )
         card.save(out / "README.md")
 

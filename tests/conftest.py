@@ -29,6 +29,7 @@ SLOW_FIXTURES = {
     "regression_run",
     "multi_label_run",
     "chunk_run",
+    "qa_run",
 }
 
 

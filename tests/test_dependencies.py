@@ -238,7 +238,7 @@ def test_the_trace_sees_reads_through_aliases_calls_and_whole_sections():
     finetune = stage_param_reads("stages.finetune")
     assert {"finetune", "model", "task"} <= finetune  # ft = params.finetune ... ft.model_dump()
     export = stage_param_reads("stages.export")  # write_model_card(..., params, ...) in model_card.py
-    assert {"data.source", "data.text_column", "preprocess.max_length", "finetune"} <= export
+    assert {"data.source", "data.text_pair_column", "preprocess.max_length", "finetune"} <= export
 
 
 SERVING = sorted(

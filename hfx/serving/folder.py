@@ -21,8 +21,10 @@ from hfx.serving.handlers import HANDLERS
 FORMATS = {"pytorch": "model.safetensors", "fp32": "model.onnx", "int8": "model_quantized.onnx"}
 # {"temperature": T}: scores are softmax(logits / T); none: T = 1. Multi-label: {"thresholds": {label: t}}, a
 # label is given when its sigmoid score reaches t; none: 0.5.
+# Question answering: {"max_answer_length": N}, the longest answer in tokens (evaluate.max_answer_length).
 CALIBRATION_FILE = "calibration.json"
-CALIBRATION_KEYS = ("temperature", "thresholds")  # what predict and serve apply from it
+CALIBRATION_KEYS = ("temperature", "thresholds", "max_answer_length")  # what predict and serve apply from it
+MAX_ANSWER_LENGTH = 30  # tokens, without calibration.json's (run_qa.py's default)
 CARD_FILE = "README.md"  # the model card; its front matter's pipeline_tag names the task
 # An int8 file's metadata: "fixed" (static: ranges measured on validation rows at export) or "per_call"
 # (dynamic: measured on each call's input, so it runs one row per call). A file without it counts as per_call.
@@ -50,6 +52,7 @@ class ModelInfo:
     text_pairs: bool = False  # each input is [text, pair]
     thresholds: list[float] | None = None  # multi-label: each label's, in label order (calibration.json)
     chunk_stride: int | None = None  # long texts read in windows sharing this many tokens; None: cut
+    max_answer_length: int = MAX_ANSWER_LENGTH  # question answering: the longest answer, in tokens
 
 
 def _card_front_matter(folder: Path) -> dict:
@@ -143,6 +146,7 @@ def _calibration(folder: Path, labels: list[str], given: dict | None) -> dict:
             raise ModelError(
                 f"'{path}' has neither a temperature nor thresholds: expected {{\"temperature\": <a positive number>}}"
                 ' or {"thresholds": {<label>: <a score between 0 and 1>}}; delete the file to serve uncalibrated scores'
+                ' (question answering: {"max_answer_length": <tokens>})'
             )
     content = content or {}
     temperature = content.get("temperature", 1.0)
@@ -161,7 +165,10 @@ def _calibration(folder: Path, labels: list[str], given: dict | None) -> dict:
                 f" config.json ({', '.join(labels)})" + (f"; unknown: {', '.join(unknown)}" if unknown else "")
             )
         thresholds = [float(thresholds.get(label, 0.5)) for label in labels]
-    return {"temperature": float(temperature), "thresholds": thresholds}
+    longest = content.get("max_answer_length", MAX_ANSWER_LENGTH)
+    if not isinstance(longest, int) or isinstance(longest, bool) or longest < 1:
+        raise ModelError(f"'{path}' has no valid max_answer_length ({longest!r}): expected a number of tokens, 1 up")
+    return {"temperature": float(temperature), "thresholds": thresholds, "max_answer_length": longest}
 
 
 # config.json's problem_type -> the task, for a model the card calls text-classification
@@ -171,6 +178,7 @@ ARCHITECTURE_TASKS = {
     "ForSequenceClassification": "text-classification",
     "ForTokenClassification": "token-classification",
     "ForImageClassification": "image-classification",
+    "ForQuestionAnswering": "question-answering",
 }
 
 

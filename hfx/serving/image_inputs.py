@@ -20,6 +20,8 @@ class ImageInputsHandler:
     options: frozenset = frozenset()
     input_field = "image"
     processor_file = "preprocessor_config.json"
+    outputs = ("logits",)
+    table_columns = ("image_column",)  # predict's option naming a table's column of image paths
     max_pixels = 40_000_000  # an image, or a request's images together, larger are refused (413) before decoding
 
     def __init__(self, info):

@@ -19,7 +19,7 @@ class OnnxRunner:
     """An ONNX Runtime session: numpy inputs by name, logits out. An int8 model whose activation ranges are
     measured per call (dynamic int8) runs one row per call."""
 
-    def __init__(self, path: Path, threads: int, quantized: bool = False):
+    def __init__(self, path: Path, threads: int, outputs: tuple[str, ...], quantized: bool = False):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -28,9 +28,10 @@ class OnnxRunner:
         self.input_names = [i.name for i in self.session.get_inputs()]
         ranges = self.session.get_modelmeta().custom_metadata_map.get(ACTIVATION_RANGES, "per_call")
         self.one_row_per_call = quantized and ranges != "fixed"
+        self.outputs = list(outputs)
 
     def __call__(self, inputs: dict) -> np.ndarray:
-        return self.session.run(["logits"], {name: inputs[name] for name in self.input_names})[0]
+        return stacked(self.session.run(self.outputs, {name: inputs[name] for name in self.input_names}))
 
 
 class TorchRunner:
@@ -38,7 +39,7 @@ class TorchRunner:
 
     one_row_per_call = False  # float kernels: a row's answer does not depend on the rows beside it
 
-    def __init__(self, folder: Path, threads: int, auto_model: str):
+    def __init__(self, folder: Path, threads: int, auto_model: str, outputs: tuple[str, ...]):
         import torch
         import transformers
 
@@ -46,11 +47,19 @@ class TorchRunner:
         self.torch = torch
         self.model = getattr(transformers, auto_model).from_pretrained(folder, use_safetensors=True).eval()
         self.input_names = set(inspect.signature(self.model.forward).parameters)
+        self.outputs = outputs
 
     def __call__(self, inputs: dict) -> np.ndarray:
         with self.torch.inference_mode():
             tensors = {k: self.torch.as_tensor(v) for k, v in inputs.items() if k in self.input_names}
-            return self.model(**tensors).logits.float().numpy()
+            output = self.model(**tensors)
+            return stacked([getattr(output, name).float().numpy() for name in self.outputs])
+
+
+def stacked(outputs: list[np.ndarray]) -> np.ndarray:
+    """One array of a model's outputs: the one output, or several stacked on a last axis (question answering's
+    start and end logits: (batch, tokens, 2))."""
+    return outputs[0] if len(outputs) == 1 else np.stack(outputs, axis=-1)
 
 
 class LoadedModel:
@@ -79,9 +88,9 @@ class LoadedModel:
         except InputError as exc:  # a processor the handler cannot run
             raise ModelError(str(exc)) from None
         self.runner = (
-            TorchRunner(self.info.folder, threads, self.handler.auto_model)
+            TorchRunner(self.info.folder, threads, self.handler.auto_model, self.handler.outputs)
             if fmt == "pytorch"
-            else OnnxRunner(path, threads, quantized=fmt == "int8")
+            else OnnxRunner(path, threads, self.handler.outputs, quantized=fmt == "int8")
         )
 
     def __call__(self, rows: list, observe=None) -> list[np.ndarray]:

@@ -12,11 +12,18 @@ from hfx.serving.input_errors import InputError, TooLarge
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inputs: object = Field(
-        description="a text, or a list of texts (image models: base64-encoded images)", examples=["a moving film"]
+        description="a text, or a list of texts (image models: base64-encoded images; question answering:"
+        ' {"question": ..., "context": ...})',
+        examples=["a moving film"],
     )
     raw_scores: StrictBool = Field(False, description="logits instead of probabilities (text classification)")
     truncate: StrictBool = Field(True, description="cut texts to the max input length; false: 413 instead")
-    top_k: StrictInt | None = Field(None, ge=1, description="the k best labels (text classification; default: all)")
+    top_k: StrictInt | None = Field(
+        None, ge=1, description="the k best labels (text classification; default: all) or answers (question answering)"
+    )
+    max_answer_len: StrictInt | None = Field(
+        None, ge=1, description="question answering: the longest answer in tokens (default: the model's)"
+    )
 
 
 def error(status: int, message: str, kind: str) -> JSONResponse:

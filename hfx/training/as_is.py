@@ -47,13 +47,13 @@ def model_as_is(task, model: Model, label2id: dict[str, int]):
             " name a fine-tuned one in model.name, or train (finetune.epochs > 0)"
         )
     names = list(label2id)
-    if task.problem_type == "regression":  # one output, whatever its name (a Hub cross-encoder: LABEL_0)
-        if config.num_labels != 1:
+    if task.fixed_outputs:  # outputs by position, whatever their names (a cross-encoder's LABEL_0; start, end)
+        if config.num_labels != task.fixed_outputs:
             raise ParamsError(
                 f"finetune.epochs: 0 scores '{model.name}' as a {task.name} model, but it has"
-                f" {config.num_labels} outputs; regression takes a model with one"
+                f" {config.num_labels} outputs; {task.name} takes a model with {task.fixed_outputs}"
             )
-        rows = [0]
+        rows = list(range(task.fixed_outputs))
     else:
         rows = matched_rows([config.id2label[i] for i in range(config.num_labels)], names, model.name)
     classifier = from_pretrained(task.auto_model, model)

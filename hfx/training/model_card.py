@@ -24,7 +24,9 @@ def write_figures(out: Path, predictions_csv: str, train_logs: str, names: list[
     training curves."""
     per_class_csv = Path(eval_plots) / "per_class.csv"
     figure = f"{task.test_figure}.png"
-    if task.test_figure == "predictions":  # numbers (regression)
+    if task.test_figure is None:  # answers are spans (question answering): the card shows examples instead
+        fig = None
+    elif task.test_figure == "predictions":  # numbers (regression)
         predictions = pd.read_csv(predictions_csv)
         fig, ax = plt.subplots(figsize=(5, 5))
         ax.scatter(predictions["actual"], predictions["predicted"], s=6, alpha=0.4)
@@ -47,8 +49,9 @@ def write_figures(out: Path, predictions_csv: str, train_logs: str, names: list[
             predictions["actual"], predictions["predicted"], labels=names, ax=ax, colorbar=False, xticks_rotation=45
         )
         ax.set_title("Confusion matrix (test split)")
-    fig.tight_layout()
-    fig.savefig(out / figure, dpi=100)
+    if fig is not None:
+        fig.tight_layout()
+        fig.savefig(out / figure, dpi=100)
 
     curves = Path(train_logs) / "plots" / "metrics"
     fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -113,11 +116,13 @@ def render_model_card(
     data_card: dict | None = None,
     calibration: dict | None = None,
     lengths: dict | None = None,
+    predictions_csv: str | None = None,
 ) -> ModelCard:
     """`scores`: test metrics of the exported PyTorch model (see metrics/eval.json for the full evaluation);
     `figures`: the task's own (file, caption) pairs in the folder; `data_card`: duplicates and leakage;
     `calibration`: the calibration error and the temperature (metrics/calibration.json); `lengths`: the texts'
-    length in tokens (metrics/data_plots/lengths.json)."""
+    length in tokens (metrics/data_plots/lengths.json); `predictions_csv`: where the task's answered examples come
+    from (metrics/predictions.csv)."""
     data = card_data(params, task, scores, manifest)
     as_is = params.finetune.epochs == 0  # hfx/training/as_is.py
     named = data.base_model or params.model.name
@@ -138,10 +143,8 @@ def render_model_card(
         license=data.license,
         source=params.data.source,
         dataset=dataset_id(params.data),
-        input_kind=task.input_key.removesuffix("_column"),
-        input_column=task.input_column(params.data),
+        columns=manifest["columns"],
         pair_column=params.data.text_pair_column,
-        label_column=params.data.label_column,
         splits=manifest["splits"],
         data_card=data_card,
         lengths=lengths,
@@ -164,6 +167,7 @@ def render_model_card(
             for name in export_metrics["formats"]
         ],
         figures=figures,
+        examples=task.card_examples(predictions_csv) if predictions_csv else [],
         test_figure=task.test_figure,
         pipeline_task=task.pipeline_tag,
         pipeline_kwargs=task.pipeline_kwargs,

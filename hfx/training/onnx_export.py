@@ -20,29 +20,33 @@ from hfx.serving.folder import ACTIVATION_RANGES
 
 
 class LogitsOnly(torch.nn.Module):
-    """Positional inputs in the processor's order, logits out: a clean graph signature for ONNX."""
+    """Positional inputs in the processor's order, the named outputs out: a clean graph signature for ONNX."""
 
-    def __init__(self, model, input_names):
+    def __init__(self, model, input_names, outputs):
         super().__init__()
-        self.model, self.input_names = model, input_names
+        self.model, self.input_names, self.outputs = model, input_names, outputs
 
     def forward(self, *inputs):
-        return self.model(**dict(zip(self.input_names, inputs))).logits
+        output = self.model(**dict(zip(self.input_names, inputs)))
+        return tuple(getattr(output, name) for name in self.outputs)
 
 
-def export_onnx(model, sample: dict, input_axes: dict, path: Path, logits_axes: dict) -> None:
+def export_onnx(
+    model, sample: dict, input_axes: dict, path: Path, logits_axes: dict, outputs: tuple[str, ...] = ("logits",)
+) -> None:
     """`model` must use eager attention: the TorchScript exporter's graph of it matches onnxruntime's
     transformer fusion patterns, which an SDPA graph does not. `sample`: named inputs to trace with, in the
-    model's input order; `input_axes`, `logits_axes`: their dynamic axes and the output's."""
+    model's input order; `input_axes`, `logits_axes`: their dynamic axes and the outputs'; `outputs`: the model
+    outputs written, by name (question answering: start and end logits)."""
     names = list(sample)
-    axes = input_axes | {"logits": logits_axes}
-    wrapper = LogitsOnly(model, names).eval()  # export restores the wrapper's mode onto the model
+    axes = input_axes | dict.fromkeys(outputs, logits_axes)
+    wrapper = LogitsOnly(model, names, outputs).eval()  # export restores the wrapper's mode onto the model
     torch.onnx.export(
         wrapper,
         tuple(sample.values()),
         str(path),
         input_names=names,
-        output_names=["logits"],
+        output_names=list(outputs),
         dynamic_axes=axes,
         opset_version=17,
         dynamo=False,

@@ -19,6 +19,7 @@ TASKS = (
     "text-regression",
     "token-classification",
     "image-classification",
+    "question-answering",
 )
 PAIR_TASKS = (
     "text-classification",
@@ -51,6 +52,9 @@ class Data(Section):
     text_pair_column: str | None = Field(None, min_length=1)  # a second text per row: pair classification
     image_column: str = Field("image", min_length=1)  # image classification: images, their bytes or paths
     label_column: str = Field(min_length=1)
+    question_column: str = Field("question", min_length=1)  # question answering: the question
+    context_column: str = Field("context", min_length=1)  # question answering: the text that holds the answer
+    answers_column: str = Field("answers", min_length=1)  # question answering: {text: [...], answer_start: [...]}
     label_separator: str = Field(",", min_length=1)  # multi-label: what separates the labels in a string cell
     label_names: dict[str, str] | None = None  # classification: display names for the source's labels
     exclude_labels: list[str] = []
@@ -150,6 +154,7 @@ class Evaluate(Section):
     batch_size: int = Field(64, gt=0)
     calibrate: bool = True
     top_errors: int = Field(50, ge=0)
+    max_answer_length: int = Field(30, gt=0)  # question answering: the longest answer, in tokens
 
 
 class Export(Section):
@@ -255,9 +260,19 @@ class Params(Section):
         return self
 
     @model_validator(mode="after")
+    def _windows_of_contexts(self):
+        # Question answering always reads a context in windows of max_length, sharing `stride` tokens.
+        if self.task == "question-answering" and self.preprocess.stride >= self.preprocess.max_length // 2:
+            raise ValueError(
+                f"preprocess.stride: {self.preprocess.stride} tokens of overlap leaves windows of max_length"
+                f" {self.preprocess.max_length} too little new context; set it below {self.preprocess.max_length // 2}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _weights_for_classes(self):
-        if self.finetune.class_weights is not None and self.task == "text-regression":
-            raise ValueError("finetune.class_weights weighs classes; text-regression has none: set it to null")
+        if self.finetune.class_weights is not None and self.task in ("text-regression", "question-answering"):
+            raise ValueError(f"finetune.class_weights weighs classes; {self.task} has none: set it to null")
         return self
 
 

@@ -3,6 +3,7 @@
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import re
 import sys
 import tempfile
@@ -87,6 +88,40 @@ def read_conll(files: list[str]) -> Dataset:
     return Dataset.from_dict({"tokens": [w for w, _ in sentences], "ner_tags": [t for _, t in sentences]})
 
 
+def is_squad_json(name: str) -> bool:
+    """SQuAD's own JSON ({"data": [{"title", "paragraphs": [{"context", "qas": [...]}]}]}), not JSON rows."""
+    if _suffix(name) != ".json" or not Path(name).is_file():
+        return False
+    with fsspec.open(name, "rt", encoding="utf-8", compression="infer") as file:
+        head = file.read(4096)
+    return head.lstrip().startswith("{") and '"paragraphs"' in head
+
+
+def read_squad_json(files: list[str]) -> Dataset:
+    """SQuAD's JSON as one question per row, in the Hub's `squad` layout: id, title, context, question, answers."""
+    rows = []
+    for name in files:
+        with fsspec.open(name, "rt", encoding="utf-8", compression="infer") as file:
+            articles = json.load(file).get("data") or []
+        for article in articles:
+            for paragraph in article.get("paragraphs", []):
+                for qa in paragraph.get("qas", []):
+                    answers = qa.get("answers") or []
+                    rows.append(
+                        {
+                            "id": str(qa.get("id", len(rows))),
+                            "title": article.get("title"),
+                            "context": paragraph.get("context"),
+                            "question": qa.get("question"),
+                            "answers": {
+                                "text": [a.get("text") for a in answers],
+                                "answer_start": [a.get("answer_start") for a in answers],
+                            },
+                        }
+                    )
+    return Dataset.from_list(rows)
+
+
 def folder_files(data: Data) -> dict[str, list[str]]:
     """Each split's files in a folder: `data.data_files` if given, else as `datasets` infers them from names."""
     folder = str(Path(data.source).resolve())
@@ -140,12 +175,16 @@ def load_source(data: Data) -> tuple[DatasetDict, dict]:
         read = {"files": {split: {Path(f).name: _sha256(Path(f)) for f in names} for split, names in files.items()}}
         if any(is_conll(data, name) for names in files.values() for name in names):
             return DatasetDict({split: _parse(data, names) for split, names in files.items()}), read
+        if all(is_squad_json(name) for names in files.values() for name in names):
+            return DatasetDict({split: read_squad_json(names) for split, names in files.items()}), read
         return _load(data, str(path), data_files=files)[0], read
     read = {"sha256": _sha256(path)}
     if source.startswith("pkg:"):
         read = {"package_version": _package_version(source.removeprefix("pkg:").split("/")[0]), **read}
     if is_conll(data, path.name):
         return DatasetDict({"train": _parse(data, [str(path)])}), read
+    if is_squad_json(str(path)):
+        return DatasetDict({"train": read_squad_json([str(path)])}), read
     builder, options = file_format(path.name)
     return _load(data, builder, data_files={"train": str(path)}, **options)[0], read
 

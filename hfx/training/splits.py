@@ -64,7 +64,7 @@ def build_splits(loaded: dict, data: Data, task) -> tuple[dict, dict, dict, list
             f"data: no rows left in train after dropping {dict(dropped['train'])}"
             f" (data.exclude_labels={data.exclude_labels})"
         )
-    splits, origin = carve_missing_splits(splits, data, task.stratify_column)
+    splits, origin = carve_missing_splits(splits, data, task.stratify_column, task.group_column)
     origin.update({ours: f"source split '{theirs}'" for ours, theirs in named.items() if ours != theirs})
     splits = {name: cap_rows(ds, data.max_samples, task.stratify_column, data.seed) for name, ds in splits.items()}
     task.check_labels(splits)
@@ -87,17 +87,41 @@ def _split_off(ds: Dataset, count: int, column: str | None, seed: int, why: str)
     return ds.select(np.sort(keep)), ds.select(np.sort(take))
 
 
-def carve_missing_splits(splits: dict[str, Dataset], data: Data, column: str) -> tuple[dict[str, Dataset], dict]:
-    """Take test, then validation, out of train (fractions of train's size) for each split the source lacks."""
+def _split_off_groups(ds: Dataset, count: int, group: str, seed: int, why: str) -> tuple[Dataset, Dataset]:
+    """(rest, at least `count` rows taken out in whole groups: every row of a group on one side). Groups are
+    taken in a seeded random order; a row without a group is a group of its own."""
+    keys = [key if key is not None else f"row {i}" for i, key in enumerate(ds[group])]
+    names, inverse, sizes = np.unique(keys, return_inverse=True, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(names))
+    taken = order[: int(np.searchsorted(np.cumsum(sizes[order]), count)) + 1]
+    if len(taken) == len(names):
+        raise ParamsError(
+            f"{why}: train has {len(names)} {group}s, too few to take {count} rows out in whole {group}s and leave"
+            f" some for train; provide that split in the source, or use a smaller fraction"
+        )
+    take = np.isin(inverse, taken)
+    return ds.select(np.flatnonzero(~take)), ds.select(np.flatnonzero(take))
+
+
+def carve_missing_splits(
+    splits: dict[str, Dataset], data: Data, column: str | None, group: str | None = None
+) -> tuple[dict[str, Dataset], dict]:
+    """Take test, then validation, out of train (fractions of train's size) for each split the source lacks: in
+    whole groups when the task has a `group` column the data fills (an article's questions), else stratified by
+    `column`."""
     if len(splits.get("train", [])) == 0:
         raise ParamsError(f"data.source: no rows in a train split (splits found: {', '.join(splits) or 'none'})")
     origin = {name: "source" for name in splits}
     train, total = splits["train"], len(splits["train"])
     for name, fraction in (("test", data.test_size), ("validation", data.validation_size)):
         if len(splits.get(name, [])) == 0:
-            count = max(1, round(fraction * total))
-            train, splits[name] = _split_off(train, count, column, data.seed, f"data.{name}_size={fraction}")
-            origin[name] = f"carved from train ({fraction:g} of {total} rows)"
+            count, why = max(1, round(fraction * total)), f"data.{name}_size={fraction}"
+            if group in train.column_names and any(key is not None for key in train[group]):
+                train, splits[name] = _split_off_groups(train, count, group, data.seed, why)
+                origin[name] = f"carved from train by {group} ({fraction:g} of {total} rows)"
+            else:
+                train, splits[name] = _split_off(train, count, column, data.seed, why)
+                origin[name] = f"carved from train ({fraction:g} of {total} rows)"
     splits["train"] = train
     return {name: splits[name] for name in SPLITS}, origin
 

@@ -6,6 +6,7 @@ A new task is a new adapter here and a new handler in hfx/serving/handlers.py; t
 from hfx.training.adapters.common import Evaluation, sorted_labels
 from hfx.training.adapters.image_classification import ImageClassificationAdapter
 from hfx.training.adapters.multi_label import MultiLabelClassificationAdapter
+from hfx.training.adapters.question_answering import QuestionAnsweringAdapter
 from hfx.training.adapters.text_classification import TextClassificationAdapter
 from hfx.training.adapters.text_regression import TextRegressionAdapter
 from hfx.training.adapters.token_classification import TokenClassificationAdapter
@@ -18,6 +19,7 @@ TASKS = {
         TextRegressionAdapter(),
         TokenClassificationAdapter(),
         ImageClassificationAdapter(),
+        QuestionAnsweringAdapter(),
     )
 }
 
@@ -31,6 +33,7 @@ __all__ = [
     "Evaluation",
     "ImageClassificationAdapter",
     "MultiLabelClassificationAdapter",
+    "QuestionAnsweringAdapter",
     "TextClassificationAdapter",
     "TextRegressionAdapter",
     "TokenClassificationAdapter",

@@ -13,7 +13,7 @@ from scipy.special import softmax
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 from sklearn.preprocessing import label_binarize
 
-from hfx.training.params import Data, ParamsError
+from hfx.training.params import Data, Evaluate, ParamsError
 
 FIXED = "fixed:"  # in standardize's counts: tags repaired, not rows dropped
 DROPPED = "dropped"  # a column `clean_rows` functions return: why a row is left out, or None to keep it
@@ -40,6 +40,27 @@ class Evaluation:
             predictions=predictions,
             files={**curves, "per_class.csv": per_class},
         )
+
+
+class TaskDefaults:
+    """What most tasks share and a few change: the adapter interface's defaults (docs/design.md)."""
+
+    group_column = None  # a column whose rows carved splits keep together (an article's questions)
+    fixed_outputs = None  # a head whose outputs are positions, not labels: finetune.epochs: 0 keeps them as they are
+    outputs = ("logits",)  # the model outputs export writes to ONNX and the serving half reads
+    pipeline_kwargs = {}  # how the model card calls transformers' pipeline(); None: it has no pipeline for the task
+
+    def served_settings(self, settings: Evaluate) -> dict:
+        """What evaluate hands predict and serve besides what it fits (calibration.json): nothing here."""
+        return {}
+
+    def card_examples(self, predictions_csv: str) -> list[dict]:
+        """Answered test rows the model card shows: none here (its figures show the test split)."""
+        return []
+
+    def columns_read(self, data: Data) -> dict[str, str]:
+        """Each standard column and the source column it is read from (the manifest and the model card)."""
+        return dict(zip(self.columns, (self.input_column(data), data.label_column)))
 
 
 def sorted_labels(names) -> list[str]:
@@ -140,11 +161,13 @@ def label_codes(split: Dataset, column: str) -> np.ndarray:
     return np.concatenate(codes) if codes else np.zeros(0, dtype=np.int32)
 
 
-def clean_rows(split: Dataset, function, features, **kwargs) -> tuple[Dataset, Counter, str | None]:
+def clean_rows(
+    split: Dataset, function, features, notes: list | None = None, **kwargs
+) -> tuple[Dataset, Counter, str | None]:
     """`function(batch, indices, **kwargs)` turns a batch of source rows into the task's columns plus `dropped`
-    (why each row is left out, or None) and optionally `error` (what went wrong with a dropped row): a batched
-    map, so a split of any size is read a batch at a time.
-    Returns the kept rows, how many were dropped by reason, and the first error."""
+    (why each row is left out, or None) and optionally `error` (what went wrong with a row): a batched map, so a
+    split of any size is read a batch at a time.
+    Returns the kept rows, how many were dropped by reason, and the first error (`notes`: gets every error)."""
     cleaned = split.map(
         function,
         batched=True,
@@ -159,8 +182,11 @@ def clean_rows(split: Dataset, function, features, **kwargs) -> tuple[Dataset, C
     dropped.pop(None, None)
     first_error = None
     if "error" in cleaned.column_names:
-        errors = (pc.drop_null(values) for values in column_batches(cleaned, "error"))
-        first_error = next((values[0].as_py() for values in errors if len(values)), None)
+        errors = [pc.drop_null(values).to_pylist() for values in column_batches(cleaned, "error")]
+        found = [error for batch in errors for error in batch]
+        first_error = found[0] if found else None
+        if notes is not None:
+            notes.extend(found)
         cleaned = cleaned.remove_columns("error")
     kept = cleaned.filter(
         lambda reasons: [reason is None for reason in reasons],

@@ -8,6 +8,7 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from hfx.training.adapters.common import (
     Evaluation,
+    TaskDefaults,
     confident_mistakes,
     label_text,
     score_curves,
@@ -36,7 +37,7 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray, names: l
     }
 
 
-class SingleLabelAdapter:
+class SingleLabelAdapter(TaskDefaults):
     """One label per row: label order and checks, accuracy and macro F1, the evaluation tables. Shared by text
     and image classification; `item_column` is the column a predictions row shows."""
 
@@ -46,7 +47,6 @@ class SingleLabelAdapter:
     best_metric = "f1_macro"  # what finetune.metric_for_best_model: auto keeps
     validation_metrics = ("accuracy", "f1_macro")  # what trainer_metrics reports
     card_metrics = ("accuracy", "f1_macro", "precision_macro", "recall_macro")  # the model card's test scores
-    pipeline_kwargs = {}
     margin_keys = ("accuracy", "f1_macro")  # compared with the baseline
     logits_axes = {0: "batch"}
     problem_type = None  # transformers' default for the head: one label per input (or token)

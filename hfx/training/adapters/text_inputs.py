@@ -6,12 +6,12 @@ from datasets import Dataset
 from sklearn.feature_extraction.text import TfidfVectorizer
 from transformers import AutoConfig, AutoTokenizer
 
-from hfx.training.adapters.common import DROPPED
+from hfx.training.adapters.common import DROPPED, TaskDefaults
 from hfx.training.params import Data, Model, Params, ParamsError, Preprocess
 from hfx.training.sources import from_pretrained
 
 
-class TextInputsAdapter:
+class TextInputsAdapter(TaskDefaults):
     input_key = "text_column"  # the data.* key naming the input column
 
     @property

@@ -43,6 +43,7 @@ class TextRegressionAdapter(TextInputsAdapter):
     pipeline_tag = "text-classification"  # the Hub's and transformers' name for it: one output, no softmax
     auto_model = AutoModelForSequenceClassification
     problem_type = "regression"
+    fixed_outputs = 1  # finetune.epochs: 0 keeps a ready-made model's one output, whatever its name
     columns = ("text", "label")
     item_column = "text"
     stratify_column = None  # splits are carved at random

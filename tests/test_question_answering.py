@@ -1,0 +1,339 @@
+"""`task: question-answering`: a tiny BERT through `dvc repro` on generated articles whose answers are planted;
+windows over long contexts, answer offsets, the pipeline's decoding, parity of every format, predict and serve
+answers equal to evaluate's, and every bad row named with its split and row."""
+
+import json
+import random
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from datasets import Dataset
+
+from hfx.training.adapters import get_task
+from hfx.training.params import ParamsError, load_params
+from hfx.training.sources import load_source
+from hfx.training.splits import build_splits
+from tests.conftest import ROOT, TINY_TRAINING, commit_all, make_repo, make_tiny_model, run, set_params
+from tests.test_serve import Server
+
+NAMES = ["anna", "boris", "carla", "dmitri", "elena", "farid", "greta", "hugo", "ines", "jonas", "kira", "luca"]
+CITIES = ["paris", "lagos", "oslo", "lima", "cairo", "delhi", "quito", "tokyo"]
+JOBS = ["baker", "pilot", "nurse", "farmer", "painter", "teacher"]
+FILLER = "the river runs past old houses and the market opens early every day near the bridge".split()
+
+
+def article(rng: random.Random, title: str, filler: int) -> list[dict]:
+    """One article about a person (its questions share a title); `filler` words between the facts."""
+    name, city, job, year = rng.choice(NAMES), rng.choice(CITIES), rng.choice(JOBS), str(rng.randint(1900, 1999))
+    padding = " ".join(rng.choices(FILLER, k=filler))
+    context = f"{name} was born in {city} in {year} . {padding} . later {name} worked as a {job} ."
+    facts = {f"where was {name} born ?": city, f"when was {name} born ?": year, f"what did {name} work as ?": job}
+    rows = []
+    for i, (question, answer) in enumerate(facts.items()):
+        start = context.index(f" {answer} ") + 1 if answer != job else context.rindex(answer)
+        rows.append(
+            {
+                "id": f"{title}-{i}",
+                "title": title,
+                "context": context,
+                "question": question,
+                "answers": {"text": [answer], "answer_start": [start]},
+            }
+        )
+    return rows
+
+
+def make_articles(n: int, seed: int = 0, filler: tuple[int, int] = (2, 60)) -> pd.DataFrame:
+    rng = random.Random(seed)
+    return pd.DataFrame([row for a in range(n) for row in article(rng, f"s{seed}-a{a}", rng.randint(*filler))])
+
+
+@pytest.fixture(scope="session")
+def tiny_qa_model(tmp_path_factory):
+    frame = make_articles(100, seed=99)
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-qa-model"), list(frame["context"]) + list(frame["question"]))
+
+
+def qa_repo(dest, model, frames: dict, **overrides):
+    """A committed repo whose pipeline reads the given splits from inputs/<split>.jsonl."""
+    repo = make_repo(dest)
+    (repo / "inputs").mkdir()
+    for split, frame in frames.items():
+        frame.to_json(repo / "inputs" / f"{split}.jsonl", orient="records", lines=True)
+    set_params(
+        repo,
+        task="question-answering",
+        data__source="inputs",
+        data__exclude_labels=[],
+        model__name=str(model),
+        preprocess__max_length=48,
+        preprocess__stride=16,
+        evaluate__max_answer_length=8,
+        **{"finetune__min_steps": 0, **overrides},
+    )
+    commit_all(repo, "tiny question answering")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def qa_run(tmp_path_factory, tiny_qa_model):
+    frames = {"train": make_articles(150), "test": make_articles(12, seed=1)}
+    repo = qa_repo(tmp_path_factory.mktemp("qa") / "repo", tiny_qa_model, frames, finetune__epochs=8, **TINY_TRAINING)
+    run(["dvc", "repro"], repo)
+    return repo
+
+
+def test_the_pipeline_answers_and_every_format_scores_what_predict_answers(qa_run):
+    repo = qa_run
+    scores = json.loads((repo / "metrics/eval.json").read_text())
+    assert set(scores["margin_over_baseline"]) == {"exact_match", "f1"}
+    assert scores["baseline"]["model"] == "lexical-sentence"
+    assert scores["f1"] > scores["baseline"]["f1"]  # it learns where the planted answers are
+    export = json.loads((repo / "metrics/export.json").read_text())
+    assert export["fp32_max_abs_logit_diff"] < 1e-4
+    assert export["f1"]["pytorch"] == export["f1"]["fp32"] == scores["f1"]
+    assert json.loads((repo / "models/export/calibration.json").read_text()) == {"max_answer_length": 8}
+    config = json.loads((repo / "models/export/config.json").read_text())
+    assert config["hfx_long_texts"] == {"windows": "chunk", "stride": 16}
+    manifest = json.loads((repo / "data/raw/manifest.json").read_text())
+    assert "by title" in manifest["splits"]["validation"]["origin"]
+    predictions = pd.read_csv(repo / "metrics/predictions.csv", keep_default_na=False)
+    assert len(predictions) == 36 and {"question", "predicted", "actual", "exact_match", "f1"} <= set(predictions)
+    assert predictions["exact_match"].mean() == pytest.approx(scores["exact_match"])
+    errors = pd.read_csv(repo / "metrics/errors.csv", keep_default_na=False)
+    assert (errors["exact_match"] == 0).all() and list(errors["score"]) == sorted(errors["score"], reverse=True)
+    card = (repo / "models/export/README.md").read_text()
+    assert "pipeline_tag: question-answering" in card and "| exact_match |" in card
+    assert "| where was" in card or "| when was" in card or "| what did" in card  # answered examples
+
+
+def test_predict_and_serve_answer_as_evaluate_scored(qa_run, tmp_path):
+    repo = qa_run
+    test = pd.read_json(repo / "inputs/test.jsonl", lines=True)
+    evaluated = pd.read_csv(repo / "metrics/predictions.csv", keep_default_na=False)
+    questions = tmp_path / "questions.jsonl"
+    test[["question", "context"]].to_json(questions, orient="records", lines=True)
+    out = tmp_path / "answers.jsonl"
+    run([sys.executable, "-m", "hfx.predict", str(questions), "--format", "fp32", "--output", str(out)], repo)
+    answers = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [a["answer"] for a in answers] == list(evaluated["predicted"])
+    assert set(answers[0]) == {"question", "context", "answer", "score", "start", "end"}
+    assert all(a["context"][a["start"] : a["end"]] == a["answer"] for a in answers)
+    server = Server(repo / "models/export", "--format", "fp32")
+    try:
+        first = {"question": test["question"][0], "context": test["context"][0]}
+        status, single = server.predict({"inputs": first})
+        assert status == 200 and single == {key: answers[0][key] for key in ("answer", "score", "start", "end")}
+        status, many = server.predict({"inputs": test[["question", "context"]][:20].to_dict("records")})
+        assert status == 200 and [a["answer"] for a in many] == list(evaluated["predicted"][:20])
+        status, top = server.predict({"inputs": first, "top_k": 3})
+        assert isinstance(top, list) and top[0]["answer"] == answers[0]["answer"]
+        bad_inputs = ({"question": "who?"}, ["a text"], {"question": " ", "context": "x"}, [])
+        for bad in bad_inputs:
+            status, body = server.predict({"inputs": bad})
+            assert status == 422 and len(body["error"].splitlines()) == 1, body
+        assert server.predict({"inputs": first})[0] == 200  # still serving
+    finally:
+        assert server.stop() == 0, server.log()[-2000:]
+
+
+# Below: the pieces, without a pipeline run.
+
+
+@pytest.fixture(scope="module")
+def handler(tiny_qa_model):
+    from hfx.serving.answers import QuestionAnsweringHandler
+    from hfx.serving.folder import ModelInfo
+
+    info = ModelInfo(tiny_qa_model, "tiny", "question-answering", ["start", "end"], 48, [], chunk_stride=16)
+    return QuestionAnsweringHandler(info)
+
+
+def pipeline_answers(handler, question: str, context: str, window_logits, top_k: int, max_answer_len: int) -> list:
+    """What transformers 4's pipeline("question-answering") answered, through the decoding transformers 5 keeps
+    (`select_starts_ends`, in its document question answering pipeline) and the pipeline's own steps around it:
+    the question's tokens masked but [CLS], whole words, the same answer from several windows summed."""
+    from transformers.pipelines.document_question_answering import select_starts_ends
+
+    encoded, answers, null_score = handler.encode([[question, context]])[0], [], 1000000
+    for window, logits in zip(handler.windows(encoded), window_logits):
+        p_mask = np.array([[int(sequence != 1) for sequence in window.sequence_ids]])
+        p_mask[0, np.asarray(window.ids) == handler.tokenizer.token_to_id("[CLS]")] = 0
+        starts, ends, scores, null_score = select_starts_ends(
+            logits[None, :, 0],
+            logits[None, :, 1],
+            p_mask,
+            np.array([window.attention_mask]),
+            null_score,
+            top_k,
+            False,
+            max_answer_len,
+        )
+        for s, e, score in zip(starts, ends, scores):
+            begin = window.word_to_chars(window.token_to_word(s), 1)[0]
+            finish = window.word_to_chars(window.token_to_word(e), 1)[1]
+            same = next((a for a in answers if a["answer"] == context[begin:finish]), None)
+            if same:
+                same["score"] += score.item()
+            else:
+                answers.append({"score": score.item(), "start": begin, "end": finish, "answer": context[begin:finish]})
+    return sorted(answers, key=lambda a: a["score"], reverse=True)[:top_k]
+
+
+def test_windows_are_the_tokenizers_and_answers_are_the_pipelines_on_random_logits(handler, tiny_qa_model):
+    from transformers import AutoTokenizer
+
+    tokenizer, rng = AutoTokenizer.from_pretrained(tiny_qa_model), np.random.default_rng(0)
+    rows = make_articles(12, seed=3, filler=(20, 120))
+    windows_seen = 0
+    for question, context in zip(rows["question"], rows["context"]):
+        encoded = handler.encode([[question, context]])[0]
+        windows = handler.windows(encoded)
+        expected = tokenizer(
+            question, context, truncation="only_second", max_length=48, stride=16, return_overflowing_tokens=True
+        )["input_ids"]
+        assert [w.ids for w in windows] == expected  # every window holds the whole question
+        windows_seen += len(windows)
+        logits = [rng.normal(0, 3, (len(w.ids), 2)).astype(np.float32) for w in windows]
+        for top_k in (1, 3):
+            ours = handler.decode(logits, encoded, [question, context], top_k=top_k, max_answer_len=8)
+            theirs = pipeline_answers(handler, question, context, logits, top_k, 8)
+            ours = [ours] if top_k == 1 else ours
+            assert [(a["answer"], a["start"], a["end"]) for a in ours] == [
+                (a["answer"], a["start"], a["end"]) for a in theirs
+            ]
+            assert [a["score"] for a in ours] == pytest.approx([a["score"] for a in theirs], rel=1e-5)
+    assert windows_seen > 2 * len(rows)  # long contexts: several windows each
+
+
+def test_an_answer_at_the_end_of_a_long_context_and_one_across_two_windows(handler):
+    context = " ".join(["river"] * 80 + ["market", "bridge", "paris"])
+    question = "where ?"
+    encoded = handler.encode([[question, context]])[0]
+    windows = handler.windows(encoded)
+    assert len(windows) > 2
+
+    def peaked(words: tuple[str, str]) -> list[np.ndarray]:
+        """Logits that put the start on the first word's token and the end on the second's, in every window."""
+        logits = []
+        for window in windows:
+            row = np.zeros((len(window.ids), 2), dtype=np.float32)
+            for column, word in enumerate(words):
+                row[[i for i, t in enumerate(window.tokens) if t == word], column] = 10.0
+            logits.append(row)
+        return logits
+
+    last = handler.decode(peaked(("paris", "paris")), encoded, [question, context])
+    assert last["answer"] == "paris" and last["end"] == len(context)
+    # "market bridge" is held whole by the last window only if the windows overlap there; the answer is found
+    # and its scores from every window holding it add up.
+    spanning = handler.decode(peaked(("market", "bridge")), encoded, [question, context])
+    assert spanning["answer"] == "market bridge"
+    assert context[spanning["start"] : spanning["end"]] == "market bridge"
+
+
+def test_training_windows_point_at_the_answer_or_at_cls(tiny_qa_model):
+    from transformers import AutoTokenizer
+
+    task, tokenizer = get_task("question-answering"), AutoTokenizer.from_pretrained(tiny_qa_model)
+    rows = make_articles(20, seed=5, filler=(30, 120))
+    batch = {key: list(rows[key]) for key in ("question", "context", "answers")}
+    settings = load_params(ROOT / "params.yaml").preprocess.model_copy(update={"max_length": 48, "stride": 16})
+    encoded = task.tokenize(batch, tokenizer, settings, {"start": 0, "end": 1})
+    pointed = 0
+    for i, (start, end) in enumerate(zip(encoded["start_positions"], encoded["end_positions"])):
+        source = encoded.encodings[i]
+        if start == 0:
+            assert end == 0
+            continue
+        pointed += 1
+        text = rows["context"][sum(encoded["units"][: i + 1]) - 1]
+        answer = rows["answers"][sum(encoded["units"][: i + 1]) - 1]["text"][0]
+        assert text[source.offsets[start][0] : source.offsets[end][1]] == answer
+    assert pointed >= len(rows)  # each question's answer is in at least one window
+    assert sum(encoded["units"]) == len(rows) and len(encoded["input_ids"]) > len(rows)
+
+
+def standardized(rows: list[dict], capsys, **data):
+    params = load_params(ROOT / "params.yaml")
+    settings = params.data.model_copy(update=data)
+    kept, counts = get_task("question-answering").standardize(Dataset.from_list(rows), settings, "train")
+    return kept, counts, [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
+
+
+def test_bad_rows_are_named_by_split_and_row_and_counted(capsys):
+    context = "ada lovelace wrote the first program . ada lived in london ."
+    good = {
+        "question": "who wrote it ?",
+        "context": context,
+        "answers": {"text": ["ada lovelace"], "answer_start": [0]},
+    }
+    rows = [
+        good,
+        {**good, "answers": {"text": ["the first program"], "answer_start": [3]}},  # moved: occurs once, repaired
+        {**good, "answers": {"text": ["ada"], "answer_start": [5]}},  # occurs twice: dropped
+        {**good, "answers": {"text": ["paris"], "answer_start": [0]}},  # not in the context: dropped
+        {**good, "question": "  "},
+        {**good, "context": ""},
+        {**good, "answers": {"text": [], "answer_start": []}},
+        {**good, "answers": {"text": ["ada lovelace", "london"], "answer_start": [0, 99]}},  # one kept, one repaired
+    ]
+    kept, counts, lines = standardized(rows, capsys)
+    assert len(kept) == 3 and kept[1]["answers"] == {"text": ["the first program"], "answer_start": [19]}
+    assert kept[2]["answers"] == {"text": ["ada lovelace", "london"], "answer_start": [0, context.index("london")]}
+    assert dict(counts) == {
+        "answer_not_in_context": 2,
+        "empty_question": 1,
+        "empty_context": 1,
+        "no_answer": 1,
+        "fixed:answer_start_repaired": 2,
+    }
+    assert len(lines) == 7 and all(line.startswith("warning: data: train row ") for line in lines)
+    assert "train row 2: answer 'the first program' not at answer_start 3; repaired" in lines[0]
+    assert "train row 3:" in lines[1] and "occurs 2 times" in lines[1] and "dropped" in lines[1]
+    with pytest.raises(ParamsError, match="data.context_column: column 'passage' not in the train split"):
+        standardized(rows, capsys, context_column="passage")
+
+
+def test_carved_splits_keep_each_articles_questions_together():
+    params = load_params(ROOT / "params.yaml")
+    data = params.data.model_copy(update={"validation_size": 0.2, "test_size": 0.2})
+    frame = make_articles(30, seed=7)
+    splits, origin, _, _ = build_splits({"train": Dataset.from_pandas(frame)}, data, get_task("question-answering"))
+    titles = {name: set(split["title"]) for name, split in splits.items()}
+    assert not titles["train"] & titles["test"] and not titles["train"] & titles["validation"]
+    assert not titles["validation"] & titles["test"]
+    assert sum(len(split) for split in splits.values()) == len(frame) and len(splits["test"]) >= 18
+    assert origin["test"].startswith("carved from train by title")
+
+
+def test_squads_own_json_reads_as_one_question_per_row(tmp_path):
+    frame = make_articles(3, seed=4)
+    articles = [
+        {
+            "title": title,
+            "paragraphs": [
+                {
+                    "context": rows["context"].iloc[0],
+                    "qas": [
+                        {
+                            "id": row.id,
+                            "question": row.question,
+                            "answers": [
+                                {"text": text, "answer_start": start}
+                                for text, start in zip(row.answers["text"], row.answers["answer_start"])
+                            ],
+                        }
+                        for row in rows.itertuples()
+                    ],
+                }
+            ],
+        }
+        for title, rows in frame.groupby("title", sort=False)
+    ]
+    (tmp_path / "dev-v1.1.json").write_text(json.dumps({"version": "1.1", "data": articles}))
+    data = load_params(ROOT / "params.yaml").data.model_copy(update={"source": str(tmp_path / "dev-v1.1.json")})
+    loaded, _ = load_source(data)
+    assert loaded["train"].to_list() == frame.to_dict("records")
