@@ -14,6 +14,7 @@ import numpy as np
 
 from hfx.serving.input_errors import InputError
 from hfx.serving.text_inputs import TextInputsHandler
+from hfx.serving.transforms import probabilities
 
 CONTEXT = 1  # the context's sequence id in a (question, context) encoding
 MASKED = -10000.0  # the logit a token that cannot be in the answer gets before the softmax, as transformers
@@ -31,11 +32,6 @@ def cut_question(question: str, offsets: list[tuple[int, int]], room: int) -> st
     return question if len(offsets) <= room else question[: offsets[room - 1][1]]
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    exp = np.exp(logits - logits.max())
-    return exp / exp.sum()
-
-
 def best_spans(start: np.ndarray, end: np.ndarray, allowed: np.ndarray, top_k: int, max_answer_len: int) -> list:
     """(start token, end token, score) of the `top_k` best spans of one window: `start`/`end` are probabilities,
     `allowed` the tokens an answer may hold. Spans end at or after their start, at most `max_answer_len` tokens."""
@@ -47,8 +43,8 @@ def best_spans(start: np.ndarray, end: np.ndarray, allowed: np.ndarray, top_k: i
 
 
 class QuestionAnsweringHandler(TextInputsHandler):
-    """Items are [question, context]; a result is [{answer, score, start, end}], best first (`start`/`end` index
-    the context's characters)."""
+    """Items are [question, context]; a result is {answer, score, start, end} (`start`/`end` index the context's
+    characters), or with `top_k` a list of the k best."""
 
     task = "question-answering"
     auto_model = "AutoModelForQuestionAnswering"
@@ -131,8 +127,7 @@ class QuestionAnsweringHandler(TextInputsHandler):
         for window, window_logits in zip(self.windows(encoded), logits):
             in_context = np.array([sequence == CONTEXT for sequence in window.sequence_ids])
             softmaxed = in_context | (np.asarray(window.ids) == self.cls_id)  # [CLS] too, as transformers has it
-            start = softmax(np.where(softmaxed, window_logits[:, 0], MASKED).astype(np.float64))
-            end = softmax(np.where(softmaxed, window_logits[:, 1], MASKED).astype(np.float64))
+            start, end = probabilities(np.where(softmaxed[:, None], window_logits, MASKED).astype(np.float64).T)
             start[0] = end[0] = 0.0  # never [CLS] (SQuAD 1.1: every question has an answer), as transformers
             for first, last, score in best_spans(start, end, in_context, top_k, max_answer_len):
                 begin = window.word_to_chars(window.token_to_word(first), CONTEXT)[0]
