@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from datasets import Dataset
 
+from hfx.serving.model import LoadedModel
 from hfx.training.adapters import get_task
 from hfx.training.params import ParamsError, load_params
 from hfx.training.sources import load_source
@@ -137,6 +138,46 @@ def test_predict_and_serve_answer_as_evaluate_scored(qa_run, tmp_path):
         assert server.predict({"inputs": first})[0] == 200  # still serving
     finally:
         assert server.stop() == 0, server.log()[-2000:]
+
+
+def test_the_export_answers_as_transformers_model_and_pipeline_decoding_would(qa_run):
+    """The fp32 file through predict against the PyTorch weights through transformers: its tokenizer's windows,
+    AutoModelForQuestionAnswering's logits, and the question-answering pipeline's decoding (`pipeline_answers`)."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    folder = qa_run / "models/export"
+    test = pd.read_json(qa_run / "inputs/test.jsonl", lines=True)[:12]
+    served = LoadedModel(folder, "fp32")
+    answers = served.predict([[q, c] for q, c in zip(test["question"], test["context"])])
+    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModelForQuestionAnswering.from_pretrained(folder)
+    for question, context, answer in zip(test["question"], test["context"], answers):
+        windows = tokenizer(
+            question,
+            context,
+            truncation="only_second",
+            max_length=48,
+            stride=16,
+            return_overflowing_tokens=True,
+            padding=True,
+            return_tensors="pt",
+        )
+        windows.pop("overflow_to_sample_mapping")
+        with torch.inference_mode():
+            output = model(**windows)
+        logits = [
+            np.stack([start[mask], end[mask]], axis=-1)
+            for start, end, mask in zip(
+                output.start_logits.numpy(), output.end_logits.numpy(), windows["attention_mask"].numpy() == 1
+            )
+        ]
+        (expected,) = pipeline_answers(served.handler, question, context, logits, 1, 8)
+        assert (answer["answer"], answer["start"], answer["end"]) == (
+            expected["answer"],
+            expected["start"],
+            expected["end"],
+        )
+        assert answer["score"] == pytest.approx(expected["score"], rel=1e-4)
 
 
 # Below: the pieces, without a pipeline run.
