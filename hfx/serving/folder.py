@@ -4,9 +4,10 @@ half (predict and serve read it). Every name in it is defined here and nowhere e
 A folder is what `dvc repro` writes to models/export (or `dvc get`/`dvc import` of it): config.json (the labels,
 id2label, in the model's output order), tokenizer.json and tokenizer_config.json (text; model_max_length is the
 max input length) or preprocessor_config.json (images), one file per format (FORMATS), a model card whose
-`pipeline_tag` is the task, and calibration.json (the temperature the logits are divided by, or a multi-label
-model's per-label thresholds). A text model trained on pairs of texts says so in config.json (TEXT_PAIRS); a
-multi-label one has `problem_type: multi_label_classification`, as transformers and the Hub name it.
+`pipeline_tag` is the task, and calibration.json (the temperature the logits are divided by, a multi-label
+model's per-label thresholds, or a question answering model's longest answer). A text model trained on pairs
+of texts says so in config.json (TEXT_PAIRS); a multi-label one has `problem_type: multi_label_classification`,
+as transformers and the Hub name it.
 """
 
 import json
