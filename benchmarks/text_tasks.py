@@ -4,7 +4,8 @@
 default) with the params below, params.yaml otherwise as it is, and records the test scores (the task's own,
 per exported format), the baseline's and the wall time in benchmarks/text_tasks.json (other names' entries are
 kept). The params are the ones docs/tasks.md documents as `dvc exp run -S ...` commands. Work folders live
-under build/text_tasks/.
+under build/text_tasks/. `python -m benchmarks.text_tasks latency NAME ...` times earlier runs' int8 folders on
+the same test inputs, interleaved.
 """
 
 import json
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from datasets import load_dataset
 
 from benchmarks.bench import copy_project, sh
 
@@ -126,7 +128,34 @@ def run(name: str) -> dict:
     }
 
 
+def latency(names: list[str], count: int = 100) -> None:
+    """`python -m benchmarks.text_tasks latency NAME ...`: the int8 folders of earlier runs answer the same `count`
+    test inputs one at a time, interleaved in one process, so their latencies compare on a noisy machine."""
+    import statistics
+    import time
+
+    from hfx.serving.model import LoadedModel
+    from hfx.training.adapters import get_task
+
+    models = {name: LoadedModel(WORK / name / "models/export", "int8") for name in names}
+    first = models[names[0]]
+    raw = load_dataset("parquet", data_files=str(WORK / names[0] / "data/raw/test.parquet"))["train"]
+    inputs = get_task(first.info.task).served_inputs(raw.select(range(min(count, len(raw)))))
+    times = {name: [] for name in names}
+    for model in models.values():
+        model.predict(inputs[:2])  # warm-up
+    for item in inputs:
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.predict([model.handler.read(item)])
+            times[name].append(time.perf_counter() - start)
+    for name, seconds in times.items():
+        print(f"{name}: median {1000 * statistics.median(seconds):.1f} ms over {len(seconds)} inputs (int8, batch 1)")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["latency"]:
+        return latency(sys.argv[2:])
     names = sys.argv[1:] or list(RUNS)
     unknown = sorted(set(names) - set(RUNS))
     if unknown:
