@@ -79,6 +79,12 @@ RUNS["squad"] = (
     "none comparable (SQuAD dev carved by article); the aim is F1 30 points over the lexical baseline",
 )
 
+# A first, shorter look: 3,000 training questions (a seeded sample), one epoch.
+RUNS["squad-3k"] = (
+    {**RUNS["squad"][0], "data.max_samples": 3000, "finetune.epochs": 1},
+    RUNS["squad"][1],
+)
+
 # Long texts: IMDb reviews (median 174 words; 74% over 128) cut at 128 tokens, read in windows of 128, or cut at
 # 512. 2,000 rows per split and two epochs, so that the three fit in about two hours on 2 CPU cores.
 IMDB = {
