@@ -3,7 +3,6 @@
 import hashlib
 import importlib.metadata
 import importlib.util
-import json
 import re
 import sys
 import tempfile
@@ -17,6 +16,7 @@ from datasets.packaged_modules import _EXTENSION_TO_MODULE
 
 from hfx.training.idx_images import is_idx_folder, read_idx
 from hfx.training.params import Data, Model, ParamsError
+from hfx.training.squad_json import is_squad_json, read_squad_json
 
 FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 COMPRESSIONS = (".bz2", ".gz", ".xz", ".zst")
@@ -86,40 +86,6 @@ def read_conll(files: list[str]) -> Dataset:
             sentences.append((words, tags))
             words, tags = [], []
     return Dataset.from_dict({"tokens": [w for w, _ in sentences], "ner_tags": [t for _, t in sentences]})
-
-
-def is_squad_json(name: str) -> bool:
-    """SQuAD's own JSON ({"data": [{"title", "paragraphs": [{"context", "qas": [...]}]}]}), not JSON rows."""
-    if _suffix(name) != ".json" or not Path(name).is_file():
-        return False
-    with fsspec.open(name, "rt", encoding="utf-8", compression="infer") as file:
-        head = file.read(4096)
-    return head.lstrip().startswith("{") and '"paragraphs"' in head
-
-
-def read_squad_json(files: list[str]) -> Dataset:
-    """SQuAD's JSON as one question per row, in the Hub's `squad` layout: id, title, context, question, answers."""
-    rows = []
-    for name in files:
-        with fsspec.open(name, "rt", encoding="utf-8", compression="infer") as file:
-            articles = json.load(file).get("data") or []
-        for article in articles:
-            for paragraph in article.get("paragraphs", []):
-                for qa in paragraph.get("qas", []):
-                    answers = qa.get("answers") or []
-                    rows.append(
-                        {
-                            "id": str(qa.get("id", len(rows))),
-                            "title": article.get("title"),
-                            "context": paragraph.get("context"),
-                            "question": qa.get("question"),
-                            "answers": {
-                                "text": [a.get("text") for a in answers],
-                                "answer_start": [a.get("answer_start") for a in answers],
-                            },
-                        }
-                    )
-    return Dataset.from_list(rows)
 
 
 def folder_files(data: Data) -> dict[str, list[str]]:
