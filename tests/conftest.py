@@ -262,13 +262,18 @@ def tiny_pipeline_repo(dest: Path, tiny_model: Path, sizes: dict[str, int], **ov
     return repo
 
 
-def frames_repo(dest: Path, tiny_model: Path, frames: dict[str, pd.DataFrame], **overrides) -> Path:
-    """A committed repo whose pipeline reads the given splits (written to inputs/<split>.csv) with the tiny BERT;
-    `overrides` name the columns and anything else the test needs."""
+def frames_repo(
+    dest: Path, tiny_model: Path, frames: dict[str, pd.DataFrame], file_format: str = "csv", **overrides
+) -> Path:
+    """A committed repo whose pipeline reads the given splits (written to inputs/<split>.csv, or .jsonl for nested
+    columns) with the tiny BERT; `overrides` name the columns and anything else the test needs."""
     repo = make_repo(dest)
     (repo / "inputs").mkdir()
     for split, frame in frames.items():
-        frame.to_csv(repo / "inputs" / f"{split}.csv", index=False)
+        if file_format == "jsonl":
+            frame.to_json(repo / "inputs" / f"{split}.jsonl", orient="records", lines=True)
+        else:
+            frame.to_csv(repo / "inputs" / f"{split}.csv", index=False)
     set_params(
         repo,
         data__source="inputs",

@@ -16,7 +16,7 @@ from hfx.training.adapters import get_task
 from hfx.training.params import ParamsError, load_params
 from hfx.training.sources import load_source
 from hfx.training.splits import build_splits
-from tests.conftest import ROOT, TINY_TRAINING, commit_all, make_repo, make_tiny_model, run, set_params
+from tests.conftest import ROOT, TINY_TRAINING, frames_repo, make_tiny_model, run
 from tests.test_serve import Server
 
 NAMES = ["anna", "boris", "carla", "dmitri", "elena", "farid", "greta", "hugo", "ines", "jonas", "kira", "luca"]
@@ -59,23 +59,8 @@ def tiny_qa_model(tmp_path_factory):
 
 def qa_repo(dest, model, frames: dict, **overrides):
     """A committed repo whose pipeline reads the given splits from inputs/<split>.jsonl."""
-    repo = make_repo(dest)
-    (repo / "inputs").mkdir()
-    for split, frame in frames.items():
-        frame.to_json(repo / "inputs" / f"{split}.jsonl", orient="records", lines=True)
-    set_params(
-        repo,
-        task="question-answering",
-        data__source="inputs",
-        data__exclude_labels=[],
-        model__name=str(model),
-        preprocess__max_length=48,
-        preprocess__stride=16,
-        evaluate__max_answer_length=8,
-        **{"finetune__min_steps": 0, **overrides},
-    )
-    commit_all(repo, "tiny question answering")
-    return repo
+    windows = {"preprocess__max_length": 48, "preprocess__stride": 16, "evaluate__max_answer_length": 8}
+    return frames_repo(dest, model, frames, "jsonl", task="question-answering", **{**windows, **overrides})
 
 
 @pytest.fixture(scope="module")
