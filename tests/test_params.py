@@ -119,6 +119,20 @@ def test_schema_knows_exactly_the_tasks_that_have_adapters():
     assert set(params.TASKS) == set(adapters.TASKS) == set(HANDLERS)  # each task: an adapter and a handler
 
 
+def test_auto_windows_are_the_tasks_own_and_a_set_value_wins(raw):
+    assert (raw["preprocess"]["max_length"], raw["preprocess"]["stride"]) == ("auto", "auto")
+    assert validate(raw).preprocess.stride == 32
+    raw["task"] = "question-answering"
+    assert (validate(raw).preprocess.max_length, validate(raw).preprocess.stride) == (384, 128)  # as run_qa.py
+    del raw["preprocess"]["stride"]  # no key reads as auto
+    assert validate(raw).preprocess.stride == 128
+    raw["preprocess"].update(max_length=256, stride=64)
+    assert (validate(raw).preprocess.max_length, validate(raw).preprocess.stride) == (256, 64)
+    raw["preprocess"]["max_length"] = "long"
+    with pytest.raises(ParamsError, match="'preprocess.max_length': 'long'"):
+        validate(raw)
+
+
 def test_chunk_needs_room_for_new_text_and_single_texts(raw):
     raw["preprocess"].update(long_texts="chunk", max_length=64, stride=32)
     with pytest.raises(ParamsError, match="preprocess.stride: 32 .* below 32") as error:

@@ -26,6 +26,11 @@ PAIR_TASKS = (
     "multi-label-classification",
     "text-regression",
 )  # the tasks that take data.text_pair_column
+# `auto` in preprocess.max_length and preprocess.stride: the windows a task's models are usually trained with. A
+# context to answer from is read in windows of 384 tokens sharing 128, as transformers' run_qa.py reads SQuAD; texts
+# to classify or tag are cut at 128 tokens (windows sharing 32 with preprocess.long_texts: chunk).
+TASK_WINDOWS = {"question-answering": {"max_length": 384, "stride": 128}}
+DEFAULT_WINDOWS = {"max_length": 128, "stride": 32}
 SOURCE_SCHEMES = ("hf:", "pkg:", "http://", "https://", "s3://", "gs://", "gcs://")
 
 
@@ -231,6 +236,20 @@ class Params(Section):
     evaluate: Evaluate
     export: Export
     paths: Paths
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_windows(cls, raw):
+        """`auto` (or no key) in preprocess.max_length and preprocess.stride: the task's usual windows."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("preprocess"), dict):
+            return raw
+        task = raw.get("task")
+        windows = TASK_WINDOWS.get(task, DEFAULT_WINDOWS) if isinstance(task, str) else DEFAULT_WINDOWS
+        preprocess = dict(raw["preprocess"])
+        for key, value in windows.items():
+            if preprocess.get(key, "auto") == "auto":
+                preprocess[key] = value
+        return {**raw, "preprocess": preprocess}
 
     @model_validator(mode="after")
     def _names_for_whole_rows(self):
