@@ -92,7 +92,7 @@ def main() -> None:
 
     set_seed(ft.seed)  # before the model: the new classification head is initialised from it
     processor = task.load_processor(params.model)
-    model = starting_model(task, params, labels, announce=main_process)
+    model = starting_model(task, params, labels, announce=main_process, train=splits["train"])
 
     if distributed:  # the first machine's launcher settled it, for every machine
         resume_from = agreed_checkpoint(args, os.environ.get(RESUME_ENV) or None)

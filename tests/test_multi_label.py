@@ -214,3 +214,28 @@ def test_the_folders_thresholds_decide_the_labels_and_bad_ones_are_refused(multi
         (folder / "calibration.json").write_text(json.dumps({"thresholds": bad}))
         with pytest.raises(ModelError, match=named):
             LoadedModel(folder, "fp32", 1)
+
+
+@pytest.mark.parametrize("class_weights", [None, "balanced"])
+def test_a_new_head_starts_at_each_labels_share_of_train(tmp_path, tiny_model, class_weights):
+    import torch
+    from datasets import Dataset
+
+    from hfx.training.adapters import get_task
+    from hfx.training.as_is import output_layer
+    from hfx.training.params import load_params
+    from hfx.training.trainer_setup import starting_model
+
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    set_params(
+        tmp_path, task="multi-label-classification", model__name=str(tiny_model), finetune__class_weights=class_weights
+    )
+    params = load_params(tmp_path / "params.yaml")
+    names = ["complaint", "ending", "praise"]
+    labels = {"label2id": {name: i for i, name in enumerate(names)}, "id2label": dict(enumerate(names))}
+    train = Dataset.from_dict({"labels": [[1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 0, 1]]})
+    model = starting_model(get_task(params.task), params, labels, announce=False, train=train)
+    start = torch.sigmoid(output_layer(model, 3).bias).tolist()
+    # Unweighted, each label starts at its share of rows; balanced weighs positives as negatives: a half.
+    expected = [0.75, 0.25, 0.25] if class_weights is None else [0.5, 0.5, 0.5]
+    assert start == pytest.approx(expected, abs=1e-6)

@@ -5,7 +5,8 @@ every class then counts in the loss as if the classes were equally common. Multi
 yes-or-no question of its own, a label's positive rows weigh negatives / positives (BCE's `pos_weight`): its
 yes and its no then count alike. The weighted cross-entropy goes to
 the Trainer as its `compute_loss_func`. Labels of -100 (special tokens and later sub-tokens of a word in token
-classification) count for nothing, as in the models' own loss.
+classification) count for nothing, as in the models' own loss. Unweighted, a new multi-label head starts each
+label at its share of train rows (start_at_base_rates).
 """
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
 
 from hfx.training.adapters.common import column_batches
+from hfx.training.as_is import output_layer
 
 IGNORED = -100
 
@@ -86,6 +88,19 @@ def weighted_bce_loss(pos_weight: torch.Tensor):
 
 
 MULTI_LABEL = "multi_label_classification"  # transformers' problem_type
+
+
+def start_at_base_rates(model, mode: str | None, train, problem_type: str | None) -> None:
+    """Multi-label, unweighted: a new head starts each label at its share of train rows (its bias the logit of it),
+    not at 0.5 for every label. Pushing all scores down at once from there can collapse a small model to one answer
+    for every text (all-MiniLM-L6-v2 on GoEmotions, docs/benchmarks.md); the focal-loss paper starts rare classes
+    at their prior for the same reason. Balanced, positives weigh as much as negatives and 0 is that start already."""
+    if problem_type != MULTI_LABEL or mode is not None:
+        return
+    num_labels = model.config.num_labels
+    negatives_per_positive = positive_weights(train, num_labels).clamp(1e-4, 1e4)
+    with torch.no_grad():
+        output_layer(model, num_labels).bias.copy_(-torch.log(negatives_per_positive))
 
 
 def class_weighted_loss(mode: str | None, train, names: list[str], problem_type: str | None = None):

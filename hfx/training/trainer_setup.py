@@ -8,14 +8,16 @@ import numpy as np
 import torch
 from transformers import AutoConfig, TrainerCallback, TrainingArguments
 
+from hfx.training.class_weights import start_at_base_rates
 from hfx.training.distributed import backend, per_process_batch, world_size
 from hfx.training.params import Finetune, Params, ParamsError
 from hfx.training.sources import from_pretrained
 
 
-def starting_model(task, params: Params, labels: dict, announce: bool):
+def starting_model(task, params: Params, labels: dict, announce: bool, train=None):
     """model.name's weights with a new head sized to the data's labels, or its architecture alone
-    (model.init: random). `labels`: data/processed/labels.json; `announce`: say when a head is replaced."""
+    (model.init: random). `labels`: data/processed/labels.json; `announce`: say when a head is replaced; `train`:
+    the processed train split, whose label shares a new multi-label head starts from."""
     head = {
         **({"problem_type": task.problem_type} if task.problem_type else {}),
         "num_labels": len(labels["label2id"]),
@@ -24,6 +26,7 @@ def starting_model(task, params: Params, labels: dict, announce: bool):
     }
     if params.model.init == "random":  # the architecture alone, trained from scratch
         model = task.auto_model.from_config(from_pretrained(AutoConfig, params.model, **head))
+        new_head = True
     else:
         pretrained = from_pretrained(AutoConfig, params.model)
         if announce and task.has_head(pretrained) and pretrained.num_labels != len(labels["label2id"]):
@@ -32,6 +35,9 @@ def starting_model(task, params: Params, labels: dict, announce: bool):
                 f" {len(labels['label2id'])}-label head is trained in its place"
             )
         model = from_pretrained(task.auto_model, params.model, ignore_mismatched_sizes=True, **head)
+        new_head = not (task.has_head(pretrained) and pretrained.num_labels == len(labels["label2id"]))
+    if new_head and train is not None:
+        start_at_base_rates(model, params.finetune.class_weights, train, task.problem_type)
     if params.finetune.freeze_token_embeddings:
         # The token-embedding matrix is half of a small model's weights: its dense gradient and optimizer update
         # cost about a fifth of a CPU step. Off by default: on the default data it cost accuracy (README).
