@@ -46,8 +46,9 @@ repro: install
 check: install
 	python -m stages.check_params
 
+# --durations: the slowest tests, so that the suite's time (CI's budget) is kept in view
 test: $(VENV)/.installed-dev report/node_modules/.package-lock.json
-	python -m pytest -q tests
+	python -m pytest -q --durations=25 tests
 
 # ruff's lint and format check (pyproject.toml); `ruff format .` and `ruff check --fix .` apply them.
 lint: $(VENV)/.installed-dev
@@ -92,8 +93,9 @@ bench-calibration: install
 bench-class-weights: install
 	python -m benchmarks.class_weights
 
-# Pairs of texts (MRPC) and text regression (STS-B) from ../shared/data (or $$HFX_SHARED_DATA), as docs/tasks.md
-# runs them: benchmarks/text_tasks.json. `make bench-text-tasks NAMES=stsb` runs one. About an hour on 2 cores.
+# Several labels (GoEmotions), pairs (MRPC), regression (STS-B), long texts (IMDb) and questions (SQuAD) from
+# ../shared/data (or $$HFX_SHARED_DATA), as docs/tasks.md runs them: benchmarks/text_tasks.json.
+# `make bench-text-tasks NAMES=stsb` runs one (10 to 50 minutes on 2 cores; squad about 2 hours).
 bench-text-tasks: install
 	python -m benchmarks.text_tasks $(NAMES)
 

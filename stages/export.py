@@ -71,7 +71,12 @@ def main() -> None:
         }
         metrics = {
             "formats": formats,
-            task.headline: {fmt: scores[task.headline] for fmt, scores in per_format.items()},
+            # every score the card shows, per format: what int8 costs in each, not only the headline
+            **{
+                key: {fmt: scores[key] for fmt, scores in per_format.items()}
+                for key in dict.fromkeys((task.headline, *task.card_metrics))
+                if key in per_format["pytorch"]
+            },
             "size_mb": {fmt: round((out / FORMATS[fmt]).stat().st_size / 2**20, 2) for fmt in formats},
             **{f"{fmt}_max_abs_logit_diff": value for fmt, value in differences.items()},
             "n_test": len(raw_test),

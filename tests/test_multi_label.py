@@ -63,6 +63,9 @@ def test_the_model_learns_the_labels_and_every_format_gives_them(multi_label_run
     export = json.loads((repo / "metrics/export.json").read_text())
     assert export["fp32_max_abs_logit_diff"] < 1e-4
     assert export["f1_macro"]["fp32"] == export["f1_macro"]["pytorch"] == scores["f1_macro"]
+    # every score the card shows, per format, as evaluate scored the PyTorch one
+    for key in ("f1_micro", "subset_accuracy", "jaccard_samples"):
+        assert export[key]["pytorch"] == scores[key] and set(export[key]) == {"pytorch", "fp32", "int8"}
     assert export["f1_macro"]["int8"] > 0.7
     folder = repo / "models/export"
     config = json.loads((folder / "config.json").read_text())

@@ -111,6 +111,7 @@ def test_onnx_matches_pytorch(pipeline_repo):
     assert export["fp32_max_abs_logit_diff"] < 1e-4
     assert export["accuracy"]["fp32"] == export["accuracy"]["pytorch"]
     assert abs(export["accuracy"]["int8"] - export["accuracy"]["pytorch"]) <= 0.05
+    assert export["f1_macro"]["fp32"] == export["f1_macro"]["pytorch"]  # each card score per format, not only one
     assert all(export["latency_ms_batch1"][f] > 0 for f in export["formats"])
 
 
