@@ -5,6 +5,7 @@ Reads `task`, `model.*`, `preprocess.*`. Fixes the label order once (labels.json
 longest row at training time. Writes the rest of the data card to metrics/data_plots/: each split's label
 balance and, for texts, their length in tokens (lengths.json: percentiles and the share cut; a histogram).
 Splits are read and written a batch at a time (memory-mapped Arrow), so memory stays bounded whatever their size.
+With `preprocess.swap_pairs`, train holds each pair of texts in both orders.
 """
 
 from pathlib import Path
@@ -17,7 +18,7 @@ from hfx.training.adapters.common import BATCH_ROWS, column_batches, column_sum
 from hfx.training.artifacts import atomic_dir, read_json, save_datasets, write_json
 from hfx.training.data_card import label_balance, length_card, length_histogram
 from hfx.training.params import load_params, run_stage
-from hfx.training.splits import SPLITS
+from hfx.training.splits import SPLITS, both_orders
 
 
 def main() -> None:
@@ -27,6 +28,8 @@ def main() -> None:
     processor = task.load_processor(params.model)
 
     splits = load_dataset("parquet", data_files={name: str(raw / f"{name}.parquet") for name in SPLITS})
+    if params.preprocess.swap_pairs:  # train only: validation and test are scored as users send them
+        splits["train"] = both_orders(splits["train"])
     names = task.label_names(splits["train"], params.data)  # download checked them: >= 2, none unseen in train
     label2id = {name: i for i, name in enumerate(names)}
 

@@ -156,3 +156,41 @@ def test_pairs_are_a_text_classification_setting(tmp_path):
     set_params(tmp_path, task="token-classification", data__text_pair_column="second")
     with pytest.raises(ParamsError, match="data.text_pair_column"):
         load_params(params)
+
+
+def test_swap_pairs_trains_on_both_orders_and_scores_pairs_as_given(tmp_path, tiny_model):
+    """preprocess.swap_pairs: train holds each pair twice, its texts swapped the second time, with the same label;
+    validation and test stay as users send them."""
+    from datasets import load_from_disk
+    from transformers import AutoTokenizer
+
+    frames = {"train": make_pairs(40), "test": make_pairs(20, seed=1)}
+    repo = pairs_repo(tmp_path / "repo", tiny_model, frames, preprocess__swap_pairs=True)
+    run(["dvc", "repro", "preprocess"], repo)
+    raw = {name: pd.read_parquet(repo / f"data/raw/{name}.parquet") for name in ("train", "validation", "test")}
+    processed = load_from_disk(str(repo / "data/processed"))
+    assert {name: len(split) for name, split in processed.items()} == {
+        "train": 2 * len(raw["train"]),
+        "validation": len(raw["validation"]),
+        "test": len(raw["test"]),
+    }
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
+    n = len(raw["train"])
+    for i in (0, n - 1):  # the first and last row, then their swapped copies
+        given, swapped = processed["train"][i], processed["train"][n + i]
+        row = raw["train"].iloc[i]
+        assert given["input_ids"] == tokenizer(row["text"], row["text_pair"], truncation=True)["input_ids"]
+        assert swapped["input_ids"] == tokenizer(row["text_pair"], row["text"], truncation=True)["input_ids"]
+        assert given["labels"] == swapped["labels"]
+    test_row = raw["test"].iloc[0]
+    assert processed["test"][0]["input_ids"] == tokenizer(test_row["text"], test_row["text_pair"])["input_ids"]
+
+
+def test_swap_pairs_needs_a_second_text(tmp_path):
+    from hfx.training.params import ParamsError, load_params
+
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    set_params(tmp_path, preprocess__swap_pairs=True)  # the default data has one text per row
+    with pytest.raises(ParamsError, match="preprocess.swap_pairs"):
+        load_params(params)

@@ -122,6 +122,7 @@ class Preprocess(Section):
     num_proc: int = Field(1, ge=1, le=512)  # processes that tokenize; the output is the same for any count
     long_texts: Literal["truncate", "chunk"] = "truncate"  # chunk: overlapping windows of max_length tokens
     stride: int = Field(32, ge=0)  # chunk: tokens each window repeats from the one before
+    swap_pairs: bool = False  # pairs: train on each pair in both orders too (symmetric tasks: similarity, paraphrase)
 
     @model_validator(mode="after")
     def _stride_within_window(self):
@@ -266,6 +267,15 @@ class Params(Section):
             raise ValueError(
                 f"data.text_pair_column gives {', '.join(PAIR_TASKS)} a second text per row; {self.task} takes"
                 " one input per row: set it to null"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _swaps_of_pairs(self):
+        if self.preprocess.swap_pairs and self.data.text_pair_column is None:
+            raise ValueError(
+                "preprocess.swap_pairs trains on each pair of texts in both orders; there is no second text:"
+                " set data.text_pair_column, or swap_pairs to false"
             )
         return self
 

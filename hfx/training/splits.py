@@ -3,7 +3,7 @@
 import sys
 
 import numpy as np
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 from sklearn.model_selection import train_test_split
 
 from hfx.training.adapters.common import label_codes
@@ -139,3 +139,13 @@ def cap_rows(ds: Dataset, max_samples: int | None, column: str | None, seed: int
     except ValueError:  # too few rows of a label, or too few left out, to keep the proportions
         keep, _ = train_test_split(rows, train_size=max_samples, random_state=seed)
     return ds.select(np.sort(keep))
+
+
+def both_orders(train: Dataset) -> Dataset:
+    """The train rows, then each again with its two texts swapped and the same label. For tasks whose answer does
+    not depend on the order of the texts (how alike they are, whether one paraphrases the other): twice the
+    training pairs, and a model that learns to answer both orders alike, as sentence-transformers trains its
+    STS-B cross-encoders. The Trainer shuffles the rows."""
+    swapped = train.rename_columns({"text": "swapped_pair", "text_pair": "text"})
+    swapped = swapped.rename_column("swapped_pair", "text_pair").select_columns(train.column_names)
+    return concatenate_datasets([train, swapped.cast(train.features)])
