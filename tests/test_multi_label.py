@@ -46,7 +46,9 @@ def multi_label_run(tmp_path_factory, tiny_model):
         tiny_model,
         frames,
         finetune__epochs=8,
-        **TINY_TRAINING,
+        # at the other tiny runs' 3e-3, its ranking of labels stops improving after two epochs (AP 0.75, ROC AUC
+        # 0.66) and int8's answers swing with it; at 1e-3 it keeps improving through all 8 (AP 0.79, AUC 0.79)
+        **{**TINY_TRAINING, "finetune__learning_rate": 1e-3},
     )
     run(["dvc", "repro"], repo)
     return repo
@@ -55,8 +57,8 @@ def multi_label_run(tmp_path_factory, tiny_model):
 def test_the_model_learns_the_labels_and_every_format_gives_them(multi_label_run):
     repo = multi_label_run
     scores = json.loads((repo / "metrics/eval.json").read_text())
-    # A tiny model trained from scratch on 400 rows: macro F1 runs from 0.62 to 0.91 across seeds. Giving every text
-    # every label scores macro F1 0.59 and subset accuracy 0.05 on this test split; these bounds are well beyond that.
+    # A tiny model trained from scratch on 400 rows. Giving every text every label scores macro F1 0.59 and subset
+    # accuracy 0.05 on this test split; these bounds are well beyond that.
     assert scores["f1_macro"] > 0.7 and scores["f1_micro"] > 0.7 and scores["roc_auc_macro"] > 0.6
     assert set(scores["per_class"]) == set(CUES) and scores["subset_accuracy"] > 0.2
     assert scores["baseline"]["model"] == "tfidf-logreg-one-vs-rest"

@@ -145,7 +145,9 @@ class Finetune(Section):
     early_stopping_patience: int | None = Field(None, ge=1)
     eval_steps: int | None = Field(None, gt=0)
     deterministic: bool = True
-    metric_for_best_model: Literal["auto", "accuracy", "f1", "f1_macro", "f1_micro", "loss"] = "auto"
+    metric_for_best_model: Literal[
+        "auto", "accuracy", "f1", "f1_macro", "f1_micro", "average_precision_micro", "loss"
+    ] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     optim: Literal["adamw_torch_fused", "adamw_torch", "adafactor", "sgd"] = "adamw_torch_fused"
     logging_steps: int = Field(20, gt=0)

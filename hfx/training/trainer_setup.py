@@ -76,7 +76,8 @@ def epochs_to_run(ft: Finetune, train_rows: int) -> float:
 
 
 def best_metric(ft: Finetune, task) -> str:
-    """finetune.metric_for_best_model, with `auto` the task's own (text: macro F1; entities: entity F1)."""
+    """finetune.metric_for_best_model, with `auto` the task's own (text: macro F1; entities: entity F1; several
+    labels: average precision)."""
     metric = task.best_metric if ft.metric_for_best_model == "auto" else ft.metric_for_best_model
     if metric not in (*task.validation_metrics, "loss"):
         raise ParamsError(
