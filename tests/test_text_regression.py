@@ -64,7 +64,9 @@ def test_the_model_learns_the_number_and_every_format_scores_it(regression_run):
     assert set(scores["margin_over_baseline"]) == {"pearson", "spearman"}
     export = json.loads((repo / "metrics/export.json").read_text())
     assert export["fp32_max_abs_logit_diff"] < 1e-4
-    assert export["spearman"]["fp32"] == export["spearman"]["pytorch"] == scores["spearman"]
+    assert export["spearman"]["pytorch"] == scores["spearman"]
+    # ONNX's outputs differ from PyTorch's in the 7th digit, which can reorder this tiny model's near-equal numbers
+    assert abs(export["spearman"]["fp32"] - export["spearman"]["pytorch"]) < 0.01
     assert export["spearman"]["int8"] > 0.5  # int8 is approximate: on this 2-layer model it still ranks the pairs
     # A number is not a probability: nothing to calibrate, and predict and serve leave it as it is.
     assert json.loads((repo / "metrics/calibration.json").read_text()) == {}
