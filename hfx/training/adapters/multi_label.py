@@ -210,8 +210,10 @@ class MultiLabelClassificationAdapter(TextClassificationAdapter):
         def compute(eval_prediction) -> dict:
             logits, gold = eval_prediction.predictions, eval_prediction.label_ids
             scores = self.metrics(self.decode(logits, gold), names)
-            ranking = float(average_precision_score(gold.astype(np.int64).ravel(), expit(logits).ravel()))
-            return {"f1_micro": scores["f1_micro"], "f1_macro": scores["f1_macro"], "average_precision_micro": ranking}
+            scores["average_precision_micro"] = float(
+                average_precision_score(gold.astype(np.int64).ravel(), expit(logits).ravel())
+            )
+            return {key: scores[key] for key in self.validation_metrics}
 
         return compute
 
