@@ -82,6 +82,9 @@ RUNS["mrpc-swap"] = (
     RUNS["mrpc"][1],
 )
 
+# GoEmotions two epochs longer: validation macro F1 still rose at every one of the default run's four epochs.
+RUNS["goemotions-6"] = ({**RUNS["goemotions"][0], "finetune.epochs": 6}, RUNS["goemotions"][1])
+
 RUNS["squad"] = (
     {
         "task": "question-answering",
