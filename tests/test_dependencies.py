@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hfx.training import adapters
 from hfx.training.params import Params
 from tests.conftest import ROOT
 
@@ -55,6 +56,8 @@ def imported_modules(module: str, top_level_only: bool = False) -> set[str]:
             )
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] in PROJECT_PACKAGES)
+    if module == "hfx.training.adapters":  # imports each task's adapter by name, when a stage asks for it
+        found.update(adapters.adapter_module(task) for task in adapters.TASKS)
     return {name for name in found if module_file(name).is_file()}
 
 

@@ -117,6 +117,7 @@ def test_schema_knows_exactly_the_tasks_that_have_adapters():
     from hfx.training import adapters, params
 
     assert set(params.TASKS) == set(adapters.TASKS) == set(HANDLERS)  # each task: an adapter and a handler
+    assert all(adapters.get_task(task).name == task for task in adapters.TASKS)
 
 
 def test_auto_windows_are_the_tasks_own_and_a_set_value_wins(raw):

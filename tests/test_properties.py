@@ -9,7 +9,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hfx.training.adapters import TextClassificationAdapter
+from hfx.training.adapters.text_classification import TextClassificationAdapter
 from hfx.training.params import Data, ParamsError, printable, validate
 from hfx.training.sources import load_source
 from hfx.training.splits import build_splits

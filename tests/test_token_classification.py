@@ -13,8 +13,7 @@ import pytest
 from datasets import ClassLabel, Dataset, Features, Sequence, Value
 from transformers import AutoTokenizer
 
-from hfx.training.adapters import TokenClassificationAdapter
-from hfx.training.adapters.token_classification import looks_iob1, to_iob2
+from hfx.training.adapters.token_classification import TokenClassificationAdapter, looks_iob1, to_iob2
 from hfx.training.params import Data, ParamsError, Preprocess
 from hfx.training.sources import load_source
 from hfx.training.splits import build_splits
