@@ -77,6 +77,12 @@ RUNS["mrpc-6"] = ({**RUNS["mrpc"][0], "finetune.epochs": 6, "finetune.min_steps"
 # whether one paraphrases the other, does not depend on which comes first. MRPC at 3 epochs of the doubled train
 # split takes as many steps as mrpc-6.
 RUNS["stsb-swap"] = ({**RUNS["stsb"][0], "preprocess.swap_pairs": True}, RUNS["stsb"][1])
+# STS-B as sentence-transformers trains its STS-B cross-encoders (training_stsbenchmark.py): both orders, batches
+# of 16, learning rate 2e-5, four epochs, warm-up over the first 10% (their loss is cross-entropy on scores / 5).
+RUNS["stsb-st"] = (
+    {**RUNS["stsb"][0], "preprocess.swap_pairs": True, "finetune.batch_size": 16, "finetune.learning_rate": 2.0e-5},
+    RUNS["stsb"][1],
+)
 RUNS["mrpc-swap"] = (
     {**RUNS["mrpc"][0], "preprocess.swap_pairs": True, "finetune.epochs": 3, "finetune.min_steps": 0},
     RUNS["mrpc"][1],
