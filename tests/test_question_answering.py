@@ -201,10 +201,20 @@ def pipeline_answers(handler, question: str, context: str, window_logits, top_k:
             begin = window.word_to_chars(window.token_to_word(s), 1)[0]
             finish = window.word_to_chars(window.token_to_word(e), 1)[1]
             same = next((a for a in answers if a["answer"] == context[begin:finish]), None)
-            if same:
+            if same:  # one difference from the pipeline, which kept the first place found: the best-scoring one
+                if score.item() > same["best"]:
+                    same.update(start=begin, end=finish, best=score.item())
                 same["score"] += score.item()
             else:
-                answers.append({"score": score.item(), "start": begin, "end": finish, "answer": context[begin:finish]})
+                answers.append(
+                    {
+                        "score": score.item(),
+                        "start": begin,
+                        "end": finish,
+                        "answer": context[begin:finish],
+                        "best": score.item(),
+                    }
+                )
     return sorted(answers, key=lambda a: a["score"], reverse=True)[:top_k]
 
 
@@ -258,6 +268,124 @@ def test_an_answer_at_the_end_of_a_long_context_and_one_across_two_windows(handl
     spanning = handler.decode(peaked(("market", "bridge")), encoded, [question, context])
     assert spanning["answer"] == "market bridge"
     assert context[spanning["start"] : spanning["end"]] == "market bridge"
+
+
+def peaked_logits(windows: list, peaks: dict[int, dict[str, tuple[float, float]]]) -> list[np.ndarray]:
+    """Per window, (start, end) logits of 0 but at the tokens named: `peaks[window][token] = (start, end)`."""
+    logits = []
+    for k, window in enumerate(windows):
+        row = np.zeros((len(window.ids), 2), dtype=np.float32)
+        for token, values in peaks.get(k, {}).items():
+            row[[i for i, t in enumerate(window.tokens) if t == token]] = values
+        logits.append(row)
+    return logits
+
+
+def roberta_style_folder(folder, corpus: list[str]):
+    """A byte-level BPE tokenizer whose windows open with <s> (RoBERTa, XLM-R, BART), saved as transformers saves
+    it: no [CLS] in its vocabulary."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer, tokenizer.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    tokenizer.train_from_iterator(
+        corpus, trainers.BpeTrainer(vocab_size=500, special_tokens=specials, initial_alphabet=alphabet)
+    )
+    tokenizer.post_processor = processors.RobertaProcessing(
+        ("</s>", tokenizer.token_to_id("</s>")), ("<s>", tokenizer.token_to_id("<s>"))
+    )
+    names = dict(bos_token="<s>", cls_token="<s>", eos_token="</s>", sep_token="</s>", pad_token="<pad>")
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="<unk>", mask_token="<mask>", **names
+    ).save_pretrained(folder)
+    return folder
+
+
+def test_a_window_without_the_answer_weighs_its_first_token_with_a_roberta_style_tokenizer(tmp_path):
+    """Training points a window that lacks the answer at its first token (<s> here), so that token stays in
+    the window's softmax: a decoy in a window that says "not here" loses to the answer in the window that
+    holds it, though its own logit is higher."""
+    from hfx.serving.answers import QuestionAnsweringHandler
+    from hfx.serving.folder import ModelInfo
+
+    rows = make_articles(40, seed=11)
+    folder = roberta_style_folder(tmp_path / "roberta", list(rows["context"]) + list(rows["question"]))
+    handler = QuestionAnsweringHandler(
+        ModelInfo(folder, "tiny", "question-answering", ["start", "end"], 48, [], chunk_stride=16)
+    )
+    assert handler.cls_id == handler.tokenizer.token_to_id("<s>") and handler.tokenizer.token_to_id("[CLS]") is None
+    context = " ".join(["river"] * 30 + ["paris"] + ["market"] * 30 + ["lagos"] + ["bridge"] * 30)
+    question = "where was anna born ?"
+    encoded = handler.encode([[question, context]])[0]
+    windows = handler.windows(encoded)
+    holding = [k for k, window in enumerate(windows) if "Ġparis" in window.tokens]
+    decoy = [k for k, window in enumerate(windows) if "Ġlagos" in window.tokens and "Ġparis" not in window.tokens]
+    assert len(windows) >= 3 and holding and decoy
+    peaks = {k: {"<s>": (10.0, 10.0)} for k in range(len(windows))}
+    for k in holding:
+        peaks[k] = {"Ġparis": (5.0, 5.0)}  # the model's answer, in the window that holds it
+    for k in decoy:
+        peaks[k]["Ġlagos"] = (6.0, 6.0)  # higher, but where the model says there is no answer
+    answer = handler.decode(peaked_logits(windows, peaks), encoded, [question, context])
+    assert answer["answer"] == "paris" and context[answer["start"] : answer["end"]] == "paris"
+
+
+def test_the_same_answer_at_two_places_reports_where_it_scored_best(handler):
+    """A "paris" in the first window and another in the last: their scores add up, and the place reported is the
+    last one's, where it scored higher, though the first window is read first."""
+    context = "anna went to paris . " + " ".join(["river"] * 80) + " . later anna lived in paris ."
+    question = "where ?"
+    encoded = handler.encode([[question, context]])[0]
+    windows = handler.windows(encoded)
+    holding = [k for k, window in enumerate(windows) if "paris" in window.tokens]
+    assert holding[0] == 0 and holding[-1] == len(windows) - 1 and len(windows) > 2
+    logits = peaked_logits(windows, {0: {"paris": (2.0, 2.0)}, holding[-1]: {"paris": (6.0, 6.0)}})
+    for top_k in (1, 3):
+        answer = handler.decode(logits, encoded, [question, context], top_k=top_k)
+        answer = answer if top_k == 1 else answer[0]
+        assert answer["answer"] == "paris" and answer["start"] == context.rindex("paris")
+
+
+def test_top_k_selects_the_k_best_spans_as_a_full_sort_would():
+    from hfx.serving.answers import best_spans
+
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        n = int(rng.integers(5, 60))
+        start, end = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(n))
+        allowed = rng.random(n) > 0.3
+        scores = np.tril(np.triu(np.outer(start, end)), 7)
+        everything = sorted(
+            (-scores[s, e], s, e) for s in range(n) for e in range(s, min(n, s + 8)) if allowed[s] and allowed[e]
+        )
+        for k in (1, 3, 20, 10_000):
+            assert [(s, e) for s, e, _ in best_spans(start, end, allowed, k, 8)] == [
+                (s, e) for _, s, e in everything[:k]
+            ]
+
+
+def test_a_question_longer_than_the_window_is_cut_as_training_cuts_it(handler):
+    question = "where was " + " ".join(["anna"] * 120) + " born ?"
+    context = "anna was born in paris in 1950 ."
+    item = handler.read([question, context])
+    assert len(handler.whole.encode(item[0], add_special_tokens=False).ids) == handler.question_room
+    encoded = handler.encode([item])[0]
+    assert all(len(window.ids) <= 48 for window in handler.windows(encoded))
+    logits = [np.zeros((len(w.ids), 2), dtype=np.float32) for w in handler.windows(encoded)]
+    assert handler.decode(logits, encoded, item)["answer"] in context
+
+
+@pytest.mark.parametrize("context", ["\u200b", "\x07", "\u200b\u200b \x07"])
+def test_a_context_with_nothing_the_model_reads_is_refused_by_name(handler, context):
+    from hfx.serving.input_errors import InputError
+
+    with pytest.raises(InputError, match="^context: no words the model reads"):
+        handler.read(["where was anna born ?", context])
+    with pytest.raises(InputError, match="^question: no words the model reads"):
+        handler.read(["\x07", "anna was born in paris ."])
 
 
 def test_training_windows_point_at_the_answer_or_at_cls(tiny_qa_model):

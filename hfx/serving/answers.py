@@ -5,12 +5,19 @@ A context longer than the model's window is read in overlapping windows, each ho
 cut). In each window the start and end logits become probabilities over the context's tokens (a softmax with
 the question and padding masked out), a span scores start x end probability, spans longer than
 `max_answer_len` tokens or ending before they start are out, and the span is widened to whole words. The same
-answer found in two windows adds its scores; the best answer over all windows wins. That is transformers'
-`select_starts_ends` and `decode_spans` (kept in its document question answering pipeline), which a test
-compares with this.
+answer found in two windows adds its scores and keeps the place where it scored best; the best answer over all
+windows wins. That is transformers' `select_starts_ends` and `decode_spans` (kept in its document question
+answering pipeline), which a test compares with this.
+
+The window's first token (BERT's [CLS], RoBERTa's <s>: the tokenizer's own, from the folder) stays in each
+window's softmax: training points a window that does not hold the answer at it, so a window without the answer
+puts its weight there instead of on spans of its context.
 """
 
+import heapq
+
 import numpy as np
+from tokenizers import Tokenizer
 
 from hfx.serving.input_errors import InputError
 from hfx.serving.text_inputs import TextInputsHandler
@@ -34,12 +41,21 @@ def cut_question(question: str, offsets: list[tuple[int, int]], room: int) -> st
 
 def best_spans(start: np.ndarray, end: np.ndarray, allowed: np.ndarray, top_k: int, max_answer_len: int) -> list:
     """(start token, end token, score) of the `top_k` best spans of one window: `start`/`end` are probabilities,
-    `allowed` the tokens an answer may hold. Spans end at or after their start, at most `max_answer_len` tokens."""
-    scores = np.tril(np.triu(np.outer(start, end)), max_answer_len - 1)
-    flat = scores.ravel()
-    order = np.argsort(-flat, kind="stable")[:top_k] if top_k > 1 else [int(np.argmax(flat))]
-    starts, ends = np.unravel_index(np.asarray(order), scores.shape)
-    return [(int(s), int(e), float(scores[s, e])) for s, e in zip(starts, ends) if allowed[s] and allowed[e]]
+    `allowed` the tokens an answer may hold. Spans end at or after their start, at most `max_answer_len` tokens.
+    Only the k best are selected (argpartition), never a sort of every pair; ties go to the earlier span."""
+    valid = np.tril(np.triu(np.outer(allowed, allowed)), max_answer_len - 1)
+    scores = np.outer(start, end)
+    flat = np.where(valid, scores, -1.0).ravel()  # a span that cannot be an answer is never chosen
+    k = min(top_k, int(valid.sum()))
+    if k == 0:
+        return []
+    if k == 1:
+        order = np.array([int(np.argmax(flat))])
+    else:
+        chosen = np.argpartition(-flat, k - 1)[:k]
+        order = chosen[np.lexsort((chosen, -flat[chosen]))]
+    starts, ends = np.unravel_index(order, scores.shape)
+    return [(int(s), int(e), float(scores[s, e])) for s, e in zip(starts, ends)]
 
 
 class QuestionAnsweringHandler(TextInputsHandler):
@@ -50,21 +66,31 @@ class QuestionAnsweringHandler(TextInputsHandler):
     auto_model = "AutoModelForQuestionAnswering"
     outputs = ("start_logits", "end_logits")  # as optimum's ONNX export names them; runners stack them
     options = frozenset({"top_k", "max_answer_len"})
+    capped_options = frozenset({"top_k"})  # answers searched per window: the server caps it (--max-top-k)
     input_field = "question"
     table_columns = ("question_column", "context_column")  # predict's options naming a table's columns
 
     def __init__(self, info):
+        # Questions and contexts are measured whole, by a copy of the tokenizer that never cuts: cutting a lone
+        # question with the windows' `only_second` strategy is an error in `tokenizers`.
+        self.whole = Tokenizer.from_file(str(info.folder / self.processor_file))
+        self.whole.no_truncation()
+        self.whole.no_padding()
         super().__init__(info)
         self.max_answer_len = info.max_answer_length
-        self.cls_id = self.tokenizer.token_to_id("[CLS]")
+        self.cls_id = self.special_id("cls_token", "bos_token")  # None: the window's first token, as training has it
 
     def cut_at(self, max_length: int) -> None:
         """Windows of `max_length` tokens, each the whole question and as much of the context as fits."""
         if self.stride is None:  # a folder export did not write: transformers' default
             self.stride = min(DEFAULT_STRIDE, max_length // 2 - 1)
         super().cut_at(max_length)
-        self.tokenizer.enable_truncation(max_length, stride=self.stride, strategy="only_second")
         self.question_room = question_room(max_length, self.stride)
+        if self.question_room < 1:
+            raise InputError(f"windows of {max_length} tokens leave no room for a question beside the context")
+        self.tokenizer.enable_truncation(
+            max_length, stride=self.stride, strategy="only_second", direction=self.truncation_side
+        )
 
     def warmup_rows(self) -> list:
         return self.encode([["what is it?", " ".join(["film"] * n)] for n in (16, self.max_length)])
@@ -87,15 +113,20 @@ class QuestionAnsweringHandler(TextInputsHandler):
         return parsed, single
 
     def read(self, item):
-        """[question, context] of a file or a request (a question past `question_room` tokens cut there), or an
-        InputError saying which is missing."""
+        """[question, context] of a file or a request (a question past `question_room` tokens cut there, as
+        training cuts it), or an InputError saying which is missing or holds nothing the model reads."""
         if isinstance(item, dict):
             item = [item.get("question"), item.get("context")]
         if not isinstance(item, (list, tuple)) or len(item) != 2:
             raise InputError("not a question and a context")
         question, context = (self._read_text(text, f"{name}: ") for text, name in zip(item, ("question", "context")))
-        offsets = self.tokenizer.encode(question, add_special_tokens=False).offsets
-        return [cut_question(question, offsets, self.question_room), context]
+        asked, given = self.whole.encode_batch([question, context], add_special_tokens=False)
+        for name, encoding in (("question", asked), ("context", given)):
+            if not encoding.ids:
+                raise InputError(
+                    f"{name}: no words the model reads (only control, zero-width or other dropped characters)"
+                )
+        return [cut_question(question, asked.offsets, self.question_room), context]
 
     def fields(self, item) -> dict:
         return {"question": item[0], "context": item[1]}
@@ -123,21 +154,29 @@ class QuestionAnsweringHandler(TextInputsHandler):
         """The best answer {answer, score, start, end} (`top_k` > 1: a list of the k best), over every window."""
         top_k, max_answer_len = top_k or 1, max_answer_len or self.max_answer_len
         context = item[1]
-        answers = {}  # answer text -> its result: the same text from two windows adds its scores
+        answers, best_at = {}, {}  # answer text -> its result, and its best single span's score
         for window, window_logits in zip(self.windows(encoded), logits):
             in_context = np.array([sequence == CONTEXT for sequence in window.sequence_ids])
-            softmaxed = in_context | (np.asarray(window.ids) == self.cls_id)  # [CLS] too, as transformers has it
+            softmaxed = in_context.copy()
+            if self.cls_id is None:
+                softmaxed[0] = True
+            else:
+                softmaxed |= np.asarray(window.ids) == self.cls_id  # as transformers has it
             start, end = probabilities(np.where(softmaxed[:, None], window_logits, MASKED).astype(np.float64).T)
-            start[0] = end[0] = 0.0  # never [CLS] (SQuAD 1.1: every question has an answer), as transformers
+            start[0] = end[0] = 0.0  # never the first token (SQuAD 1.1: every question has an answer), as transformers
             for first, last, score in best_spans(start, end, in_context, top_k, max_answer_len):
                 begin = window.word_to_chars(window.token_to_word(first), CONTEXT)[0]
                 finish = window.word_to_chars(window.token_to_word(last), CONTEXT)[1]
                 text = context[begin:finish]
-                if text in answers:
-                    answers[text]["score"] += score
-                else:
-                    answers[text] = {"score": score, "start": begin, "end": finish, "answer": text}
-        best = sorted(answers.values(), key=lambda answer: answer["score"], reverse=True)[:top_k]
+                if text not in answers:
+                    answers[text], best_at[text] = {"score": 0.0, "start": begin, "end": finish, "answer": text}, score
+                elif score > best_at[text]:  # the same words elsewhere: report where they scored best
+                    answers[text] |= {"start": begin, "end": finish}
+                    best_at[text] = score
+                answers[text]["score"] += score
+        if not answers:  # `read` refuses a context without tokens; a window never holds none
+            raise InputError("context: no span of it can answer")
+        best = heapq.nlargest(top_k, answers.values(), key=lambda answer: answer["score"])
         return best[0] if top_k == 1 else best
 
     @staticmethod

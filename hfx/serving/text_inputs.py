@@ -12,7 +12,8 @@ class TextInputsHandler:
     """Texts in, tokenized rows out: what every text task shares. A model trained on pairs takes [text, pair]
     inputs (as text-embeddings-inference does), tokenized together and cut on the longer side first."""
 
-    options: frozenset = frozenset()
+    options: frozenset = frozenset()  # the request options the task takes
+    capped_options: frozenset = frozenset()  # those whose value sets a request's work: the server caps them
     input_field = "text"
     processor_file = "tokenizer.json"
     outputs = ("logits",)  # the model outputs an answer is decided from, by name (ONNX and transformers alike)
@@ -22,10 +23,28 @@ class TextInputsHandler:
         self.text_pairs, self.stride = info.text_pairs, info.chunk_stride
         self.tokenizer = Tokenizer.from_file(str(info.folder / "tokenizer.json"))
         self.tokenizer.no_padding()  # each batch is padded to its own longest row, in pad()
-        self.cut_at(self.max_length)
         config_file = info.folder / "tokenizer_config.json"
-        pad_token = json.loads(config_file.read_text()).get("pad_token") if config_file.is_file() else None
-        self.pad_id = self.tokenizer.token_to_id(pad_token or "[PAD]") or 0
+        self.tokenizer_config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        # Which end a long text loses, as transformers' tokenizer of the same folder cuts it (and training did).
+        self.truncation_side = self.tokenizer_config.get("truncation_side", "right")
+        if self.truncation_side not in ("left", "right"):
+            raise InputError(
+                f'\'{config_file}\' has truncation_side {self.truncation_side!r}; expected "right" or "left"'
+            )
+        self.cut_at(self.max_length)
+        self.pad_id = self.special_id("pad_token") or self.tokenizer.token_to_id("[PAD]") or 0
+
+    def special_id(self, *names: str) -> int | None:
+        """The id of the first special token tokenizer_config.json names among `names` (pad_token, cls_token...),
+        or None."""
+        for name in names:
+            token = self.tokenizer_config.get(name)
+            token = (
+                token.get("content") if isinstance(token, dict) else token
+            )  # an AddedToken as saved by older versions
+            if isinstance(token, str) and self.tokenizer.token_to_id(token) is not None:
+                return self.tokenizer.token_to_id(token)
+        return None
 
     @property
     def table_columns(self) -> tuple[str, ...]:
@@ -40,7 +59,7 @@ class TextInputsHandler:
                 f"windows of {max_length} tokens leave too little new text beside the {self.stride} each shares with"
                 f" the one before; give at least {2 * self.stride + 2}"
             )
-        self.tokenizer.enable_truncation(max_length, stride=self.stride or 0)
+        self.tokenizer.enable_truncation(max_length, stride=self.stride or 0, direction=self.truncation_side)
 
     def warmup_rows(self) -> list:
         """Rows of a few lengths up to the max, which a server runs before it reports ready."""
