@@ -17,7 +17,6 @@ import asyncio
 import os
 import signal
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -28,13 +27,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from hfx.serving.access import RequireKey, cors_options
+from hfx.serving.access import RequireKey, cors_options, has_key
 from hfx.serving.batcher import Rejected
 from hfx.serving.folder import FORMATS, ModelError
-from hfx.serving.model import all_windows, merged
 from hfx.serving.models import Batching, ModelSet, ServedModel
-from hfx.serving.requests import PredictRequest, error, prepare, read_body
-from hfx.serving.telemetry import TIMING_HEADERS, Metrics, RequestLog, configure_logging
+from hfx.serving.requests import PredictRequest, answer, error, read_body
+from hfx.serving.telemetry import LOG, TIMING_HEADERS, Metrics, RequestLog, configure_logging
 from hfx.serving.threads import plan_threads, quiet_other_pools
 
 
@@ -48,6 +46,7 @@ class Settings:
     max_batch_tokens: int = 16384  # padded tokens per model call, at most (rows x the longest), as TEI
     max_wait_ms: float = 0.0  # extra wait for more texts when the model is idle (0: run what is queued)
     max_client_batch_size: int = 32  # texts per request, as TEI
+    max_top_k: int = 20  # answers a question answering request may ask for (top_k); each costs a search per window
     max_body_bytes: int = 2_000_000  # as TEI
     max_queue: int = 512  # inputs waiting for a model; beyond, 429 (at least --max-client-batch-size)
     threads: int = 0  # ONNX Runtime threads per model call; 0: the cores shared among --parallel-calls
@@ -101,12 +100,24 @@ def create_app(settings: Settings) -> FastAPI:
             print(f"serve: reload kept the old model of {message}", flush=True)
         return errors
 
+    reloads = set()  # SIGHUP's reloads in flight, held so that none is collected before it ends
+
+    def reload_on_signal() -> None:
+        task = asyncio.ensure_future(reload())
+        reloads.add(task)
+        task.add_done_callback(reported)
+
+    def reported(task: asyncio.Task) -> None:
+        reloads.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            LOG.error("serve: reload failed, the old models answer on: %s", task.exception())
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.draining = False
         loop = asyncio.get_running_loop()
         try:  # SIGHUP reloads every folder (the main thread's loop only)
-            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
+            loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
         warmup = asyncio.create_task(models.start())  # /health answers while the models warm; /ready waits
@@ -133,68 +144,54 @@ def create_app(settings: Settings) -> FastAPI:
     async def http_error(request: Request, exc: HTTPException):
         return error(exc.status_code, str(exc.detail), "Http")
 
-    async def answer(request: Request, served: ServedModel):
-        started = time.perf_counter()
-        if served.current is None:
-            raise Rejected(503, f"model '{served.name}' is warming up; retry shortly (GET /ready says when)", "Unready")
+    async def respond(request: Request, served: ServedModel) -> JSONResponse:
         body = await read_body(request, settings.max_body_bytes)
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        with served.current.use() as generation:  # a reload retires this model only once this request is done
-            query, items, single, rows = await asyncio.get_running_loop().run_in_executor(
-                preprocess, prepare, served, settings.max_client_batch_size, body, content_type
-            )
-            tokenized = time.perf_counter()
-            handler = generation.model.handler
-            windows = all_windows(handler, rows)  # a long text read in windows runs as several rows
-            window_logits, timing = await generation.batcher.submit(windows)
-            options = {name: getattr(query, name) for name in query.model_fields_set & handler.options}
-            # Off the event loop: decoding a long context's answer spans is real work.
-            results = await asyncio.get_running_loop().run_in_executor(
-                preprocess, decoded, handler, window_logits, rows, items, options
-            )
-        request.state.log = {
-            "model": served.name,
-            "rows": len(windows),
-            "tokens": sum(handler.length(window) for window in windows),
-        }
-        request.state.timing = {
-            "x-tokenization-time": 1000 * (tokenized - started),
-            "x-queue-time": 1000 * timing.queue,
-            "x-inference-time": 1000 * timing.inference,
-            "x-compute-time": 1000 * (time.perf_counter() - started),
-        }
-        return JSONResponse(results[0] if single else results)
+        answered = await answer(served, body, content_type, settings, preprocess)
+        request.state.log, request.state.timing = answered.log, answered.timing
+        return JSONResponse(answered.body)
 
     @app.post("/predict", openapi_extra=PREDICT_BODY)
     async def predict(request: Request):
         """Per input, labels with scores, best first (text and image classification) or entity spans (token
         classification): one result for an input, a list of them for a list of inputs. Image models also take
         one image as the raw body (`Content-Type: image/png`, `image/jpeg`...). Answered by the default model."""
-        return await answer(request, default)
+        return await respond(request, default)
 
     @app.post("/models/{name}/predict", openapi_extra=PREDICT_BODY)
     async def predict_with(name: str, request: Request):
         """/predict, answered by the model named `name` (GET /models lists them)."""
         if name not in models.models:
             raise Rejected(404, f"no model named '{name}'; models: {', '.join(models.models)}", "NotFound")
-        return await answer(request, models.models[name])
+        return await respond(request, models.models[name])
 
     @app.get("/models")
     async def list_models():
         return {"default": models.default, "models": [model_entry(served) for served in models.models.values()]}
 
+    logged_problems = [None]  # what /health last logged, so that a probe every few seconds logs a change once
+
     @app.get("/health")
-    async def health():
-        """Liveness: 503 when a model cannot answer (its batcher stopped, or a file it reads is gone)."""
+    async def health(request: Request):
+        """Liveness: 503 when a model cannot answer (its batcher stopped, or a file it reads is gone). It needs no
+        key: without one it says only what failed; the models and files go to the log (and to a caller with the
+        key)."""
         problems = [p for p in (served.problem() for served in models.models.values()) if p]
-        if problems:
-            return JSONResponse({"status": "unhealthy", "error": "; ".join(problems)}, status_code=503)
-        return {"status": "ok"}
+        if not problems:
+            return {"status": "ok"}
+        detail = "; ".join(full for _, full in problems)
+        if detail != logged_problems[0]:
+            LOG.warning("serve: unhealthy: %s", detail)
+            logged_problems[0] = detail
+        said = (
+            detail if has_key(request, settings.api_key) else "; ".join(dict.fromkeys(short for short, _ in problems))
+        )
+        return JSONResponse({"status": "unhealthy", "error": said}, status_code=503)
 
     @app.get("/ready")
     async def ready():
         """Readiness: 503 until every model is warm, while draining after SIGTERM, and when unhealthy."""
-        problems = [p for p in (served.problem() for served in models.models.values()) if p]
+        problems = [full for _, full in filter(None, (served.problem() for served in models.models.values()))]
         warming = [served.name for served in models.models.values() if not served.ready]
         reason = (
             "draining"
@@ -255,12 +252,6 @@ ROUTES = {
 }
 
 
-def decoded(handler, window_logits: list, rows: list, items: list, options: dict) -> list:
-    """Each item's result from its windows' logits."""
-    logits = merged(handler, window_logits, rows, items)
-    return [handler.decode(*answer, **options) for answer in zip(logits, rows, items)]
-
-
 def parse_args(argv=None, prog: str = "python -m hfx.serve") -> Settings:
     defaults = Settings()
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
@@ -291,7 +282,13 @@ def parse_args(argv=None, prog: str = "python -m hfx.serve") -> Settings:
     args = vars(parser.parse_args(argv))
     args["model"] = args["model"] or defaults.model
     settings = Settings(**args)
-    limits = (settings.max_batch_size, settings.max_batch_tokens, settings.max_client_batch_size, settings.max_queue)
+    limits = (
+        settings.max_batch_size,
+        settings.max_batch_tokens,
+        settings.max_client_batch_size,
+        settings.max_queue,
+        settings.max_top_k,
+    )
     if min(*limits, settings.max_body_bytes) < 1:
         parser.error("the --max-* limits must be at least 1")
     if settings.max_queue < settings.max_client_batch_size:

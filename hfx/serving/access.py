@@ -18,6 +18,11 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> bytes:
     return b""
 
 
+def has_key(request, key: str | None) -> bool:
+    """Whether a request may see what the key guards: it carries the key, or the server has none."""
+    return key is None or hmac.compare_digest(bearer_token(request.scope["headers"]), key.encode())
+
+
 class RequireKey:
     """Plain ASGI middleware: a request without the key gets 401 and the same one-line JSON error, whether the
     key is missing or wrong. The comparison takes the same time however much of the key matches."""

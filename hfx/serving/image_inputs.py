@@ -17,7 +17,8 @@ class ImageInputsHandler:
     `preprocessor_config.json` says, with Pillow and numpy (no torch): the fixed height-and-width processors
     (`ViTImageProcessor` and those like it)."""
 
-    options: frozenset = frozenset()
+    options: frozenset = frozenset()  # the request options the task takes
+    capped_options: frozenset = frozenset()  # those whose value sets a request's work: the server caps them
     input_field = "image"
     processor_file = "preprocessor_config.json"
     outputs = ("logits",)

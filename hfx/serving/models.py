@@ -57,14 +57,17 @@ class ServedModel:
     def model(self) -> LoadedModel:
         return self.current.model if self.current else self.loaded
 
-    def problem(self) -> str | None:
-        """Why the model cannot answer, or None: its batcher stopped, or a file it reads is gone."""
+    def problem(self) -> tuple[str, str] | None:
+        """Why the model cannot answer, or None: (what failed, for anyone; the same with the model's name and
+        files, for its operator). Its batcher stopped, or a file it reads is gone."""
         if self.current is not None and self.current.runner.done():
-            return f"model '{self.name}': its batcher stopped"
+            return "batcher stopped", f"model '{self.name}': its batcher stopped"
         model = self.model
         needed = [FORMATS[model.format], model.handler.processor_file, "config.json"]
         missing = [name for name in needed if not (model.info.folder / name).is_file()]
-        return f"model '{self.name}': {', '.join(missing)} missing from {model.info.folder}" if missing else None
+        if missing:
+            return "model files missing", f"model '{self.name}': {', '.join(missing)} missing from {model.info.folder}"
+        return None
 
 
 class ModelSet:
@@ -100,16 +103,18 @@ class ModelSet:
         return generation
 
     async def start(self) -> None:
-        """Each model warmed up in turn; a model is ready once it is warm."""
-        for served in self.models.values():
-            served.current = await self.generation(served.name, served.loaded)
-            served.ready = True
+        """Each model warmed up in turn; a model is ready once it is warm. A reload that comes meanwhile waits."""
+        async with self.reloading:
+            for served in self.models.values():
+                served.current = await self.generation(served.name, served.loaded)
+                served.ready = True
 
     async def reload(self) -> list[str]:
         """Each folder read again and warmed in the background while the old model answers; then swapped in.
-        Requests already queued finish on the old model. A folder that fails to load keeps its old model."""
+        Requests already queued finish on the old model. A folder that fails to load keeps its old model. One
+        reload at a time, and none before the first warm-up has ended (it waits for it)."""
         errors = []
-        async with self.reloading:  # one reload at a time
+        async with self.reloading:
             for served in self.models.values():
                 try:
                     fresh = await asyncio.to_thread(self.load, served.folder)
@@ -118,7 +123,9 @@ class ModelSet:
                     errors.append(f"{served.name}: {reason}")
                     continue
                 old, served.current = served.current, await self.generation(served.name, fresh)
-                await old.retire()
+                served.ready = True
+                if old is not None:  # None: its first warm-up failed; this load takes its place
+                    await old.retire()
         return errors
 
     async def stop(self) -> None:
