@@ -4,6 +4,7 @@ answers equal to evaluate's, and every bad row named with its split and row."""
 
 import json
 import random
+import re
 import sys
 
 import numpy as np
@@ -65,7 +66,10 @@ def qa_repo(dest, model, frames: dict, **overrides):
 
 @pytest.fixture(scope="module")
 def qa_run(tmp_path_factory, tiny_qa_model):
-    frames = {"train": make_articles(150), "test": make_articles(12, seed=1)}
+    test = make_articles(12, seed=1)
+    # A question longer than a whole window: evaluate cuts it as training does, and scores the answer.
+    long_question = {**test.iloc[0].to_dict(), "id": "long", "question": "where was " + "anna " * 80 + "born ?"}
+    frames = {"train": make_articles(150), "test": pd.concat([test, pd.DataFrame([long_question])], ignore_index=True)}
     repo = qa_repo(tmp_path_factory.mktemp("qa") / "repo", tiny_qa_model, frames, finetune__epochs=8, **TINY_TRAINING)
     run(["dvc", "repro"], repo)
     return repo
@@ -86,7 +90,7 @@ def test_the_pipeline_answers_and_every_format_scores_what_predict_answers(qa_ru
     manifest = json.loads((repo / "data/raw/manifest.json").read_text())
     assert "by title" in manifest["splits"]["validation"]["origin"]
     predictions = pd.read_csv(repo / "metrics/predictions.csv", keep_default_na=False)
-    assert len(predictions) == 36 and {"question", "predicted", "actual", "exact_match", "f1"} <= set(predictions)
+    assert len(predictions) == 37 and {"question", "predicted", "actual", "exact_match", "f1"} <= set(predictions)
     assert predictions["exact_match"].mean() == pytest.approx(scores["exact_match"])
     errors = pd.read_csv(repo / "metrics/errors.csv", keep_default_na=False)
     assert (errors["exact_match"] == 0).all() and list(errors["score"]) == sorted(errors["score"], reverse=True)
@@ -107,6 +111,30 @@ def test_predict_and_serve_answer_as_evaluate_scored(qa_run, tmp_path):
     assert [a["answer"] for a in answers] == list(evaluated["predicted"])
     assert set(answers[0]) == {"question", "context", "answer", "score", "start", "end"}
     assert all(a["context"][a["start"] : a["end"]] == a["answer"] for a in answers)
+
+    # A file mixing good rows with a question longer than the window (cut, as training cuts it, and answered)
+    # and contexts with nothing the model reads (skipped, each named by its row).
+    long_question = "where was " + " ".join(["anna"] * 80) + " born ?"
+    mixed = pd.DataFrame(
+        [
+            {"question": test["question"][0], "context": test["context"][0]},
+            {"question": long_question, "context": test["context"][1]},
+            {"question": test["question"][2], "context": "\u200b"},
+            {"question": test["question"][3], "context": "\x07"},
+            {"question": test["question"][4], "context": test["context"][4]},
+        ]
+    )
+    mixed.to_json(tmp_path / "mixed.jsonl", orient="records", lines=True)
+    mixed_run = [sys.executable, "-m", "hfx.predict", str(tmp_path / "mixed.jsonl"), "--format", "fp32"]
+    result = run([*mixed_run, "--output", str(out)], repo)
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [a["question"] for a in written] == [test["question"][0], long_question, test["question"][4]]
+    assert written[1]["answer"] and written[1]["answer"] in test["context"][1]
+    skipped = re.findall(r"warning: row (\d+): (.*), skipped", result.stderr)
+    assert [row for row, _ in skipped] == ["3", "4"], result.stderr
+    assert all(reason.startswith("context: no words the model reads") for _, reason in skipped)
+    assert "predict: 3 of 5 questions labelled (fp32)" in result.stderr
+
     server = Server(repo / "models/export", "--format", "fp32")
     try:
         first = {"question": test["question"][0], "context": test["context"][0]}
@@ -116,10 +144,22 @@ def test_predict_and_serve_answer_as_evaluate_scored(qa_run, tmp_path):
         assert status == 200 and [a["answer"] for a in many] == list(evaluated["predicted"][:20])
         status, top = server.predict({"inputs": first, "top_k": 3})
         assert isinstance(top, list) and top[0]["answer"] == answers[0]["answer"]
-        bad_inputs = ({"question": "who?"}, ["a text"], {"question": " ", "context": "x"}, [])
+        bad_inputs = (
+            {"question": "who?"},
+            ["a text"],
+            {"question": " ", "context": "x"},
+            [],
+            {"question": "who?", "context": "\u200b"},
+            {"question": "\x07", "context": test["context"][0]},
+        )
         for bad in bad_inputs:
             status, body = server.predict({"inputs": bad})
             assert status == 422 and len(body["error"].splitlines()) == 1, body
+        status, body = server.predict({"inputs": first, "top_k": 1_000_000_000})
+        assert status == 422 and body["error"] == "top_k: 1000000000 is over this server's limit of 20 (--max-top-k)"
+        assert len(server.predict({"inputs": first, "top_k": 20})[1]) <= 20
+        status, cut = server.predict({"inputs": {"question": long_question, "context": test["context"][1]}})
+        assert status == 200 and cut == {key: written[1][key] for key in ("answer", "score", "start", "end")}
         assert server.predict({"inputs": first})[0] == 200  # still serving
     finally:
         assert server.stop() == 0, server.log()[-2000:]

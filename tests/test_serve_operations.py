@@ -196,17 +196,21 @@ def test_ready_after_warmup_and_draining_on_sigterm_while_requests_are_still_ans
         draining.stop()
 
 
-def test_health_is_503_when_a_file_of_the_model_is_gone(exported_model, tmp_path):
+def test_health_is_503_when_a_file_of_the_model_is_gone_and_names_files_only_to_the_key(exported_model, tmp_path):
     folder = Path(shutil.copytree(exported_model, tmp_path / "model"))
-    broken = Server(folder)
+    broken = Server(folder, "--api-key", KEY)
     try:
         assert call(broken, "GET", "/health") == (200, {"status": "ok"})
         (folder / "model_quantized.onnx").unlink()
-        status, answer = call(broken, "GET", "/health")
-        assert status == 503 and "model_quantized.onnx missing" in answer["error"]
-        assert call(broken, "GET", "/ready")[0] == 503
+        for _ in range(2):
+            assert call(broken, "GET", "/health") == (503, {"status": "unhealthy", "error": "model files missing"})
+        status, answer = call(broken, "GET", "/health", None, AUTH)
+        assert status == 503 and f"model_quantized.onnx missing from {folder}" in answer["error"]
+        assert call(broken, "GET", "/ready", None, AUTH)[0] == 503
     finally:
         assert broken.stop() == 0
+    logged = [line for line in broken.log().splitlines() if "unhealthy" in line]
+    assert len(logged) == 1 and f"model_quantized.onnx missing from {folder}" in logged[0]  # once, not per probe
 
 
 def test_a_reload_under_load_drops_no_request_and_switches_the_answers(exported_model, tmp_path):
