@@ -53,7 +53,8 @@ def main() -> None:
     # What turns logits into answers is fitted on validation (a temperature, per-label thresholds): the test
     # split only ever measures, answered as the exported folder will answer it.
     # Settings predict and serve take from evaluate's params travel the same way (question answering's longest answer).
-    calibration, settings, validation = task.calibration, task.served_settings(params.evaluate), None
+    settings = task.served_settings(params.evaluate, raw["train"], paths.finetuned)
+    calibration, validation = task.calibration, None
     fitted = dict(settings)
     if calibration and calibration.fits(params.evaluate):
         answers = served(task, paths.finetuned, raw["validation"], params.evaluate.batch_size)

@@ -48,6 +48,8 @@ def test_project_params_load_with_the_documented_defaults():
         ("data", "max_samples", 0, "'data.max_samples': 0"),
         ("preprocess", "max_length", 2, "'preprocess.max_length': 2"),
         ("preprocess", "long_texts", "slide", "'preprocess.long_texts': 'slide'"),
+        ("evaluate", "max_answer_length", 0, "'evaluate.max_answer_length': 0"),
+        ("evaluate", "max_answer_length", "longest", "'evaluate.max_answer_length': 'longest'"),
     ],
 )
 def test_bad_values_give_one_line_naming_key_and_value(raw, section, key, value, message):

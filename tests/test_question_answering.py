@@ -428,6 +428,27 @@ def test_a_context_with_nothing_the_model_reads_is_refused_by_name(handler, cont
         handler.read(["\x07", "anna was born in paris ."])
 
 
+def test_the_longest_answer_is_what_99_percent_of_train_answers_fit_unless_set(tiny_qa_model, capsys):
+    """A set where one answer in six has twenty words: auto reaches them, where a fixed 8 (or the old 30 on
+    real data) would cut them in every format."""
+    from transformers import AutoTokenizer
+
+    rows = make_articles(40, seed=6).to_dict("records")
+    for row in rows[::6]:
+        long = " ".join(["the river runs past old houses"] * 4)  # 24 words
+        row["context"] = f"{row['context']} {long} ."
+        row["answers"] = {"text": [long], "answer_start": [row["context"].index(long)]}
+    train = Dataset.from_list(rows)
+    task, tokenizer = get_task("question-answering"), AutoTokenizer.from_pretrained(tiny_qa_model)
+    longest = len(tokenizer(" ".join(["the river runs past old houses"] * 4), add_special_tokens=False)["input_ids"])
+    settings = load_params(ROOT / "params.yaml").evaluate
+    assert settings.max_answer_length == "auto"
+    assert task.served_settings(settings, train, str(tiny_qa_model)) == {"max_answer_length": longest}
+    assert f"evaluate: answers of up to {longest} tokens (99% of the 120 train answers fit" in capsys.readouterr().out
+    fixed = settings.model_copy(update={"max_answer_length": 8})
+    assert task.served_settings(fixed, train, str(tiny_qa_model)) == {"max_answer_length": 8}
+
+
 def test_training_windows_point_at_the_answer_or_at_cls(tiny_qa_model):
     from transformers import AutoTokenizer
 

@@ -162,7 +162,15 @@ class Evaluate(Section):
     batch_size: int = Field(64, gt=0)
     calibrate: bool = True
     top_errors: int = Field(50, ge=0)
-    max_answer_length: int = Field(30, gt=0)  # question answering: the longest answer, in tokens
+    # question answering: the longest answer, in tokens; auto: what 99% of train answers fit in
+    max_answer_length: int | Literal["auto"] = "auto"
+
+    @field_validator("max_answer_length", mode="before")
+    @classmethod
+    def _tokens_or_auto(cls, value):
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            return value
+        raise ValueError("expected auto or a number of tokens, 1 or more")
 
 
 class Export(Section):

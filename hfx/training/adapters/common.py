@@ -50,8 +50,9 @@ class TaskDefaults:
     outputs = ("logits",)  # the model outputs export writes to ONNX and the serving half reads
     pipeline_kwargs = {}  # how the model card calls transformers' pipeline(); None: it has no pipeline for the task
 
-    def served_settings(self, settings: Evaluate) -> dict:
-        """What evaluate hands predict and serve besides what it fits (calibration.json): nothing here."""
+    def served_settings(self, settings: Evaluate, train: Dataset, folder: str) -> dict:
+        """What evaluate hands predict and serve besides what it fits (calibration.json), from its params, the
+        train split and the fine-tuned folder: nothing here."""
         return {}
 
     def card_examples(self, predictions_csv: str) -> list[dict]:

@@ -13,10 +13,10 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 from datasets import Dataset, Features, List, Value
-from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding
 
 from hfx.serving.answers import cut_question, question_room
-from hfx.training.adapters.common import DROPPED, FIXED, Evaluation, clean_rows, column_batches
+from hfx.training.adapters.common import BATCH_ROWS, DROPPED, FIXED, Evaluation, clean_rows, column_batches
 from hfx.training.adapters.text_inputs import TextInputsAdapter
 from hfx.training.answer_scores import answer_scores, exact_match, sentence_answer, token_f1
 from hfx.training.params import Data, Evaluate, Params, ParamsError, Preprocess
@@ -24,6 +24,21 @@ from hfx.training.params import Data, Evaluate, Params, ParamsError, Preprocess
 OUTPUTS = ["start", "end"]  # the head's two outputs per token, as labels.json and config.json name them
 QUESTION_WORDS = ("what", "which", "who", "whom", "whose", "when", "where", "why", "how")
 SHOWN_NOTES = 10  # bad rows named one per line, per split; the rest counted in the data card
+ANSWER_SHARE = 0.99  # evaluate.max_answer_length: auto: the share of train answers the longest answer fits
+
+
+def answer_lengths(split: Dataset, tokenizer) -> np.ndarray:
+    """Each answer's length in tokens, as the model reads it: the context's tokens its characters overlap."""
+    lengths = []
+    for rows in split.select_columns(["context", "answers"]).iter(batch_size=BATCH_ROWS):
+        contexts = list(dict.fromkeys(rows["context"]))  # questions often share a context: tokenized once
+        tokens = tokenizer(contexts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        offsets = dict(zip(contexts, tokens))
+        for context, answers in zip(rows["context"], rows["answers"]):
+            for text, start in zip(answers["text"], answers["answer_start"]):
+                end = start + len(text)
+                lengths.append(sum(1 for first, last in offsets[context] if first < end and last > start))
+    return np.asarray(lengths or [1])
 
 
 def answer_list(value) -> list[tuple[str, int]] | None:
@@ -74,8 +89,18 @@ class QuestionAnsweringAdapter(TextInputsAdapter):
     def has_head(self, config) -> bool:
         return any(name.endswith("ForQuestionAnswering") for name in config.architectures or ())
 
-    def served_settings(self, settings: Evaluate) -> dict:
-        return {"max_answer_length": settings.max_answer_length}
+    def served_settings(self, settings: Evaluate, train: Dataset, folder: str) -> dict:
+        """The longest answer predict and serve give, in tokens: `evaluate.max_answer_length`, or with `auto` the
+        length that ANSWER_SHARE of the train answers fit in, as the folder's tokenizer reads them in context."""
+        if settings.max_answer_length != "auto":
+            return {"max_answer_length": settings.max_answer_length}
+        lengths = answer_lengths(train, AutoTokenizer.from_pretrained(folder))
+        longest = max(1, int(np.percentile(lengths, 100 * ANSWER_SHARE, method="higher")))
+        print(
+            f"evaluate: answers of up to {longest} tokens ({ANSWER_SHARE:.0%} of the {len(lengths):,} train answers"
+            f" fit, the longest has {lengths.max()}; evaluate.max_answer_length: auto)"
+        )
+        return {"max_answer_length": longest}
 
     def columns_read(self, data: Data) -> dict[str, str]:
         return {"question": data.question_column, "context": data.context_column, "answers": data.answers_column}
