@@ -198,12 +198,47 @@ def test_pairs_and_class_weights_are_taken(tmp_path):
 def test_each_threshold_is_the_best_f1_cut_between_two_scores_and_a_label_validation_lacks_keeps_half():
     from hfx.training.thresholds import best_threshold, fit_thresholds
 
-    # Keeping the top 3 finds both positives for one false one: F1 0.8, the best; the cut lies halfway down.
-    assert best_threshold(np.array([0.9, 0.8, 0.3, 0.2, 0.1]), np.array([1, 0, 1, 0, 0])) == pytest.approx(0.25)
-    # Equal scores are never split: both are in or both are out.
-    assert best_threshold(np.array([0.5, 0.5, 0.2]), np.array([1, 0, 0])) == pytest.approx(0.35)
+    # Keeping the top 3 finds both positives for one false one: F1 0.8, the best; the cut lies halfway down,
+    # written as short as the middle half of the gap allows.
+    assert best_threshold(np.array([0.9, 0.8, 0.3, 0.2, 0.1]), np.array([1, 0, 1, 0, 0])) == 0.25
+    # Equal scores are never split: both are in or both are out (0.35 is the middle, 0.3 the shortest near it).
+    assert best_threshold(np.array([0.5, 0.5, 0.2]), np.array([1, 0, 0])) == 0.3
     probabilities = np.array([[0.9, 0.4], [0.2, 0.6]])
     assert fit_thresholds(probabilities, np.array([[1, 0], [0, 0]]))[1] == (0.5, False)
+
+
+def test_a_rare_labels_tiny_threshold_is_stored_as_fitted_and_given_to_its_one_row(tiny_model):
+    """One positive among 200 validation rows, scored 4.5e-5, the others less: its threshold lies between, and
+    the stored one (JSON, as export writes calibration.json) gives the label to that row alone. Rounded to 4
+    decimal places it was 0.0, and every row got the label."""
+    from scipy.special import logit
+
+    from hfx.serving.folder import ModelInfo
+    from hfx.serving.handlers import MultiLabelHandler
+    from hfx.training.thresholds import PerLabelThresholds
+
+    rng = np.random.default_rng(0)
+    rare = np.append(4.5e-5, rng.uniform(1e-7, 4.4e-5, 199))
+    common = rng.uniform(0, 1, 200)
+    gold = np.stack([np.eye(200)[0], common > 0.5], axis=1).astype(np.int64)
+    logits = logit(np.stack([rare, common], axis=1)).astype(np.float32)
+    fitted = json.loads(json.dumps(PerLabelThresholds().fit((logits, gold), ["rare", "common"])))
+    threshold = fitted["thresholds"]["rare"]
+    assert np.sort(rare)[-2] < threshold <= 4.5e-5 and len(repr(threshold)) <= 8  # short, and where it was fitted
+    info = ModelInfo(tiny_model, "tiny", "multi-label-classification", ["rare", "common"], 128, [])
+    info.thresholds = [fitted["thresholds"][name] for name in info.labels]
+    handler = MultiLabelHandler(info)
+    given = [handler.decode(row, None, None)["labels"] for row in logits]
+    assert [i for i, labels in enumerate(given) if "rare" in labels] == [0]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, 1, 2.5, -0.1, None, True])
+def test_a_folder_refuses_a_threshold_that_gives_a_label_to_every_input_or_to_none(exported_model, threshold):
+    from hfx.serving.folder import ModelError
+    from hfx.serving.model import LoadedModel
+
+    with pytest.raises(ModelError, match="invalid thresholds: expected {<label>: <a score above 0 and below 1>}"):
+        LoadedModel(exported_model, "fp32", 1, {"thresholds": {"pos": threshold}})
 
 
 def test_the_folders_thresholds_decide_the_labels_and_bad_ones_are_refused(multi_label_run, tmp_path):
@@ -212,12 +247,17 @@ def test_the_folders_thresholds_decide_the_labels_and_bad_ones_are_refused(multi
 
     folder = Path(shutil.copytree(multi_label_run / "models/export", tmp_path / "folder"))  # real files, no links
     text = "the film was " + POSITIVE[0]
-    everything = LoadedModel(folder, "fp32", 1, {"thresholds": dict.fromkeys(CUES, 0.0)})
+    everything = LoadedModel(folder, "fp32", 1, {"thresholds": dict.fromkeys(CUES, 1e-9)})
     assert sorted(everything.predict([text])[0]["labels"]) == sorted(CUES)
-    nothing = LoadedModel(folder, "fp32", 1, {"thresholds": dict.fromkeys(CUES, 1.0)})
+    nothing = LoadedModel(folder, "fp32", 1, {"thresholds": dict.fromkeys(CUES, 1 - 1e-9)})
     assert nothing.predict([text])[0]["labels"] == []
     assert "praise" in LoadedModel(folder, "fp32", 1).predict([text])[0]["labels"]  # the fitted ones
-    for bad, named in (({"praise": 1.5}, "between 0 and 1"), ({"sarcasm": 0.5}, "unknown: sarcasm")):
+    for bad, named in (
+        ({"praise": 1.5}, "above 0 and below 1"),
+        ({"praise": 0.0}, "above 0 and below 1"),
+        ({"praise": 1}, "above 0 and below 1"),
+        ({"sarcasm": 0.5}, "unknown: sarcasm"),
+    ):
         (folder / "calibration.json").write_text(json.dumps({"thresholds": bad}))
         with pytest.raises(ModelError, match=named):
             LoadedModel(folder, "fp32", 1)

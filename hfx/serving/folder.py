@@ -146,7 +146,7 @@ def _calibration(folder: Path, labels: list[str], given: dict | None) -> dict:
         if not isinstance(content, dict) or not set(CALIBRATION_KEYS) & set(content):
             raise ModelError(
                 f"'{path}' has neither a temperature nor thresholds: expected {{\"temperature\": <a positive number>}}"
-                ' or {"thresholds": {<label>: <a score between 0 and 1>}}; delete the file to serve uncalibrated scores'
+                ' or {"thresholds": {<label>: <a score above 0 and below 1>}}; delete the file to serve uncalibrated scores'
                 ' (question answering: {"max_answer_length": <tokens>})'
             )
     content = content or {}
@@ -158,11 +158,12 @@ def _calibration(folder: Path, labels: list[str], given: dict | None) -> dict:
         )
     thresholds = content.get("thresholds")
     if thresholds is not None:
-        valid = isinstance(thresholds, dict) and all(_number(t) and 0 <= t <= 1 for t in thresholds.values())
+        # 0 would give the label to every input and 1 or more to none: a threshold lies strictly between.
+        valid = isinstance(thresholds, dict) and all(_number(t) and 0 < t < 1 for t in thresholds.values())
         unknown = sorted(set(thresholds) - set(labels)) if isinstance(thresholds, dict) else []
         if not valid or unknown:
             raise ModelError(
-                f"'{path}' has invalid thresholds: expected {{<label>: <a score between 0 and 1>}} for labels of"
+                f"'{path}' has invalid thresholds: expected {{<label>: <a score above 0 and below 1>}} for labels of"
                 f" config.json ({', '.join(labels)})" + (f"; unknown: {', '.join(unknown)}" if unknown else "")
             )
         thresholds = [float(thresholds.get(label, 0.5)) for label in labels]

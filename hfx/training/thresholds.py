@@ -16,8 +16,8 @@ DEFAULT = 0.5  # a label validation lacks: no evidence to move it
 
 
 def best_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
-    """The threshold with the best F1 on these rows: halfway between the lowest score it keeps and the next one
-    down, so that a format's float noise does not flip the row it was fitted at. Ties go to the higher one."""
+    """The threshold with the best F1 on these rows: about halfway between the lowest score it keeps and the next
+    one down, so that a format's float noise does not flip the row it was fitted at. Ties go to the higher one."""
     order = np.argsort(-scores, kind="stable")
     scores, truth = scores[order], truth[order]
     true_positives = np.cumsum(truth)
@@ -26,7 +26,20 @@ def best_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
     cuts = np.flatnonzero(np.append(scores[:-1] > scores[1:], True))  # only between different scores
     best = cuts[np.argmax(f1[cuts])]
     below = scores[best + 1] if best + 1 < len(scores) else 0.0
-    return float((scores[best] + below) / 2)
+    gap = scores[best] - below
+    return shortest_decimal(below + gap / 4, scores[best] - gap / 4)
+
+
+def shortest_decimal(low: float, high: float) -> float:
+    """The number with the fewest significant digits between `low` and `high` (both in), nearest their middle:
+    calibration.json's bytes change with the model, not with float noise, and no rounding moves a threshold
+    past the score it was fitted to keep (rounding to 4 decimal places made 4e-5 a 0, given to every text)."""
+    middle = (low + high) / 2
+    for digits in range(1, 18):
+        value = float(f"{middle:.{digits}g}")
+        if low <= value <= high:
+            return value
+    return float(middle)
 
 
 def fit_thresholds(probabilities: np.ndarray, gold: np.ndarray) -> list[tuple[float, bool]]:
@@ -56,11 +69,11 @@ class PerLabelThresholds:
         return True
 
     def fit(self, validation: tuple[np.ndarray, np.ndarray], names: list[str]) -> dict:
-        """calibration.json's part that predict and serve apply: {"thresholds": {label: t}}, rounded to 4 digits
-        so that the folder changes with the model, not with float noise; labels left at 0.5 are named."""
+        """calibration.json's part that predict and serve apply: {"thresholds": {label: t}} (each as short as
+        its place between two scores allows: `shortest_decimal`); labels left at 0.5 are named."""
         logits, gold = validation
         fitted = fit_thresholds(expit(logits.astype(np.float64)), gold)
-        result = {"thresholds": {name: round(t, 4) for name, (t, _) in zip(names, fitted)}}
+        result = {"thresholds": {name: t for name, (t, _) in zip(names, fitted)}}
         default = [name for name, (_, was_fitted) in zip(names, fitted) if not was_fitted]
         if default:
             result["thresholds_not_fitted"] = f"validation has no row of {', '.join(default)}: {DEFAULT} kept"
