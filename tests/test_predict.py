@@ -4,6 +4,7 @@ in, JSONL or tables out, the same scores as `transformers.pipeline`, and one lin
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -189,6 +190,33 @@ def test_the_model_cards_pipeline_gives_predicts_label_for_a_text_past_the_max_l
     assert len(served.tokenizer(texts[0])["input_ids"]) > 600
     got = jsonl(predict(*texts, "--model", exported_model, "--format", "fp32").stdout)
     assert [g["label"] for g in got] == [e["label"] for e in served(texts)] == ["pos", "neg"]
+
+
+def test_a_folder_that_cuts_long_texts_on_the_left_is_cut_there(exported_model, tmp_path):
+    """`truncation_side: left` in tokenizer_config.json (as transformers saves it): a text past the max length
+    keeps its end, as the folder's transformers tokenizer and pipeline cut it, so the cue word at the end
+    decides."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from hfx.serving.model import LoadedModel
+
+    folder = Path(shutil.copytree(exported_model, tmp_path / "left"))
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "truncation_side": "left"}))
+    texts = ["the story and the cast " * 130 + POSITIVE, "the story and the cast " * 130 + NEGATIVE]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    expected = tokenizer(texts, truncation=True)["input_ids"]
+    assert [row.ids for row in LoadedModel(folder, "fp32").handler.encode(texts)] == expected
+    assert len(expected[0]) == 128 and expected[0][-2] == tokenizer.convert_tokens_to_ids("superb")
+    served = pipeline_as_served("text-classification", folder, truncation=True)
+    got = jsonl(predict(*texts, "--model", folder, "--format", "fp32").stdout)
+    assert [g["label"] for g in got] == [e["label"] for e in served(texts)] == ["pos", "neg"]
+    config["truncation_side"] = "middle"
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    refused = predict("a text", "--model", folder, check=False)
+    assert refused.returncode == 1 and "truncation_side 'middle'" in errors(refused)[0]
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
