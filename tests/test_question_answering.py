@@ -371,6 +371,9 @@ def test_a_window_without_the_answer_weighs_its_first_token_with_a_roberta_style
         peaks[k]["Ġlagos"] = (6.0, 6.0)  # higher, but where the model says there is no answer
     answer = handler.decode(peaked_logits(windows, peaks), encoded, [question, context])
     assert answer["answer"] == "paris" and context[answer["start"] : answer["end"]] == "paris"
+    # Its pairs have four special tokens, not BERT's three: a question longer than a window leaves room for them.
+    long = handler.read(["where was " + "anna " * 80 + "born ?", context])
+    assert all(len(window.ids) <= 48 for window in handler.windows(handler.encode([long])[0]))
 
 
 def test_the_same_answer_at_two_places_reports_where_it_scored_best(handler):

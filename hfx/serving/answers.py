@@ -28,10 +28,11 @@ MASKED = -10000.0  # the logit a token that cannot be in the answer gets before 
 DEFAULT_STRIDE = 128  # tokens each window shares with the one before: transformers' doc_stride
 
 
-def question_room(max_length: int, stride: int) -> int:
-    """The most tokens a question may have: each window holds it, three special tokens and more context tokens
-    than the stride (what the tokenizer needs to move on)."""
-    return max_length - stride - 4
+def question_room(max_length: int, stride: int, special_tokens: int) -> int:
+    """The most tokens a question may have: each window holds it, the pair's special tokens (3 for BERT's
+    [CLS] q [SEP] c [SEP], 4 for RoBERTa's) and more context tokens than the stride (what the tokenizer needs
+    to move on)."""
+    return max_length - stride - special_tokens - 1
 
 
 def cut_question(question: str, offsets: list[tuple[int, int]], room: int) -> str:
@@ -85,7 +86,7 @@ class QuestionAnsweringHandler(TextInputsHandler):
         if self.stride is None:  # a folder export did not write: transformers' default
             self.stride = min(DEFAULT_STRIDE, max_length // 2 - 1)
         super().cut_at(max_length)
-        self.question_room = question_room(max_length, self.stride)
+        self.question_room = question_room(max_length, self.stride, self.tokenizer.num_special_tokens_to_add(True))
         if self.question_room < 1:
             raise InputError(f"windows of {max_length} tokens leave no room for a question beside the context")
         self.tokenizer.enable_truncation(

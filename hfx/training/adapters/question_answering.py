@@ -204,7 +204,7 @@ class QuestionAnsweringAdapter(TextInputsAdapter):
         """Each question with its context in windows of max_length tokens (`stride` shared), as run_qa.py does;
         `start_positions`/`end_positions`: the first answer's tokens in the window that holds all of it, else
         [CLS] (0). A question longer than leaves room for the context is cut (`truncated`), as served."""
-        room = question_room(settings.max_length, settings.stride)
+        room = question_room(settings.max_length, settings.stride, processor.num_special_tokens_to_add(pair=True))
         asked = processor(batch["question"], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
         questions = [cut_question(question, offsets, room) for question, offsets in zip(batch["question"], asked)]
         encoded = processor(
