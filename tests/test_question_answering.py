@@ -495,6 +495,7 @@ def test_bad_rows_are_named_by_split_and_row_and_counted(capsys):
         {**good, "answers": {"text": ["paris"], "answer_start": [0]}},  # not in the context: dropped
         {**good, "question": "  "},
         {**good, "context": ""},
+        {**good, "context": "\u200b\x07 ", "answers": {"text": ["\x07"], "answer_start": [1]}},  # nothing to read
         {**good, "answers": {"text": [], "answer_start": []}},
         {**good, "answers": {"text": ["ada lovelace", "london"], "answer_start": [0, 99]}},  # one kept, one repaired
     ]
@@ -504,11 +505,11 @@ def test_bad_rows_are_named_by_split_and_row_and_counted(capsys):
     assert dict(counts) == {
         "answer_not_in_context": 2,
         "empty_question": 1,
-        "empty_context": 1,
+        "empty_context": 2,
         "no_answer": 1,
         "fixed:answer_start_repaired": 2,
     }
-    assert len(lines) == 7 and all(line.startswith("warning: data: train row ") for line in lines)
+    assert len(lines) == 8 and all(line.startswith("warning: data: train row ") for line in lines)
     assert "train row 2: answer 'the first program' not at answer_start 3; repaired" in lines[0]
     assert "train row 3:" in lines[1] and "occurs 2 times" in lines[1] and "dropped" in lines[1]
     with pytest.raises(ParamsError, match="data.context_column: column 'passage' not in the train split"):

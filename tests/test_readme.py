@@ -9,6 +9,7 @@ must exist and list every option), `git push origin` of main or tags, `openssl r
 A new kind of command fails this test until it is taught here.
 """
 
+import json
 import re
 import shlex
 import subprocess
@@ -141,3 +142,58 @@ def test_make_check_runs_as_written():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "params.yaml: ok" in result.stdout
+
+
+README = " ".join((ROOT / "README.md").read_text().split())  # lines joined: a sentence may wrap anywhere
+
+
+def metrics(name: str) -> dict:
+    return json.loads((ROOT / "metrics" / name).read_text())
+
+
+def test_the_readmes_figures_of_the_default_run_are_those_metrics_holds_as_rounded():
+    """The results table and the sentences around it quote the committed run (metrics/), rounded as printed;
+    a new run that moves a figure past its rounding fails here until the README says so."""
+    export, scores, data = metrics("export.json"), metrics("eval.json"), metrics("data.json")
+    formats = ("pytorch", "fp32", "int8")
+    rows = [
+        "| test accuracy, as `predict` and `serve` answer | "
+        + " | ".join(f"{export['accuracy'][fmt]:.2f}" for fmt in formats)
+        + " |",
+        "| size | " + " | ".join(f"{export['size_mb'][fmt]:.0f} MB" for fmt in formats) + " |",
+        f"| one text alone, text to answer, {export['threads']} threads | "
+        + " | ".join(f"about {export['latency_ms_batch1'][fmt]:.0f} ms" for fmt in formats)
+        + " |",
+    ]
+    for row in rows:
+        assert row in README, row
+    assert f"({scores['n_test']:,} held-out test reviews)" in README
+    assert f"on the same splits scores {scores['baseline']['accuracy']:.2f}" in README
+    assert f"on {sum(data['rows'].values()):,} rotten-tomatoes review snippets" in README
+
+
+def test_the_readmes_serving_figures_are_the_load_tests():
+    summary = json.loads((ROOT / "benchmarks/loadtest.json").read_text())["summary"]
+    ratios = [summary[workload]["requests_per_s_vs_peer"]["hfx"]["32"] for workload in ("sentences", "mixed")]
+    assert f"answered {ratios[0]:.1f} times the requests/s" in README
+    assert f"sentences and {ratios[1]:.1f} times on sentences mixed with paragraphs" in README
+
+
+def github_anchor(heading: str) -> str:
+    """The fragment GitHub gives a heading: lower case, punctuation but `-` and `_` dropped, spaces as `-`."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_to_a_benchmark_lands_on_a_heading_of_it():
+    """A figure that does not come from metrics/ links to the measurement it quotes (docs/benchmarks.md)."""
+    headings = re.findall(r"^#+ (.*)$", (ROOT / "docs/benchmarks.md").read_text(), re.MULTILINE)
+    anchors = {github_anchor(heading) for heading in headings}
+    links = re.findall(r"\(docs/benchmarks\.md#([^)]+)\)", README)
+    assert len(links) >= 2
+    assert set(links) <= anchors, sorted(set(links) - anchors)
+
+
+def test_each_stage_script_is_as_short_as_the_readme_says():
+    for stage in ("download", "preprocess", "finetune", "evaluate", "export"):
+        assert f"{stage}.py" in README
+        assert len((ROOT / f"stages/{stage}.py").read_text().splitlines()) < 150, stage

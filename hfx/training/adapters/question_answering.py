@@ -41,6 +41,12 @@ def answer_lengths(split: Dataset, tokenizer) -> np.ndarray:
     return np.asarray(lengths or [1])
 
 
+def has_text(value) -> bool:
+    """Whether a cell holds a visible character: spaces, control and zero-width characters alone are empty
+    (the tokenizer drops them, and serving refuses such a question or context)."""
+    return isinstance(value, str) and any(char.isprintable() and not char.isspace() for char in value)
+
+
 def answer_list(value) -> list[tuple[str, int]] | None:
     """(text, answer_start) pairs of a cell: the Hub's {text: [...], answer_start: [...]}, or a list of
     {text, answer_start} (SQuAD's JSON); None when it is neither."""
@@ -154,9 +160,9 @@ class QuestionAnsweringAdapter(TextInputsAdapter):
             found, notes, repaired = answer_list(value), [], 0
             reason = (
                 "empty_question"
-                if not isinstance(question, str) or not question.strip()
+                if not has_text(question)
                 else "empty_context"
-                if not isinstance(context, str) or not context.strip()
+                if not has_text(context)
                 else "answers_not_text_and_answer_start"
                 if found is None
                 else "no_answer"
