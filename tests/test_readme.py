@@ -167,7 +167,7 @@ def test_the_readmes_figures_of_the_default_run_are_those_metrics_holds_as_round
     ]
     for row in rows:
         assert row in README, row
-    assert f"({scores['n_test']:,} held-out test reviews)" in README
+    assert f"{scores['n_test']:,} held-out test reviews" in README
     assert f"on the same splits scores {scores['baseline']['accuracy']:.2f}" in README
     assert f"on {sum(data['rows'].values()):,} rotten-tomatoes review snippets" in README
 
