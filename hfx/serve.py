@@ -122,7 +122,9 @@ def create_app(settings: Settings) -> FastAPI:
             pass
         warmup = asyncio.create_task(models.start())  # /health answers while the models warm; /ready waits
         yield
-        warmup.cancel()  # uvicorn has finished every request in flight by now
+        for task in (warmup, *reloads):  # uvicorn has finished every request in flight by now
+            task.cancel()
+        await asyncio.gather(warmup, *reloads, return_exceptions=True)
         await models.stop()
         preprocess.shutdown()
 

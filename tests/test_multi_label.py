@@ -205,6 +205,9 @@ def test_each_threshold_is_the_best_f1_cut_between_two_scores_and_a_label_valida
     assert best_threshold(np.array([0.5, 0.5, 0.2]), np.array([1, 0, 0])) == 0.3
     probabilities = np.array([[0.9, 0.4], [0.2, 0.6]])
     assert fit_thresholds(probabilities, np.array([[1, 0], [0, 0]]))[1] == (0.5, False)
+    # Saturated scores: the threshold stays strictly between 0 and 1, where a folder takes it.
+    assert 0.99 < best_threshold(np.array([1.0, np.nextafter(1.0, 0.0)]), np.array([1, 0])) < 1.0
+    assert 0.0 < best_threshold(np.array([0.0, 0.0]), np.array([1, 1])) < 1e-300
 
 
 def test_a_rare_labels_tiny_threshold_is_stored_as_fitted_and_given_to_its_one_row(tiny_model):

@@ -6,6 +6,7 @@ import json
 import random
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -376,6 +377,30 @@ def test_a_window_without_the_answer_weighs_its_first_token_with_a_roberta_style
     assert all(len(window.ids) <= 48 for window in handler.windows(handler.encode([long])[0]))
 
 
+def test_a_folder_that_cuts_on_the_left_reads_its_windows_as_transformers_does(tiny_qa_model, tmp_path):
+    """`truncation_side: left` in tokenizer_config.json: the windows run from the context's end, as the folder's
+    transformers tokenizer makes them (and as training made them)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from hfx.serving.answers import QuestionAnsweringHandler
+    from hfx.serving.folder import ModelInfo
+
+    folder = Path(shutil.copytree(tiny_qa_model, tmp_path / "left"))
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "truncation_side": "left"}))
+    left = QuestionAnsweringHandler(ModelInfo(folder, "tiny", "question-answering", [], 48, [], chunk_stride=16))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    rows = make_articles(6, seed=3, filler=(40, 120))
+    for question, context in zip(rows["question"], rows["context"]):
+        expected = tokenizer(
+            question, context, truncation="only_second", max_length=48, stride=16, return_overflowing_tokens=True
+        )["input_ids"]
+        assert [w.ids for w in left.windows(left.encode([[question, context]])[0])] == expected
+        assert len(expected) > 1
+
+
 def test_the_same_answer_at_two_places_reports_where_it_scored_best(handler):
     """A "paris" in the first window and another in the last: their scores add up, and the place reported is the
     last one's, where it scored higher, though the first window is read first."""
@@ -496,6 +521,7 @@ def test_bad_rows_are_named_by_split_and_row_and_counted(capsys):
         {**good, "question": "  "},
         {**good, "context": ""},
         {**good, "context": "\u200b\x07 ", "answers": {"text": ["\x07"], "answer_start": [1]}},  # nothing to read
+        {**good, "context": "\ufffd\u0301", "answers": {"text": ["\ufffd"], "answer_start": [0]}},  # nor here
         {**good, "answers": {"text": [], "answer_start": []}},
         {**good, "answers": {"text": ["ada lovelace", "london"], "answer_start": [0, 99]}},  # one kept, one repaired
     ]
@@ -505,11 +531,11 @@ def test_bad_rows_are_named_by_split_and_row_and_counted(capsys):
     assert dict(counts) == {
         "answer_not_in_context": 2,
         "empty_question": 1,
-        "empty_context": 2,
+        "empty_context": 3,
         "no_answer": 1,
         "fixed:answer_start_repaired": 2,
     }
-    assert len(lines) == 8 and all(line.startswith("warning: data: train row ") for line in lines)
+    assert len(lines) == 9 and all(line.startswith("warning: data: train row ") for line in lines)
     assert "train row 2: answer 'the first program' not at answer_start 3; repaired" in lines[0]
     assert "train row 3:" in lines[1] and "occurs 2 times" in lines[1] and "dropped" in lines[1]
     with pytest.raises(ParamsError, match="data.context_column: column 'passage' not in the train split"):

@@ -153,6 +153,32 @@ def test_a_reload_during_the_first_warm_up_waits_for_it_and_is_not_lost(two_mode
     assert batchers == [runner]  # the first warm-up's batcher was retired: none left running astray
 
 
+def test_a_folder_that_loads_but_fails_its_warm_up_keeps_the_old_model_and_no_stray_batcher(exported_model, tmp_path):
+    folder = Path(shutil.copytree(exported_model, tmp_path / "model"))
+
+    async def scenario():
+        models = model_set(folder)
+        await models.start()
+        served = models.models["m"]
+        first = served.current
+        tokenizer = json.loads((folder / "tokenizer.json").read_text())
+        tokenizer["model"]["vocab"]["film"] = 10_000  # the warm-up's word, past the model's embeddings
+        (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+        errors = await models.reload()
+        await asyncio.sleep(0)
+        batchers = [
+            task for task in asyncio.all_tasks() if "Batcher.run" in repr(task.get_coro()) and not task.cancelling()
+        ]
+        try:
+            return errors, served.current is first, batchers == [first.runner]
+        finally:
+            await models.stop()
+
+    errors, kept, one_batcher = asyncio.run(scenario())
+    assert len(errors) == 1 and errors[0].startswith("m: ") and "out of data bounds" in errors[0]
+    assert kept and one_batcher
+
+
 def test_a_request_before_the_first_warm_up_is_refused_with_503(exported_model):
     async def scenario():
         models = model_set(exported_model)

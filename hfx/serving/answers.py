@@ -1,10 +1,11 @@
 """Extractive question answering in the serving half: a question and a context in, the span of the context that
 answers it out, as `pipeline("question-answering")` answered before transformers 5 removed it.
 
-A context longer than the model's window is read in overlapping windows, each holding the whole question (never
-cut). In each window the start and end logits become probabilities over the context's tokens (a softmax with
-the question and padding masked out), a span scores start x end probability, spans longer than
-`max_answer_len` tokens or ending before they start are out, and the span is widened to whole words. The same
+A context longer than the model's window is read in overlapping windows, each holding the whole question (cut
+to its first `question_room` tokens when it is longer, as training cuts it). In each window the start and end
+logits become probabilities over the context's tokens (a softmax with the question and padding masked out), a
+span scores start x end probability, spans longer than `max_answer_len` tokens or ending before they start are
+out, and the span is widened to whole words. The same
 answer found in two windows adds its scores and keeps the place where it scored best; the best answer over all
 windows wins. That is transformers' `select_starts_ends` and `decode_spans` (kept in its document question
 answering pipeline), which a test compares with this.
@@ -15,6 +16,7 @@ puts its weight there instead of on spans of its context.
 """
 
 import heapq
+import re
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -26,6 +28,7 @@ from hfx.serving.transforms import probabilities
 CONTEXT = 1  # the context's sequence id in a (question, context) encoding
 MASKED = -10000.0  # the logit a token that cannot be in the answer gets before the softmax, as transformers
 DEFAULT_STRIDE = 128  # tokens each window shares with the one before: transformers' doc_stride
+LETTER_OR_DIGIT = re.compile(r"[A-Za-z0-9]")
 
 
 def question_room(max_length: int, stride: int, special_tokens: int) -> int:
@@ -79,7 +82,7 @@ class QuestionAnsweringHandler(TextInputsHandler):
         self.whole.no_padding()
         super().__init__(info)
         self.max_answer_len = info.max_answer_length
-        self.cls_id = self.special_id("cls_token", "bos_token")  # None: the window's first token, as training has it
+        self.cls_id = self.special_id("cls_token", "bos_token")  # None where the folder names neither
 
     def cut_at(self, max_length: int) -> None:
         """Windows of `max_length` tokens, each the whole question and as much of the context as fits."""
@@ -121,9 +124,13 @@ class QuestionAnsweringHandler(TextInputsHandler):
         if not isinstance(item, (list, tuple)) or len(item) != 2:
             raise InputError("not a question and a context")
         question, context = (self._read_text(text, f"{name}: ") for text, name in zip(item, ("question", "context")))
-        asked, given = self.whole.encode_batch([question, context], add_special_tokens=False)
-        for name, encoding in (("question", asked), ("context", given)):
-            if not encoding.ids:
+        asked = self.whole.encode(question, add_special_tokens=False)
+        # A letter or digit always makes a token; only a context without one is tokenized here to find out.
+        empty_context = (
+            not LETTER_OR_DIGIT.search(context) and not self.whole.encode(context, add_special_tokens=False).ids
+        )
+        for name, empty in (("question", not asked.ids), ("context", empty_context)):
+            if empty:
                 raise InputError(
                     f"{name}: no words the model reads (only control, zero-width or other dropped characters)"
                 )
@@ -158,11 +165,9 @@ class QuestionAnsweringHandler(TextInputsHandler):
         answers, best_at = {}, {}  # answer text -> its result, and its best single span's score
         for window, window_logits in zip(self.windows(encoded), logits):
             in_context = np.array([sequence == CONTEXT for sequence in window.sequence_ids])
-            softmaxed = in_context.copy()
-            if self.cls_id is None:
-                softmaxed[0] = True
-            else:
-                softmaxed |= np.asarray(window.ids) == self.cls_id  # as transformers has it
+            # The first token, which training points at, and the tokenizer's cls token wherever it is (transformers)
+            softmaxed = in_context | (np.asarray(window.ids) == self.cls_id)
+            softmaxed[0] = True
             start, end = probabilities(np.where(softmaxed[:, None], window_logits, MASKED).astype(np.float64).T)
             start[0] = end[0] = 0.0  # never the first token (SQuAD 1.1: every question has an answer), as transformers
             for first, last, score in best_spans(start, end, in_context, top_k, max_answer_len):

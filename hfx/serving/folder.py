@@ -146,8 +146,8 @@ def _calibration(folder: Path, labels: list[str], given: dict | None) -> dict:
         if not isinstance(content, dict) or not set(CALIBRATION_KEYS) & set(content):
             raise ModelError(
                 f"'{path}' has neither a temperature nor thresholds: expected {{\"temperature\": <a positive number>}}"
-                ' or {"thresholds": {<label>: <a score above 0 and below 1>}}; delete the file to serve uncalibrated scores'
-                ' (question answering: {"max_answer_length": <tokens>})'
+                ' or {"thresholds": {<label>: <a score above 0 and below 1>}}; delete the file to serve uncalibrated'
+                ' scores (question answering: {"max_answer_length": <tokens>})'
             )
     content = content or {}
     temperature = content.get("temperature", 1.0)

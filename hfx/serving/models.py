@@ -87,7 +87,8 @@ class ModelSet:
         return LoadedModel(folder, self.format, self.threads.onnx)
 
     async def generation(self, name: str, model: LoadedModel) -> Generation:
-        """A batcher for `model`, running, and the model warmed up in its worker thread."""
+        """A batcher for `model`, running, and the model warmed up in its worker thread (a model that fails its
+        warm-up leaves no batcher behind)."""
         b = self.batching
         batcher = Batcher(
             model,
@@ -99,7 +100,11 @@ class ModelSet:
             self.threads.parallel_calls,
         )
         generation = Generation(model, batcher, asyncio.create_task(batcher.run()))
-        await warm(batcher, model)
+        try:
+            await warm(batcher, model)
+        except BaseException:
+            await generation.retire()
+            raise
         return generation
 
     async def start(self) -> None:
@@ -118,11 +123,12 @@ class ModelSet:
             for served in self.models.values():
                 try:
                     fresh = await asyncio.to_thread(self.load, served.folder)
+                    generation = await self.generation(served.name, fresh)
                 except Exception as exc:  # noqa: BLE001 - whatever is wrong with the folder, the old model answers on
                     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     errors.append(f"{served.name}: {reason}")
                     continue
-                old, served.current = served.current, await self.generation(served.name, fresh)
+                old, served.current = served.current, generation
                 served.ready = True
                 if old is not None:  # None: its first warm-up failed; this load takes its place
                     await old.retire()

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
+from hfx.serving.input_errors import InputError
 from hfx.serving.model import LoadedModel
+from hfx.training.params import StageError
 
 
 @dataclass
@@ -31,7 +33,15 @@ def serve_split(
 ) -> Served:
     """`calibration`: what calibration.json would hold (evaluate, before export writes it); None: the folder's."""
     model = LoadedModel(folder, fmt, threads, calibration)
-    items = [model.handler.read(item) for item in task.served_inputs(raw_split)]
+    items = []
+    for row, item in enumerate(task.served_inputs(raw_split), start=1):
+        try:
+            items.append(model.handler.read(item))
+        except InputError as exc:  # download drops what no model can read; a tokenizer may read less
+            raise StageError(
+                f"{raw_split.split or 'split'} row {row}: {exc}; predict and serve refuse it too: drop the row"
+                " from the data"
+            ) from None
     encoded = model.handler.encode(items)
     logits, window_logits = model.item_logits(encoded, items, batch_size)
     return Served(

@@ -27,7 +27,9 @@ def best_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
     best = cuts[np.argmax(f1[cuts])]
     below = scores[best + 1] if best + 1 < len(scores) else 0.0
     gap = scores[best] - below
-    return shortest_decimal(below + gap / 4, scores[best] - gap / 4)
+    threshold = shortest_decimal(below + gap / 4, scores[best] - gap / 4)
+    # Saturated sigmoids (1.0, or 0.0) can put it on an end: a folder takes only thresholds strictly between.
+    return float(np.clip(threshold, np.finfo(np.float64).tiny, np.nextafter(1.0, 0.0)))
 
 
 def shortest_decimal(low: float, high: float) -> float:

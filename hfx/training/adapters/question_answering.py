@@ -8,6 +8,7 @@ exact match and token F1 as SQuAD's evaluation script scores them (hfx/training/
 """
 
 import sys
+import unicodedata
 from collections import Counter
 
 import numpy as np
@@ -42,9 +43,12 @@ def answer_lengths(split: Dataset, tokenizer) -> np.ndarray:
 
 
 def has_text(value) -> bool:
-    """Whether a cell holds a visible character: spaces, control and zero-width characters alone are empty
-    (the tokenizer drops them, and serving refuses such a question or context)."""
-    return isinstance(value, str) and any(char.isprintable() and not char.isspace() for char in value)
+    """Whether a cell holds a letter, digit, punctuation or symbol: spaces, control, zero-width and combining
+    characters and U+FFFD alone are empty (BERT's normalizer drops them, and serving refuses such a question or
+    context)."""
+    return isinstance(value, str) and any(
+        unicodedata.category(char)[0] in "LNPS" and char != "\ufffd" for char in value
+    )
 
 
 def answer_list(value) -> list[tuple[str, int]] | None:
