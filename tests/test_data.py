@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from datasets import ClassLabel, Dataset, Features, Value
 
-from hfx.training.adapters import sorted_labels
+from hfx.training.adapters.common import sorted_labels
 from hfx.training.adapters.text_classification import TextClassificationAdapter
 from hfx.training.params import Data, Model, ParamsError
 from hfx.training.sources import _package_version, file_format, load_source, model_path, package_path

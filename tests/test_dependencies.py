@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hfx.training import adapters
+from hfx.tasks import TASKS
 from hfx.training.params import Params
 from tests.conftest import ROOT
 
@@ -56,8 +56,12 @@ def imported_modules(module: str, top_level_only: bool = False) -> set[str]:
             )
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] in PROJECT_PACKAGES)
-    if module == "hfx.training.adapters":  # imports each task's adapter by name, when a stage asks for it
-        found.update(adapters.adapter_module(task) for task in adapters.TASKS)
+    # hfx/tasks.py imports a task's adapter or handler by name where `adapter_class()` or `handler_class()` is
+    # called: the caller depends on every task's (dvc.yaml lists them for whichever task params.yaml names).
+    called = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    for kind in ("adapter", "handler"):
+        if f"{kind}_class" in called and module != "hfx.tasks":
+            found.update(getattr(task, kind).partition(":")[0] for task in TASKS.values())
     return {name for name in found if module_file(name).is_file()}
 
 

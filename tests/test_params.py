@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -114,12 +115,34 @@ def test_stand_alone_check_exits_non_zero_with_one_line(tmp_path, raw):
     assert ok.returncode == 0, ok.stderr
 
 
-def test_schema_knows_exactly_the_tasks_that_have_adapters():
-    from hfx.serving.handlers import HANDLERS
-    from hfx.training import adapters, params
+def test_every_task_of_the_registry_has_an_adapter_and_a_handler_and_the_schema_takes_it(raw):
+    from hfx.tasks import TASKS
+    from hfx.training.adapters import get_task
 
-    assert set(params.TASKS) == set(adapters.TASKS) == set(HANDLERS)  # each task: an adapter and a handler
-    assert all(adapters.get_task(task).name == task for task in adapters.TASKS)
+    for name, task in TASKS.items():
+        assert get_task(name).name == name and task.handler_class().__name__.endswith("Handler")
+        assert validate({**raw, "task": name, "data": {**raw["data"], "label_names": None}}).task == name
+
+
+TASK_NAME = re.compile(r"[\"']([a-z]+(?:-[a-z]+)+)[\"']")  # a quoted name with a dash, as task names are
+
+
+def test_a_task_is_named_only_by_the_registry_and_its_own_adapter_and_handler():
+    """A branch on a task's name anywhere else is a place a new task would have to be added by hand."""
+    from hfx.tasks import TASKS
+
+    owners = {name: {"hfx/tasks.py"} for name in TASKS}
+    for name, task in TASKS.items():
+        for spec in (task.adapter, task.handler):
+            owners[name].add(spec.partition(":")[0].replace(".", "/") + ".py")
+    found = []
+    for path in sorted([*(ROOT / "hfx").rglob("*.py"), *(ROOT / "stages").rglob("*.py")]):
+        relative = path.relative_to(ROOT).as_posix()
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            for name in TASK_NAME.findall(line):
+                if name in TASKS and relative not in owners[name]:
+                    found.append(f"{relative}:{number}: {name}")
+    assert not found, found
 
 
 def test_a_stage_imports_only_its_own_tasks_adapter():

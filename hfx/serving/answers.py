@@ -66,7 +66,6 @@ class QuestionAnsweringHandler(TextInputsHandler):
     """Items are [question, context]; a result is {answer, score, start, end} (`start`/`end` index the context's
     characters), or with `top_k` a list of the k best."""
 
-    task = "question-answering"
     auto_model = "AutoModelForQuestionAnswering"
     outputs = ("start_logits", "end_logits")  # as optimum's ONNX export names them; runners stack them
     options = frozenset({"top_k", "max_answer_len"})

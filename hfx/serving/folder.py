@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from hfx.serving.handlers import HANDLERS
+from hfx.tasks import TASKS, task_of_model
 
 # Format name -> file, in the order export writes and reports them.
 FORMATS = {"pytorch": "model.safetensors", "fp32": "model.onnx", "int8": "model_quantized.onnx"}
@@ -76,11 +76,8 @@ def read_folder(folder: str | Path, calibration: dict | None = None) -> ModelInf
         raise ModelError(f"'{folder}' has no model weights: none of {', '.join(FORMATS.values())} {hint}")
     config = json.loads((folder / "config.json").read_text())
     card = _card_front_matter(folder)
-    task = card.get("pipeline_tag") or _task_from_architectures(config.get("architectures") or [])
-    if task == "text-classification" and config.get("problem_type") in PROBLEM_TASKS:
-        # transformers and the Hub call these text classification too; config.json's problem_type tells them apart
-        task = PROBLEM_TASKS[config["problem_type"]]
-    processor_file = HANDLERS[task].processor_file if task in HANDLERS else "tokenizer.json"
+    task = folder_task(folder, card.get("pipeline_tag"), config)
+    processor_file = TASKS[task].handler_class().processor_file if task in TASKS else "tokenizer.json"
     if not (folder / processor_file).is_file():
         raise ModelError(f"'{folder}' is not an exported model folder: no {processor_file} {hint}")
     if "id2label" not in config:
@@ -173,22 +170,16 @@ def _calibration(folder: Path, labels: list[str], given: dict | None) -> dict:
     return {"temperature": float(temperature), "thresholds": thresholds, "max_answer_length": longest}
 
 
-# config.json's problem_type -> the task, for a model the card calls text-classification
-PROBLEM_TASKS = {"regression": "text-regression", "multi_label_classification": "multi-label-classification"}
-
-ARCHITECTURE_TASKS = {
-    "ForSequenceClassification": "text-classification",
-    "ForTokenClassification": "token-classification",
-    "ForImageClassification": "image-classification",
-    "ForQuestionAnswering": "question-answering",
-}
-
-
-def _task_from_architectures(architectures: list[str]) -> str:
-    for suffix, task in ARCHITECTURE_TASKS.items():
-        if any(name.endswith(suffix) for name in architectures):
-            return task
-    raise ModelError(
-        f"cannot tell the task of a model with architectures {architectures}; its model card"
-        " (README.md) has no pipeline_tag"
-    )
+def folder_task(folder: Path, pipeline_tag, config: dict) -> str:
+    """The task of a folder's model: its card's pipeline_tag (one no task here has is kept, to be refused with
+    the served ones named), or the task its config.json's head and problem_type say."""
+    if isinstance(pipeline_tag, str) and pipeline_tag not in TASKS:
+        return pipeline_tag
+    architectures = config.get("architectures") or []
+    task = task_of_model(pipeline_tag, architectures, config.get("problem_type"))
+    if task is None:
+        raise ModelError(
+            f"cannot tell the task of the model in '{folder}' with architectures {architectures}; its model card"
+            " (README.md) has no pipeline_tag"
+        )
+    return task.name

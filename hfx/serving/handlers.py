@@ -5,7 +5,7 @@ items into encoded inputs (`encode`), each into the rows the model runs (`window
 windows of a long text), their logits into the input's (`merge`), those into its result
 (`decode(logits, encoded, item)`), and a result into output fields (`record` for JSON, `columns` for a table).
 `options` names the request options the task takes; `input_field` names the input in a JSON result. A new task
-adds a handler here; the server and the command stay as they are.
+adds a handler and names it in hfx/tasks.py; the server and the command stay as they are.
 """
 
 import bisect
@@ -14,7 +14,6 @@ import re
 
 import numpy as np
 
-from hfx.serving.answers import QuestionAnsweringHandler
 from hfx.serving.entities import entity_spans
 from hfx.serving.image_inputs import ImageInputsHandler
 from hfx.serving.text_inputs import TextInputsHandler
@@ -56,7 +55,6 @@ class ClassScoresHandler:
 
 
 class TextClassificationHandler(TextInputsHandler, ClassScoresHandler):
-    task = "text-classification"
     auto_model = "AutoModelForSequenceClassification"  # for the pytorch format
     options = ClassScoresHandler.options
 
@@ -64,7 +62,6 @@ class TextClassificationHandler(TextInputsHandler, ClassScoresHandler):
 class TextRegressionHandler(TextInputsHandler):
     """One number per text (or pair): the model's one output as it is, {"score": value}."""
 
-    task = "text-regression"
     auto_model = "AutoModelForSequenceClassification"
 
     @staticmethod
@@ -92,7 +89,6 @@ class MultiLabelHandler(TextInputsHandler):
     """Any number of labels per text (or pair): each label's sigmoid score, and the labels whose score reaches
     their threshold (calibration.json; 0.5 without one)."""
 
-    task = "multi-label-classification"
     auto_model = "AutoModelForSequenceClassification"
     options = frozenset({"top_k", "raw_scores"})
 
@@ -131,7 +127,6 @@ class MultiLabelHandler(TextInputsHandler):
 
 
 class ImageClassificationHandler(ImageInputsHandler, ClassScoresHandler):
-    task = "image-classification"
     auto_model = "AutoModelForImageClassification"
     options = ClassScoresHandler.options
 
@@ -142,7 +137,6 @@ class TokenClassificationHandler(TextInputsHandler):
     A word is what the training data calls one: a run of characters between spaces. Training labels a word's
     first sub-token, so that sub-token's tag is the word's, and a word is never split between entities."""
 
-    task = "token-classification"
     auto_model = "AutoModelForTokenClassification"
 
     @staticmethod
@@ -211,16 +205,3 @@ class TokenClassificationHandler(TextInputsHandler):
     @staticmethod
     def columns(result: list[dict], all_scores: bool) -> dict:
         return {"entities": json.dumps(result, ensure_ascii=False)}
-
-
-HANDLERS = {
-    handler.task: handler
-    for handler in (
-        TextClassificationHandler,
-        MultiLabelHandler,
-        TextRegressionHandler,
-        TokenClassificationHandler,
-        ImageClassificationHandler,
-        QuestionAnsweringHandler,
-    )
-}

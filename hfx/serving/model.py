@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from hfx.serving.folder import ACTIVATION_RANGES, FORMATS, ModelError, read_folder
-from hfx.serving.handlers import HANDLERS
 from hfx.serving.input_errors import InputError
+from hfx.tasks import TASKS
 
 
 class OnnxRunner:
@@ -76,15 +76,15 @@ class LoadedModel:
                 f"'{self.info.folder}' has no {FORMATS[fmt]} for format {fmt}; formats here:"
                 f" {', '.join(self.info.formats)}"
             )
-        if self.info.task not in HANDLERS:
+        if self.info.task not in TASKS:
             raise ModelError(
-                f"task '{self.info.task}' of '{self.info.folder}' is not served yet; served: {', '.join(HANDLERS)}"
+                f"task '{self.info.task}' of '{self.info.folder}' is not served yet; served: {', '.join(TASKS)}"
             )
         self.format = fmt
         threads = threads or len(os.sched_getaffinity(0))
         path = self.info.folder / FORMATS[fmt]
         try:
-            self.handler = HANDLERS[self.info.task](self.info)
+            self.handler = TASKS[self.info.task].handler_class()(self.info)
         except InputError as exc:  # a processor the handler cannot run
             raise ModelError(str(exc)) from None
         self.runner = (

@@ -12,25 +12,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hfx.tasks import DEFAULT_WINDOWS, TASKS
+
 PARAMS_FILE = "params.yaml"
-TASKS = (
-    "text-classification",
-    "multi-label-classification",
-    "text-regression",
-    "token-classification",
-    "image-classification",
-    "question-answering",
-)
-PAIR_TASKS = (
-    "text-classification",
-    "multi-label-classification",
-    "text-regression",
-)  # the tasks that take data.text_pair_column
-# `auto` in preprocess.max_length and preprocess.stride: the windows a task's models are usually trained with. A
-# context to answer from is read in windows of 384 tokens sharing 128, as transformers' run_qa.py reads SQuAD; texts
-# to classify or tag are cut at 128 tokens (windows sharing 32 with preprocess.long_texts: chunk).
-TASK_WINDOWS = {"question-answering": {"max_length": 384, "stride": 128}}
-DEFAULT_WINDOWS = {"max_length": 128, "stride": 32}
+TASK_NAMES = tuple(TASKS)
 SOURCE_SCHEMES = ("hf:", "pkg:", "http://", "https://", "s3://", "gs://", "gcs://")
 
 
@@ -239,7 +224,7 @@ def _within(path: str, folder: str) -> bool:
 
 
 class Params(Section):
-    task: Literal[TASKS]
+    task: Literal[TASK_NAMES]
     data: Data
     model: Model
     preprocess: Preprocess
@@ -255,7 +240,7 @@ class Params(Section):
         if not isinstance(raw, dict) or not isinstance(raw.get("preprocess"), dict):
             return raw
         task = raw.get("task")
-        windows = TASK_WINDOWS.get(task, DEFAULT_WINDOWS) if isinstance(task, str) else DEFAULT_WINDOWS
+        windows = TASKS[task].windows if isinstance(task, str) and task in TASKS else DEFAULT_WINDOWS
         preprocess = dict(raw["preprocess"])
         for key, value in windows.items():
             if preprocess.get(key, "auto") == "auto":
@@ -264,18 +249,19 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _names_for_whole_rows(self):
-        if self.data.label_names is not None and self.task == "token-classification":
+        if self.data.label_names is not None and not TASKS[self.task].labels_rows:
             raise ValueError(
                 "data.label_names names whole-row labels (text or image classification);"
-                " token classification reads its tags as written"
+                f" {self.task} reads its tags as written"
             )
         return self
 
     @model_validator(mode="after")
     def _pairs_for_text_classification(self):
-        if self.data.text_pair_column is not None and self.task not in PAIR_TASKS:
+        if self.data.text_pair_column is not None and not TASKS[self.task].takes_pairs:
+            pair_tasks = ", ".join(name for name, task in TASKS.items() if task.takes_pairs)
             raise ValueError(
-                f"data.text_pair_column gives {', '.join(PAIR_TASKS)} a second text per row; {self.task} takes"
+                f"data.text_pair_column gives {pair_tasks} a second text per row; {self.task} takes"
                 " one input per row: set it to null"
             )
         return self
@@ -300,8 +286,8 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _windows_of_contexts(self):
-        # Question answering always reads a context in windows of max_length, sharing `stride` tokens.
-        if self.task == "question-answering" and self.preprocess.stride >= self.preprocess.max_length // 2:
+        # A windowed task (question answering) always reads its input in windows of max_length sharing `stride`.
+        if TASKS[self.task].windowed and self.preprocess.stride >= self.preprocess.max_length // 2:
             raise ValueError(
                 f"preprocess.stride: {self.preprocess.stride} tokens of overlap leaves windows of max_length"
                 f" {self.preprocess.max_length} too little new context; set it below {self.preprocess.max_length // 2}"
@@ -310,7 +296,7 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _weights_for_classes(self):
-        if self.finetune.class_weights is not None and self.task in ("text-regression", "question-answering"):
+        if self.finetune.class_weights is not None and not TASKS[self.task].has_classes:
             raise ValueError(f"finetune.class_weights weighs classes; {self.task} has none: set it to null")
         return self
 

@@ -13,6 +13,7 @@ from scipy.special import softmax
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 from sklearn.preprocessing import label_binarize
 
+from hfx.tasks import TASKS
 from hfx.training.params import Data, Evaluate, ParamsError
 
 FIXED = "fixed:"  # in standardize's counts: tags repaired, not rows dropped
@@ -44,6 +45,22 @@ class Evaluation:
 
 class TaskDefaults:
     """What most tasks share and a few change: the adapter interface's defaults (docs/design.md)."""
+
+    name: str  # the task's name, as hfx/tasks.py lists it
+
+    @property
+    def pipeline_tag(self) -> str:
+        """The task as transformers' pipeline() and the Hub name it (hfx/tasks.py)."""
+        return TASKS[self.name].pipeline_tag
+
+    @property
+    def problem_type(self) -> str | None:
+        """config.json's problem_type for the head (hfx/tasks.py): None is transformers' default."""
+        return TASKS[self.name].problem_type
+
+    def has_head(self, config) -> bool:
+        """Whether a pretrained checkpoint already carries this task's head (a fine-tuned model of the task)."""
+        return any(name.endswith(TASKS[self.name].head) for name in config.architectures or ())
 
     group_column = None  # a column whose rows carved splits keep together (an article's questions)
     fixed_outputs = None  # a head whose outputs are positions, not labels: finetune.epochs: 0 keeps them as they are

@@ -43,7 +43,6 @@ def open_image(value, root: Path | None = None):
 
 class ImageClassificationAdapter(SingleLabelAdapter):
     name = "image-classification"
-    pipeline_tag = name
     auto_model = AutoModelForImageClassification
     columns = ("image", "label")
     input_key = "image_column"  # the data.* key naming the input column
@@ -60,9 +59,6 @@ class ImageClassificationAdapter(SingleLabelAdapter):
     def served_inputs(self, raw_test: Dataset) -> list:
         """The test split's inputs as a user hands them to predict and serve: encoded image files (PNG)."""
         return [image["bytes"] for image in raw_test.cast_column("image", Image(decode=False))["image"]]
-
-    def has_head(self, config) -> bool:
-        return any(name.endswith("ForImageClassification") for name in config.architectures or ())
 
     def standardize(self, split: Dataset, data: Data, split_name: str) -> tuple[Dataset, Counter]:
         """Rows as {image (PNG, RGB), label}; unreadable images and missing labels are dropped and counted,

@@ -111,8 +111,6 @@ def joined(labels: list[str]) -> str:
 
 class MultiLabelClassificationAdapter(TextClassificationAdapter):
     name = "multi-label-classification"
-    pipeline_tag = "text-classification"  # the Hub's and transformers' name; config.json's problem_type says the rest
-    problem_type = "multi_label_classification"
     stratify_column = None  # rows have sets of labels: carving and capping sample plainly
     # Every label's sigmoid score (transformers reads problem_type); truncated as predict and serve truncate.
     pipeline_kwargs = {"truncation": True, "top_k": None}

@@ -78,7 +78,6 @@ def placed(text, start, context: str) -> tuple[int | None, str | None]:
 class QuestionAnsweringAdapter(TextInputsAdapter):
     name = "question-answering"
     auto_model = AutoModelForQuestionAnswering
-    problem_type = None
     columns = ("question", "context", "answers")
     input_key = "question_column"
     stratify_column = None  # questions have no label to stratify on
@@ -95,9 +94,6 @@ class QuestionAnsweringAdapter(TextInputsAdapter):
     test_figure = None
     logits_axes = {0: "batch", 1: "sequence"}
     outputs = ("start_logits", "end_logits")
-
-    def has_head(self, config) -> bool:
-        return any(name.endswith("ForQuestionAnswering") for name in config.architectures or ())
 
     def served_settings(self, settings: Evaluate, train: Dataset, folder: str) -> dict:
         """The longest answer predict and serve give, in tokens: `evaluate.max_answer_length`, or with `auto` the

@@ -49,7 +49,6 @@ class SingleLabelAdapter(TaskDefaults):
     card_metrics = ("accuracy", "f1_macro", "precision_macro", "recall_macro")  # the model card's test scores
     margin_keys = ("accuracy", "f1_macro")  # compared with the baseline
     logits_axes = {0: "batch"}
-    problem_type = None  # transformers' default for the head: one label per input (or token)
     calibration = TemperatureScaling()  # softmax scores, made readable as probabilities by a temperature
     test_figure = "confusion_matrix"  # the model card's figure of the test split
     worst_errors = staticmethod(confident_mistakes)

@@ -24,10 +24,6 @@ class TextClassificationAdapter(TextInputsAdapter, SingleLabelAdapter):
     pipeline_kwargs = {"truncation": True}
     truncated_unit = "rows"  # what stats.json counts as cut off by max_length
 
-    def has_head(self, config) -> bool:
-        """Whether a pretrained checkpoint already carries this task's head (a fine-tuned classifier)."""
-        return any(name.endswith("ForSequenceClassification") for name in config.architectures or ())
-
     def standardize(self, split: Dataset, data: Data, split_name: str) -> tuple[Dataset, Counter]:
         """Rows as {text, label} strings; drops (and counts) empty texts, missing and excluded labels."""
         require_columns(split, data, split_name)

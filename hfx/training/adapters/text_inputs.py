@@ -14,11 +14,6 @@ from hfx.training.sources import from_pretrained
 class TextInputsAdapter(TaskDefaults):
     input_key = "text_column"  # the data.* key naming the input column
 
-    @property
-    def pipeline_tag(self) -> str:
-        """The task as transformers' pipeline() and the Hub name it."""
-        return self.name
-
     def input_column(self, data: Data) -> str:
         return data.text_column
 

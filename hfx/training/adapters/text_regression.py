@@ -40,9 +40,7 @@ def bin_width(low: float, high: float, bins: int = 10) -> float:
 
 class TextRegressionAdapter(TextInputsAdapter):
     name = "text-regression"
-    pipeline_tag = "text-classification"  # the Hub's and transformers' name for it: one output, no softmax
     auto_model = AutoModelForSequenceClassification
-    problem_type = "regression"
     fixed_outputs = 1  # finetune.epochs: 0 keeps a ready-made model's one output, whatever its name
     columns = ("text", "label")
     item_column = "text"
@@ -57,9 +55,6 @@ class TextRegressionAdapter(TextInputsAdapter):
     calibration = None  # a number is not a probability: no temperature, no calibration error
     test_figure = "predictions"  # the model card plots predicted against actual values
     logits_axes = {0: "batch"}
-
-    def has_head(self, config) -> bool:
-        return any(name.endswith("ForSequenceClassification") for name in config.architectures or ())
 
     def standardize(self, split: Dataset, data: Data, split_name: str) -> tuple[Dataset, Counter]:
         """Rows as {text, [text_pair], label: float}; drops (and counts) empty texts and missing numbers; a label

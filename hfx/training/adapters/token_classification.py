@@ -132,13 +132,9 @@ class TokenClassificationAdapter(TextInputsAdapter):
     margin_keys = ("f1",)
     logits_axes = {0: "batch", 1: "sequence"}
     truncated_unit = "words"
-    problem_type = None  # transformers' default for the head: one label per input (or token)
     calibration = TemperatureScaling()  # softmax scores, made readable as probabilities by a temperature
     test_figure = "confusion_matrix"  # the model card's figure of the test split
     worst_errors = staticmethod(confident_mistakes)
-
-    def has_head(self, config) -> bool:
-        return any(name.endswith("ForTokenClassification") for name in config.architectures or ())
 
     def standardize(self, split: Dataset, data: Data, split_name: str) -> tuple[Dataset, Counter]:
         """Rows as {tokens, tags} lists in IOB2. Drops (and counts) empty sentences; a sentence whose word and tag
