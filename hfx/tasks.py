@@ -37,9 +37,18 @@ class Task:
         """The training adapter's class (imports torch and transformers)."""
         return load(self.adapter)
 
+    def adapter_module(self):
+        """The training adapter's module: what the task's tests read of it."""
+        return importlib.import_module(self.adapter.partition(":")[0])
+
     def handler_class(self) -> type:
         """The serving handler's class (numpy, tokenizers, Pillow; never torch)."""
         return load(self.handler)
+
+    def handler_module(self):
+        """The serving handler's module: what the task's training half takes from it (question answering's
+        windows)."""
+        return importlib.import_module(self.handler.partition(":")[0])
 
 
 def load(spec: str):
@@ -53,15 +62,15 @@ TASKS = {
     for task in (
         Task(
             "text-classification",
-            adapter="hfx.training.adapters.text_classification:TextClassificationAdapter",
-            handler="hfx.serving.handlers:TextClassificationHandler",
+            adapter="hfx.training.adapters.text-classification:TextClassificationAdapter",
+            handler="hfx.serving.handlers.text-classification:TextClassificationHandler",
             head="ForSequenceClassification",
             takes_pairs=True,
         ),
         Task(
             "multi-label-classification",
-            adapter="hfx.training.adapters.multi_label:MultiLabelClassificationAdapter",
-            handler="hfx.serving.handlers:MultiLabelHandler",
+            adapter="hfx.training.adapters.multi-label-classification:MultiLabelClassificationAdapter",
+            handler="hfx.serving.handlers.multi-label-classification:MultiLabelHandler",
             head="ForSequenceClassification",
             problem_type="multi_label_classification",
             takes_pairs=True,
@@ -69,8 +78,8 @@ TASKS = {
         ),
         Task(
             "text-regression",
-            adapter="hfx.training.adapters.text_regression:TextRegressionAdapter",
-            handler="hfx.serving.handlers:TextRegressionHandler",
+            adapter="hfx.training.adapters.text-regression:TextRegressionAdapter",
+            handler="hfx.serving.handlers.text-regression:TextRegressionHandler",
             head="ForSequenceClassification",
             problem_type="regression",
             takes_pairs=True,
@@ -79,21 +88,21 @@ TASKS = {
         ),
         Task(
             "token-classification",
-            adapter="hfx.training.adapters.token_classification:TokenClassificationAdapter",
-            handler="hfx.serving.handlers:TokenClassificationHandler",
+            adapter="hfx.training.adapters.token-classification:TokenClassificationAdapter",
+            handler="hfx.serving.handlers.token-classification:TokenClassificationHandler",
             head="ForTokenClassification",
             labels_rows=False,
         ),
         Task(
             "image-classification",
-            adapter="hfx.training.adapters.image_classification:ImageClassificationAdapter",
-            handler="hfx.serving.handlers:ImageClassificationHandler",
+            adapter="hfx.training.adapters.image-classification:ImageClassificationAdapter",
+            handler="hfx.serving.handlers.image-classification:ImageClassificationHandler",
             head="ForImageClassification",
         ),
         Task(
             "question-answering",
-            adapter="hfx.training.adapters.question_answering:QuestionAnsweringAdapter",
-            handler="hfx.serving.answers:QuestionAnsweringHandler",
+            adapter="hfx.training.adapters.question-answering:QuestionAnsweringAdapter",
+            handler="hfx.serving.handlers.question-answering:QuestionAnsweringHandler",
             head="ForQuestionAnswering",
             has_classes=False,
             windowed=True,

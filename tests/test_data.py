@@ -12,12 +12,14 @@ import pandas as pd
 import pytest
 from datasets import ClassLabel, Dataset, Features, Value
 
+from hfx.tasks import TASKS
 from hfx.training.adapters.common import sorted_labels
-from hfx.training.adapters.text_classification import TextClassificationAdapter
 from hfx.training.params import Data, Model, ParamsError
 from hfx.training.sources import _package_version, file_format, load_source, model_path, package_path
 from hfx.training.splits import build_splits, cap_rows, carve_missing_splits
 from tests.conftest import make_reviews
+
+TextClassificationAdapter = TASKS["text-classification"].adapter_class()
 
 
 def data(source, **overrides) -> Data:

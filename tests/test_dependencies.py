@@ -41,8 +41,18 @@ def module_file(module: str) -> Path:
 PROJECT_PACKAGES = ("stages", "hfx")
 
 
-def imported_modules(module: str, top_level_only: bool = False) -> set[str]:
-    """The project modules `module` imports by name (a `from hfx.x import name` of a submodule counts too)."""
+# Where hfx/tasks.py imports a task's adapter or handler by its name, for a stage running that task.
+DYNAMIC_IMPORTS = {"adapter_class": "adapter", "handler_class": "handler", "handler_module": "handler"}
+
+
+def task_module(task: str, kind: str) -> str:
+    """The module of a task's adapter or handler."""
+    return getattr(TASKS[task], kind).partition(":")[0]
+
+
+def imported_modules(module: str, task: str | None = None, top_level_only: bool = False) -> set[str]:
+    """The project modules `module` imports by name (a `from hfx.x import name` of a submodule counts too), and
+    those it imports through hfx/tasks.py for `task` (for every task when None)."""
     found = set()
     tree = ast.parse(module_file(module).read_text())
     nodes = tree.body if top_level_only else ast.walk(tree)
@@ -56,24 +66,23 @@ def imported_modules(module: str, top_level_only: bool = False) -> set[str]:
             )
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] in PROJECT_PACKAGES)
-    # hfx/tasks.py imports a task's adapter or handler by name where `adapter_class()` or `handler_class()` is
-    # called: the caller depends on every task's (dvc.yaml lists them for whichever task params.yaml names).
     called = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
-    for kind in ("adapter", "handler"):
-        if f"{kind}_class" in called and module != "hfx.tasks":
-            found.update(getattr(task, kind).partition(":")[0] for task in TASKS.values())
+    for attribute, kind in DYNAMIC_IMPORTS.items():
+        if attribute in called and module != "hfx.tasks":
+            found.update(task_module(name, kind) for name in ([task] if task else TASKS))
     return {name for name in found if module_file(name).is_file()}
 
 
-def project_imports(module: str) -> set[str]:
-    """`module` and every project module it imports, directly or through another (a package's __init__ too)."""
+def project_imports(module: str, task: str | None = None) -> set[str]:
+    """`module` and every project module it imports, directly or through another (a package's __init__ too),
+    when it runs `task`."""
     seen, todo = set(), [module]
     while todo:
         current = todo.pop()
         if current in seen:
             continue
         seen.add(current)
-        todo += imported_modules(current)
+        todo += imported_modules(current, task)
         parts = current.split(".")
         todo += [".".join(parts[:i]) for i in range(2, len(parts))]  # hfx.training.adapters.x runs adapters/__init__
     return {name for name in seen if module_file(name).read_text().strip()}  # an empty __init__.py runs nothing
@@ -218,13 +227,37 @@ def covered(key: str, declared: list[str]) -> bool:
     return any(key == entry or key.startswith(entry + ".") for entry in declared)
 
 
+def stage_deps(stage: str, task: str) -> list[Path]:
+    """A stage's deps when params.yaml names `task` (dvc.yaml's `${task}` filled in)."""
+    return [Path(dep.replace("${task}", task)) for dep in STAGES[stage]["deps"]]
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
 @pytest.mark.parametrize("stage", sorted(STAGES))
-def test_stage_depends_on_every_project_module_it_imports(stage):
+def test_stage_depends_on_every_project_module_it_imports(stage, task):
     module = STAGES[stage]["cmd"].split("-m ")[1].split()[0]
-    needed = {module_file(m).relative_to(ROOT) for m in project_imports(module)}
-    deps = [Path(dep) for dep in STAGES[stage]["deps"]]
+    needed = {module_file(m).relative_to(ROOT) for m in project_imports(module, task)}
+    deps = stage_deps(stage, task)
     missing = sorted(str(path) for path in needed if not any(dep == path or dep in path.parents for dep in deps))
-    assert not missing, f"dvc.yaml: stage {stage} imports {missing} but does not list them (or their folder) in deps"
+    assert not missing, (
+        f"dvc.yaml: stage {stage} imports {missing} for {task} but does not list them (or their folder) in deps"
+    )
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_a_stage_lists_a_tasks_own_modules_only_for_that_task(stage):
+    """Editing one task's adapter or handler reruns only the runs of that task: dvc.yaml names them through
+    `${task}`, never all of them (a folder holding them counts)."""
+    own = {
+        name: {module_file(task_module(name, kind)).relative_to(ROOT) for kind in ("adapter", "handler")}
+        for name in TASKS
+    }
+    for task in TASKS:
+        others = set().union(*(modules for name, modules in own.items() if name != task))
+        listed = [p for p in others for dep in stage_deps(stage, task) if dep == p or dep in p.parents]
+        assert not listed, (
+            f"dvc.yaml: stage {stage} of a {task} run depends on other tasks' modules {sorted(map(str, listed))}"
+        )
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
@@ -251,7 +284,7 @@ def test_the_trace_sees_reads_through_aliases_calls_and_whole_sections():
 SERVING = sorted(
     str(path.relative_to(ROOT).with_suffix("")).replace("/", ".")
     for path in [
-        *(ROOT / "hfx/serving").glob("*.py"),
+        *(ROOT / "hfx/serving").rglob("*.py"),
         ROOT / "hfx/predict.py",
         ROOT / "hfx/serve.py",
         ROOT / "hfx/push.py",

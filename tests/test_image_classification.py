@@ -9,8 +9,10 @@ import pytest
 from datasets import ClassLabel, Dataset, Features, Image, Value
 from PIL import Image as PILImage
 
-from hfx.training.adapters.image_classification import ImageClassificationAdapter
+from hfx.tasks import TASKS
 from hfx.training.params import Data, ParamsError
+
+ImageClassificationAdapter = TASKS["image-classification"].adapter_class()
 
 ADAPTER = ImageClassificationAdapter()
 

@@ -16,7 +16,9 @@ def test_served_pixels_equal_the_image_processor_without_torch():
 
     from transformers import AutoImageProcessor
 
-    from hfx.serving.handlers import ImageClassificationHandler as Handler
+    from hfx.tasks import TASKS
+
+    Handler = TASKS["image-classification"].handler_class()
     from tests.conftest import ROOT
 
     folder = ROOT / "presets/resnet-small"

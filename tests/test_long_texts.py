@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from hfx.serving.folder import LONG_TEXTS, ModelError, ModelInfo
-from hfx.serving.handlers import TokenClassificationHandler
 from hfx.serving.model import LoadedModel, all_windows
+from hfx.tasks import TASKS
 from tests.conftest import FILLER, NEGATIVE, POSITIVE, ROOT, TINY_TRAINING, frames_repo, run
 from tests.test_serve import Server
 
@@ -162,7 +162,7 @@ SENTENCE = " ".join(["the mayor of ouagadougou met wei in lagos"] * 5)  # 40 wor
 
 def tagger(tiny_ner_model, stride):
     info = ModelInfo(tiny_ner_model, "tiny", "token-classification", TAGS, MAX_LENGTH, ["fp32"], chunk_stride=stride)
-    return TokenClassificationHandler(info)
+    return TASKS["token-classification"].handler_class()(info)
 
 
 def made_up_logits(window, text):

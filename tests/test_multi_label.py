@@ -217,7 +217,9 @@ def test_a_rare_labels_tiny_threshold_is_stored_as_fitted_and_given_to_its_one_r
     from scipy.special import logit
 
     from hfx.serving.folder import ModelInfo
-    from hfx.serving.handlers import MultiLabelHandler
+    from hfx.tasks import TASKS
+
+    MultiLabelHandler = TASKS["multi-label-classification"].handler_class()
     from hfx.training.thresholds import PerLabelThresholds
 
     rng = np.random.default_rng(0)

@@ -160,8 +160,8 @@ def test_a_stage_imports_only_its_own_tasks_adapter():
         text=True,
         check=True,
     ).stdout.split()
-    assert "hfx.training.adapters.text_classification" in loaded
-    assert not {"seqeval", "hfx.training.adapters.image_classification"} & set(loaded), loaded
+    assert "hfx.training.adapters.text-classification" in loaded
+    assert not {"seqeval", "hfx.training.adapters.image-classification"} & set(loaded), loaded
 
 
 def test_auto_windows_are_the_tasks_own_and_a_set_value_wins(raw):

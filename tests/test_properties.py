@@ -9,11 +9,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hfx.training.adapters.text_classification import TextClassificationAdapter
+from hfx.tasks import TASKS
 from hfx.training.params import Data, ParamsError, printable, validate
 from hfx.training.sources import load_source
 from hfx.training.splits import build_splits
 from tests.conftest import ROOT
+
+TextClassificationAdapter = TASKS["text-classification"].adapter_class()
 
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
 SECTIONS = {name: list(value) for name, value in DEFAULTS.items() if isinstance(value, dict)}

@@ -14,6 +14,7 @@ import pytest
 from datasets import Dataset
 
 from hfx.serving.model import LoadedModel
+from hfx.tasks import TASKS
 from hfx.training.adapters import get_task
 from hfx.training.params import ParamsError, load_params
 from hfx.training.sources import load_source
@@ -211,7 +212,7 @@ def test_the_export_answers_as_transformers_model_and_pipeline_decoding_would(qa
 
 @pytest.fixture(scope="module")
 def handler(tiny_qa_model):
-    from hfx.serving.answers import QuestionAnsweringHandler
+    QuestionAnsweringHandler = TASKS["question-answering"].handler_class()
     from hfx.serving.folder import ModelInfo
 
     info = ModelInfo(tiny_qa_model, "tiny", "question-answering", ["start", "end"], 48, [], chunk_stride=16)
@@ -349,7 +350,7 @@ def test_a_window_without_the_answer_weighs_its_first_token_with_a_roberta_style
     """Training points a window that lacks the answer at its first token (<s> here), so that token stays in
     the window's softmax: a decoy in a window that says "not here" loses to the answer in the window that
     holds it, though its own logit is higher."""
-    from hfx.serving.answers import QuestionAnsweringHandler
+    QuestionAnsweringHandler = TASKS["question-answering"].handler_class()
     from hfx.serving.folder import ModelInfo
 
     rows = make_articles(40, seed=11)
@@ -384,7 +385,7 @@ def test_a_folder_that_cuts_on_the_left_reads_its_windows_as_transformers_does(t
 
     from transformers import AutoTokenizer
 
-    from hfx.serving.answers import QuestionAnsweringHandler
+    QuestionAnsweringHandler = TASKS["question-answering"].handler_class()
     from hfx.serving.folder import ModelInfo
 
     folder = Path(shutil.copytree(tiny_qa_model, tmp_path / "left"))
@@ -418,7 +419,7 @@ def test_the_same_answer_at_two_places_reports_where_it_scored_best(handler):
 
 
 def test_top_k_selects_the_k_best_spans_as_a_full_sort_would():
-    from hfx.serving.answers import best_spans
+    best_spans = TASKS["question-answering"].handler_module().best_spans
 
     rng = np.random.default_rng(1)
     for _ in range(50):

@@ -13,11 +13,18 @@ import pytest
 from datasets import ClassLabel, Dataset, Features, Sequence, Value
 from transformers import AutoTokenizer
 
-from hfx.training.adapters.token_classification import TokenClassificationAdapter, looks_iob1, to_iob2
+from hfx.tasks import TASKS
 from hfx.training.params import Data, ParamsError, Preprocess
 from hfx.training.sources import load_source
 from hfx.training.splits import build_splits
 from tests.conftest import ROOT, make_sentences, pipeline_as_served, run, tiny_ner_repo
+
+ADAPTER = TASKS["token-classification"].adapter_module()  # named after its task: imported through the registry
+TokenClassificationAdapter, looks_iob1, to_iob2 = (
+    ADAPTER.TokenClassificationAdapter,
+    ADAPTER.looks_iob1,
+    ADAPTER.to_iob2,
+)
 
 NER = TokenClassificationAdapter()
 CONLL = """-DOCSTART- -X- -X- O

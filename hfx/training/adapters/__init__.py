@@ -1,8 +1,11 @@
 """Task adapters: everything the stages need to know about one task, behind one interface (docs/design.md).
 
-hfx/tasks.py names each task's adapter. A stage imports only its own task's adapter: the others pull in what
-that task alone needs (image processors, question answering, seqeval), seconds of start-up in every stage of
-every run.
+A task's adapter is the module named after the task here (`question-answering.py`), which hfx/tasks.py names
+and imports by that name: nothing else imports it, so a change to it reruns only the runs of its task (dvc.yaml
+lists it by `${task}`). What several adapters share is named by what it does: `common.py`, `text_inputs.py`
+(text tasks), `single_label.py` (one label per input). A stage imports only its own task's adapter: the others
+pull in what that task alone needs (image processors, question answering, seqeval), seconds of start-up in every
+stage of every run.
 """
 
 from functools import cache

@@ -101,6 +101,24 @@ def label_text(value, names: list[str] | None) -> str | None:
     return text or None
 
 
+def read_label(value, names: list[str] | None, data: Data) -> str | None:
+    """A source label as the text the pipeline uses: through a ClassLabel's names, then `data.label_names`."""
+    label = label_text(value, names)
+    if label is None or data.label_names is None:
+        return label
+    if label not in data.label_names:
+        raise ParamsError(
+            f"data.label_names: no name for label '{label}'; it names {', '.join(sorted_labels(data.label_names))}"
+        )
+    return data.label_names[label]
+
+
+def excluded(label: str, data: Data) -> bool:
+    """`data.exclude_labels` may give a label by its name or by its value in the source."""
+    source = {name: value for value, name in (data.label_names or {}).items()}
+    return label in data.exclude_labels or source.get(label) in data.exclude_labels
+
+
 def score_curves(labels: np.ndarray, logits: np.ndarray, names: list[str]) -> tuple[dict, dict]:
     """ROC and precision-recall on the test split: of the second class for two classes, else micro-averaged
     one-vs-rest. Returns (summary metrics, {plot file name: rows})."""

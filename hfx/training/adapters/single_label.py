@@ -10,7 +10,6 @@ from hfx.training.adapters.common import (
     Evaluation,
     TaskDefaults,
     confident_mistakes,
-    label_text,
     score_curves,
     sorted_labels,
     value_counts,
@@ -73,22 +72,6 @@ class SingleLabelAdapter(TaskDefaults):
         if data.label_names:
             return [name for name in data.label_names.values() if name in present]
         return sorted_labels(present)
-
-    def read_label(self, value, names: list[str] | None, data: Data) -> str | None:
-        """A source label as the text the pipeline uses: through a ClassLabel's names, then `data.label_names`."""
-        label = label_text(value, names)
-        if label is None or data.label_names is None:
-            return label
-        if label not in data.label_names:
-            raise ParamsError(
-                f"data.label_names: no name for label '{label}'; it names {', '.join(sorted_labels(data.label_names))}"
-            )
-        return data.label_names[label]
-
-    def excluded(self, label: str, data: Data) -> bool:
-        """`data.exclude_labels` may give a label by its name or by its value in the source."""
-        source = {name: value for value, name in (data.label_names or {}).items()}
-        return label in data.exclude_labels or source.get(label) in data.exclude_labels
 
     def decode(self, logits: np.ndarray, labels: np.ndarray) -> list[tuple]:
         """(gold id, predicted id) per row, from the Trainer's logits (validation while training)."""

@@ -4,7 +4,7 @@ reads TF-IDF features of a text or of a pair of texts."""
 import scipy.sparse as sp
 from datasets import Dataset
 from sklearn.feature_extraction.text import TfidfVectorizer
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding
 
 from hfx.training.adapters.common import DROPPED, TaskDefaults
 from hfx.training.params import Data, Model, Params, ParamsError, Preprocess
@@ -49,6 +49,10 @@ class TextInputsAdapter(TaskDefaults):
                 f"preprocess.max_length: {settings.max_length} is more tokens than '{model.name}' takes"
                 f" ({positions}, max_position_embeddings); set it to {positions} or less"
             )
+
+    def collator(self, tokenizer):
+        """Batches padded to their own longest row (token classification pads its labels too)."""
+        return DataCollatorWithPadding(tokenizer)
 
     def load_processor(self, model: Model):
         """The model's tokenizer; a fast one, since word alignment and offsets need it."""

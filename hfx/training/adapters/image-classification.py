@@ -16,7 +16,7 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from hfx.serving.transforms import normalise, pixel_normalisation
-from hfx.training.adapters.common import DROPPED, clean_rows, column_batches, require_columns
+from hfx.training.adapters.common import DROPPED, clean_rows, column_batches, excluded, read_label, require_columns
 from hfx.training.adapters.single_label import SingleLabelAdapter
 from hfx.training.params import Data, Model, Params, ParamsError, Preprocess
 from hfx.training.sources import model_path
@@ -86,10 +86,10 @@ class ImageClassificationAdapter(SingleLabelAdapter):
     def _clean(self, batch: dict, indices: list[int], data: Data, names: list[str] | None, root: Path) -> dict:
         rows = {"image": [], "label": [], "error": [], DROPPED: []}
         for index, value, raw_label in zip(indices, batch[data.image_column], batch[data.label_column]):
-            label, image, reason, error = self.read_label(raw_label, names, data), None, None, None
+            label, image, reason, error = read_label(raw_label, names, data), None, None, None
             if label is None:
                 reason = "missing_label"
-            elif self.excluded(label, data):
+            elif excluded(label, data):
                 reason = f"excluded_label:{label}"
             else:
                 try:

@@ -7,9 +7,9 @@ from collections import Counter
 from datasets import ClassLabel, Dataset, Features, Value
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+from transformers import AutoModelForSequenceClassification
 
-from hfx.training.adapters.common import DROPPED, clean_rows, require_columns
+from hfx.training.adapters.common import DROPPED, clean_rows, excluded, read_label, require_columns
 from hfx.training.adapters.single_label import SingleLabelAdapter
 from hfx.training.adapters.text_inputs import TextFeatures, TextInputsAdapter, add_row, missing_text
 from hfx.training.params import Data, ParamsError, Preprocess
@@ -45,9 +45,9 @@ class TextClassificationAdapter(TextInputsAdapter, SingleLabelAdapter):
         rows = {"text": [], "label": [], DROPPED: []}
         pairs = batch[data.text_pair_column] if data.text_pair_column else [None] * len(indices)
         for text, pair, value in zip(batch[data.text_column], pairs, batch[data.label_column]):
-            label = self.read_label(value, names, data)
+            label = read_label(value, names, data)
             reason = missing_text(text, pair, data) or (
-                "missing_label" if label is None else f"excluded_label:{label}" if self.excluded(label, data) else None
+                "missing_label" if label is None else f"excluded_label:{label}" if excluded(label, data) else None
             )
             add_row(rows, reason, text, pair, label, data)
         return rows
@@ -56,9 +56,6 @@ class TextClassificationAdapter(TextInputsAdapter, SingleLabelAdapter):
         encoded, sources = self.encode_rows(batch, processor, settings)
         encoded["labels"] = [label2id[batch["label"][i]] for i in sources]
         return encoded
-
-    def collator(self, tokenizer):
-        return DataCollatorWithPadding(tokenizer)
 
     def baseline(self, train: Dataset, test: Dataset, validation: Dataset | None = None) -> dict:
         """TF-IDF + logistic regression on the same train split: the bar a transformer must clear."""

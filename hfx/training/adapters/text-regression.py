@@ -12,7 +12,7 @@ from datasets import Dataset, Features, Value
 from scipy.stats import pearsonr, spearmanr
 from sklearn.linear_model import Ridge
 from sklearn.metrics import root_mean_squared_error
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+from transformers import AutoModelForSequenceClassification
 
 from hfx.training.adapters.common import DROPPED, Evaluation, clean_rows, column_batches, require_columns
 from hfx.training.adapters.text_inputs import TextFeatures, TextInputsAdapter, add_row, missing_text
@@ -126,9 +126,6 @@ class TextRegressionAdapter(TextInputsAdapter):
             sources
         ]  # the dtype of the logits MSE compares
         return encoded
-
-    def collator(self, tokenizer):
-        return DataCollatorWithPadding(tokenizer)
 
     def trainer_metrics(self, names: list[str]):
         def compute(eval_prediction) -> dict:

@@ -21,8 +21,8 @@ import re
 import numpy as np
 from tokenizers import Tokenizer
 
+from hfx.serving.handlers.texts import TextInputsHandler
 from hfx.serving.input_errors import InputError
-from hfx.serving.text_inputs import TextInputsHandler
 from hfx.serving.transforms import probabilities
 
 CONTEXT = 1  # the context's sequence id in a (question, context) encoding

@@ -3,8 +3,9 @@
 Rows are {id, title, question, context, answers: {text: [...], answer_start: [...]}}. A context longer than
 `preprocess.max_length` is read in windows sharing `preprocess.stride` tokens, each holding the whole question, as
 transformers' run_qa.py reads it; a window is trained to point at its question's first answer when it holds it
-all, else at [CLS]. Answers are decided across windows by the serving half (hfx/serving/answers.py) and scored by
-exact match and token F1 as SQuAD's evaluation script scores them (hfx/training/answer_scores.py).
+all, else at [CLS]. Answers are decided across windows by the serving half
+(hfx/serving/handlers/question-answering.py) and scored by exact match and token F1 as SQuAD's evaluation
+script scores them (hfx/training/answer_scores.py).
 """
 
 import sys
@@ -14,9 +15,9 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 from datasets import Dataset, Features, List, Value
-from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-from hfx.serving.answers import cut_question, question_room
+from hfx.tasks import TASKS
 from hfx.training.adapters.common import BATCH_ROWS, DROPPED, FIXED, Evaluation, clean_rows, column_batches
 from hfx.training.adapters.text_inputs import TextInputsAdapter
 from hfx.training.answer_scores import answer_scores, exact_match, sentence_answer, token_f1
@@ -210,9 +211,12 @@ class QuestionAnsweringAdapter(TextInputsAdapter):
         """Each question with its context in windows of max_length tokens (`stride` shared), as run_qa.py does;
         `start_positions`/`end_positions`: the first answer's tokens in the window that holds all of it, else
         [CLS] (0). A question longer than leaves room for the context is cut (`truncated`), as served."""
-        room = question_room(settings.max_length, settings.stride, processor.num_special_tokens_to_add(pair=True))
+        served = TASKS[self.name].handler_module()  # questions are cut as the handler cuts them
+        room = served.question_room(
+            settings.max_length, settings.stride, processor.num_special_tokens_to_add(pair=True)
+        )
         asked = processor(batch["question"], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        questions = [cut_question(question, offsets, room) for question, offsets in zip(batch["question"], asked)]
+        questions = [served.cut_question(q, offsets, room) for q, offsets in zip(batch["question"], asked)]
         encoded = processor(
             questions,
             batch["context"],
@@ -241,9 +245,6 @@ class QuestionAnsweringAdapter(TextInputsAdapter):
         encoded["truncated"] = [cut[source] if is_first else 0 for source, is_first in zip(sources, first)]
         encoded["units"] = [int(is_first) for is_first in first]  # questions
         return encoded
-
-    def collator(self, tokenizer):
-        return DataCollatorWithPadding(tokenizer)
 
     def prepare_saved(self, model, tokenizer, params: Params) -> None:
         super().prepare_saved(model, tokenizer, params)

@@ -25,10 +25,19 @@ from sklearn.metrics import (
     roc_curve,
 )
 from sklearn.multiclass import OneVsRestClassifier
+from transformers import AutoModelForSequenceClassification
 
-from hfx.training.adapters.common import DROPPED, Evaluation, clean_rows, column_batches, require_columns, sorted_labels
-from hfx.training.adapters.text_classification import TextClassificationAdapter
-from hfx.training.adapters.text_inputs import TextFeatures, add_row, missing_text
+from hfx.training.adapters.common import (
+    DROPPED,
+    Evaluation,
+    clean_rows,
+    column_batches,
+    excluded,
+    read_label,
+    require_columns,
+    sorted_labels,
+)
+from hfx.training.adapters.text_inputs import TextFeatures, TextInputsAdapter, add_row, missing_text
 from hfx.training.params import Data, ParamsError, Preprocess
 from hfx.training.thresholds import PerLabelThresholds, fit_thresholds
 
@@ -109,8 +118,13 @@ def joined(labels: list[str]) -> str:
     return ",".join(labels)
 
 
-class MultiLabelClassificationAdapter(TextClassificationAdapter):
+class MultiLabelClassificationAdapter(TextInputsAdapter):
     name = "multi-label-classification"
+    auto_model = AutoModelForSequenceClassification
+    columns = ("text", "label")
+    item_column = "text"  # the column a predictions row shows
+    truncated_unit = "rows"  # what stats.json counts as cut off by max_length
+    logits_axes = {0: "batch"}
     stratify_column = None  # rows have sets of labels: carving and capping sample plainly
     # Every label's sigmoid score (transformers reads problem_type); truncated as predict and serve truncate.
     pipeline_kwargs = {"truncation": True, "top_k": None}
@@ -153,8 +167,8 @@ class MultiLabelClassificationAdapter(TextClassificationAdapter):
                     f" data.label_separator {data.label_separator!r} into an empty label; leave the cell empty for"
                     " a row with no label, or set data.label_separator to what separates its labels"
                 )
-            labels = sorted({self.read_label(v, names, data) for v in values or []} - {None})
-            labels = [label for label in labels if not self.excluded(label, data)]
+            labels = sorted({read_label(v, names, data) for v in values or []} - {None})
+            labels = [label for label in labels if not excluded(label, data)]
             reason = missing_text(text, pair, data) or ("bad_labels" if error else None)
             add_row(rows, reason, text, pair, labels, data)
             rows["error"].append(error)

@@ -1,4 +1,5 @@
-"""Images as model rows for predict and serve: decoded, resized and normalised with Pillow and numpy (no torch)."""
+"""Image classification: images as model rows for predict and serve, decoded, resized and normalised with Pillow
+and numpy (no torch), and one label per image."""
 
 import base64
 import binascii
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hfx.serving.handlers.class_scores import ClassScoresHandler
 from hfx.serving.input_errors import InputError, TooLarge
 from hfx.serving.transforms import normalise, pixel_normalisation
 
@@ -157,3 +159,8 @@ class ImageInputsHandler:
     @staticmethod
     def pad(rows: list) -> dict[str, np.ndarray]:
         return {"pixel_values": np.stack(rows).astype(np.float32)}
+
+
+class ImageClassificationHandler(ImageInputsHandler, ClassScoresHandler):
+    auto_model = "AutoModelForImageClassification"
+    options = ClassScoresHandler.options
