@@ -56,7 +56,7 @@ lint: $(VENV)/.installed-dev
 	ruff format --check .
 
 # The quick part, for every edit: unit tests and the tiny end-to-end pipeline (`-m "not slow"`; pyproject.toml).
-test-fast: $(VENV)/.installed-dev report/node_modules/.package-lock.json
+test-fast: $(VENV)/.installed-dev  # no Node.js: the report's test is in the full suite
 	python -m pytest -q -m "not slow" tests
 
 # An HTML page with `dvc plots show` and the metrics table that renders offline.

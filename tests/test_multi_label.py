@@ -181,18 +181,23 @@ def test_bad_labels_stop_download_with_one_line(tmp_path, tiny_model, cell, spli
     assert result.returncode == 1 and message in last_line
 
 
-def test_pairs_and_class_weights_are_taken(tmp_path):
-    from hfx.training.params import load_params
+def test_multi_label_takes_pairs_class_weights_and_a_label_separator(tmp_path):
+    from hfx.training.params import ParamsError, load_params
 
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     set_params(
         tmp_path,
         task="multi-label-classification",
         data__text_pair_column="context",
+        data__label_separator="|",
         finetune__class_weights="balanced",
     )
     params = load_params(tmp_path / "params.yaml")
-    assert params.data.label_separator == "," and params.finetune.class_weights == "balanced"
+    assert params.task == "multi-label-classification" and params.data.text_pair_column == "context"
+    assert params.data.label_separator == "|" and params.finetune.class_weights == "balanced"
+    set_params(tmp_path, preprocess__long_texts="chunk")  # windows read single texts; a pair is read whole
+    with pytest.raises(ParamsError, match="preprocess.long_texts: chunk splits single texts"):
+        load_params(tmp_path / "params.yaml")
 
 
 def test_each_threshold_is_the_best_f1_cut_between_two_scores_and_a_label_validation_lacks_keeps_half():
