@@ -219,7 +219,7 @@ def image_server(image_repo):
     assert running.stop() == 0
 
 
-def test_no_json_body_gets_a_5xx_from_an_image_model(image_server):
+def test_every_generated_body_gets_an_answer_below_500_from_an_image_model(image_server):
     """Generated bodies, with strings shaped like base64 images and data URLs: never a 500."""
     import json
 
