@@ -20,6 +20,7 @@ from itertools import islice
 from pathlib import Path
 
 from hfx.serving.folder import FORMATS, ModelError
+from hfx.serving.handlers.interface import Handler
 from hfx.serving.input_errors import InputError
 from hfx.serving.model import LoadedModel
 from hfx.serving.tables import TABLES, Output, TableError, parquet_rows, read_windows
@@ -95,7 +96,7 @@ def option(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def windows(args, handler):
+def windows(args, handler: Handler):
     """(items, the table's rows or None) a window at a time, and the number of items where it is known. A table's
     item is its `handler.table_columns` cell, or a list of their cells (a text pair; a question and a context)."""
     images = handler.input_field == "image"

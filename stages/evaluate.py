@@ -21,18 +21,19 @@ from datasets import load_dataset
 
 from hfx.training.adapters import get_task
 from hfx.training.adapters.common import scored
+from hfx.training.adapters.interface import TaskAdapter
 from hfx.training.artifacts import atomic_dir, atomic_file, write_json
 from hfx.training.params import load_params, run_stage
 from hfx.training.served_scores import serve_split
 
 
-def served(task, folder: str, raw_split, batch_size: int, calibration: dict | None = None):
+def served(task: TaskAdapter, folder: str, raw_split, batch_size: int, calibration: dict | None = None):
     """The fine-tuned folder's answers to a split's raw inputs, through the serving half as `python -m
     hfx.predict --format pytorch` gives them, with `calibration` applied as export will store it."""
     return serve_split(Path(folder), "pytorch", task, raw_split, batch_size, torch.get_num_threads(), calibration)
 
 
-def decided(task, answers, raw_split) -> tuple:
+def decided(task: TaskAdapter, answers, raw_split) -> tuple:
     """The (logits, gold) each answer was decided from."""
     return scored(answers.decided, task.gold_ids(raw_split, answers.model.info.labels))
 

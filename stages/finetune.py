@@ -19,6 +19,7 @@ from dvclive import Live
 from transformers import EarlyStoppingCallback, Trainer, set_seed
 
 from hfx.training.adapters import get_task
+from hfx.training.adapters.interface import TaskAdapter
 from hfx.training.artifacts import atomic_dir, read_json, write_json
 from hfx.training.as_is import model_as_is
 from hfx.training.checkpoints import resumable_checkpoint, run_fingerprint
@@ -49,7 +50,7 @@ from hfx.training.trainer_setup import (
 from hfx.training.training_log import CuratedDVCLiveCallback, LogAtCheckpoints
 
 
-def keep_as_is(params: Params, task, label2id: dict) -> None:
+def keep_as_is(params: Params, task: TaskAdapter, label2id: dict) -> None:
     """finetune.epochs: 0: the model, unchanged but for its label order, where a fine-tuned one would go."""
     paths = params.paths
     model, processor = model_as_is(task, params.model, label2id), task.load_processor(params.model)

@@ -124,6 +124,27 @@ def test_every_task_of_the_registry_has_an_adapter_and_a_handler_and_the_schema_
         assert validate({**raw, "task": name, "data": {**raw["data"], "label_names": None}}).task == name
 
 
+def test_every_adapter_and_handler_has_every_member_of_its_interface():
+    """The interfaces the stages and the server are written against (hfx/training/adapters/interface.py,
+    hfx/serving/handlers/interface.py): a task missing a member fails here, not in the middle of a run."""
+    import typing
+
+    from hfx.serving.handlers.interface import Handler
+    from hfx.tasks import TASKS
+    from hfx.training.adapters import get_task
+    from hfx.training.adapters.interface import TaskAdapter
+
+    for interface, implementations in (
+        (TaskAdapter, {name: get_task(name) for name in TASKS}),
+        (Handler, {name: task.handler_class() for name, task in TASKS.items()}),
+    ):
+        members = typing._get_protocol_attrs(interface)
+        assert len(members) > 20
+        for name, implementation in implementations.items():
+            missing = sorted(member for member in members if not hasattr(implementation, member))
+            assert not missing, f"{name}'s {interface.__name__} lacks {missing}"
+
+
 TASK_NAME = re.compile(r"[\"']([a-z]+(?:-[a-z]+)+)[\"']")  # a quoted name with a dash, as task names are
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from hfx.serving.folder import ACTIVATION_RANGES, FORMATS, ModelError, read_folder
+from hfx.serving.handlers.interface import Handler
 from hfx.serving.input_errors import InputError
 from hfx.tasks import TASKS
 
@@ -84,7 +85,7 @@ class LoadedModel:
         threads = threads or len(os.sched_getaffinity(0))
         path = self.info.folder / FORMATS[fmt]
         try:
-            self.handler = TASKS[self.info.task].handler_class()(self.info)
+            self.handler: Handler = TASKS[self.info.task].handler_class()(self.info)
         except InputError as exc:  # a processor the handler cannot run
             raise ModelError(str(exc)) from None
         self.runner = (
@@ -129,13 +130,13 @@ class LoadedModel:
         return [self.handler.decode(*answer) for answer in zip(logits, encoded, items)]
 
 
-def all_windows(handler, encoded: list) -> list:
+def all_windows(handler: Handler, encoded: list) -> list:
     """The rows the model runs for encoded items: each item's windows (one, unless a long text is read in
     windows), item after item."""
     return [window for one in encoded for window in handler.windows(one)]
 
 
-def merged(handler, window_logits: list, encoded: list, items: list) -> list:
+def merged(handler: Handler, window_logits: list, encoded: list, items: list) -> list:
     """Each item's logits from its windows' (`all_windows` order)."""
     answers, start = [], 0
     for one, item in zip(encoded, items):

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from hfx.serving.batcher import Rejected
+from hfx.serving.handlers.interface import Handler
 from hfx.serving.input_errors import InputError, TooLarge
 from hfx.serving.model import LoadedModel, all_windows, merged
 
@@ -110,7 +111,7 @@ def prepared(model: LoadedModel, query: PredictRequest, items: list, single: boo
     return query, items, single, rows
 
 
-def decoded(handler, window_logits: list, rows: list, items: list, options: dict) -> list:
+def decoded(handler: Handler, window_logits: list, rows: list, items: list, options: dict) -> list:
     """Each item's result from its windows' logits."""
     logits = merged(handler, window_logits, rows, items)
     try:

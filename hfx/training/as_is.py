@@ -6,6 +6,7 @@ kept whatever its name. No weight changes value."""
 import torch
 from transformers import AutoConfig
 
+from hfx.training.adapters.interface import TaskAdapter
 from hfx.training.params import Model, ParamsError
 from hfx.training.sources import from_pretrained
 
@@ -33,7 +34,7 @@ def output_layer(model: torch.nn.Module, num_labels: int) -> torch.nn.Linear:
     return layers[-1]
 
 
-def model_as_is(task, model: Model, label2id: dict[str, int]):
+def model_as_is(task: TaskAdapter, model: Model, label2id: dict[str, int]):
     """The pretrained classifier with its labels in the data's order, or a ParamsError before any weight loads."""
     config = from_pretrained(AutoConfig, model)
     if model.init == "random" or not task.has_head(config):

@@ -11,6 +11,7 @@ import pandas as pd
 from datasets import Dataset
 
 from hfx.training.adapters.common import column_batches
+from hfx.training.adapters.interface import TaskAdapter
 
 PUNCTUATION = re.compile(r"[^\w\s]|_")
 
@@ -77,7 +78,7 @@ def overlaps(splits: dict[str, Dataset], column: str) -> dict:
     return card
 
 
-def data_card(splits: dict[str, Dataset], task, labels: dict, dropped: dict) -> dict:
+def data_card(splits: dict[str, Dataset], task: TaskAdapter, labels: dict, dropped: dict) -> dict:
     """Rows, labels (entities per type for token classification, as the manifest counted them) and dropped
     rows per split, what the task says of its inputs (image sizes), and the overlaps."""
     inputs = {name: task.input_summary(split) for name, split in splits.items()}

@@ -14,11 +14,14 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from hfx.serving.folder import CALIBRATION_FILE, FORMATS
+from hfx.training.adapters.interface import TaskAdapter
 from hfx.training.hub_ids import base_license, base_model_id, dataset_id
 from hfx.training.params import Params
 
 
-def write_figures(out: Path, predictions_csv: str, train_logs: str, names: list[str], task, eval_plots: str) -> None:
+def write_figures(
+    out: Path, predictions_csv: str, train_logs: str, names: list[str], task: TaskAdapter, eval_plots: str
+) -> None:
     """Static PNGs for people who look at the model folder rather than at DVC: the test split's confusion
     matrix (classes), each label's F1 (multi-label) or predicted against actual values (regression), and the
     training curves."""
@@ -76,7 +79,7 @@ def write_figures(out: Path, predictions_csv: str, train_logs: str, names: list[
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md.jinja"
 
 
-def card_data(params: Params, task, scores: dict, manifest: dict) -> ModelCardData:
+def card_data(params: Params, task: TaskAdapter, scores: dict, manifest: dict) -> ModelCardData:
     """The card's Hub metadata: base model, dataset and license as Hub ids, and the test scores as `model-index`."""
     dataset = dataset_id(params.data)
     test = {"dataset_type": dataset or params.data.source, "dataset_name": dataset or Path(params.data.source).name}
@@ -108,7 +111,7 @@ def card_data(params: Params, task, scores: dict, manifest: dict) -> ModelCardDa
 
 def render_model_card(
     params: Params,
-    task,
+    task: TaskAdapter,
     manifest: dict,
     scores: dict,
     export_metrics: dict,

@@ -14,6 +14,7 @@ from datasets import Dataset
 
 from hfx.serving.input_errors import InputError
 from hfx.serving.model import LoadedModel
+from hfx.training.adapters.interface import TaskAdapter
 from hfx.training.params import StageError
 
 
@@ -29,7 +30,13 @@ class Served:
 
 
 def serve_split(
-    folder: Path, fmt: str, task, raw_split: Dataset, batch_size: int, threads: int, calibration: dict | None = None
+    folder: Path,
+    fmt: str,
+    task: TaskAdapter,
+    raw_split: Dataset,
+    batch_size: int,
+    threads: int,
+    calibration: dict | None = None,
 ) -> Served:
     """`calibration`: what calibration.json would hold (evaluate, before export writes it); None: the folder's."""
     model = LoadedModel(folder, fmt, threads, calibration)
@@ -52,7 +59,7 @@ def serve_split(
     )
 
 
-def median_latency_ms(model: LoadedModel, task, raw_test: Dataset, queries: int) -> float:
+def median_latency_ms(model: LoadedModel, task: TaskAdapter, raw_test: Dataset, queries: int) -> float:
     """The median time of one input answered alone, from its raw form to its result (as a request to serve
     with one input, without HTTP)."""
     items = task.served_inputs(raw_test.select(range(min(queries, len(raw_test)))))

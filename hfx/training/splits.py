@@ -7,6 +7,7 @@ from datasets import Dataset, concatenate_datasets
 from sklearn.model_selection import train_test_split
 
 from hfx.training.adapters.common import label_codes
+from hfx.training.adapters.interface import TaskAdapter
 from hfx.training.params import Data, ParamsError
 
 SPLITS = ("train", "validation", "test")
@@ -37,7 +38,7 @@ def name_splits(loaded: dict, data: Data) -> tuple[dict[str, str], list[str]]:
     return named, unused
 
 
-def build_splits(loaded: dict, data: Data, task) -> tuple[dict, dict, dict, list[str]]:
+def build_splits(loaded: dict, data: Data, task: TaskAdapter) -> tuple[dict, dict, dict, list[str]]:
     """Clean every split the source has, carve the missing ones, cap sizes.
 
     Returns (splits, where each came from, rows dropped per split and why, the source's unused splits)."""

@@ -8,13 +8,14 @@ import numpy as np
 import torch
 from transformers import AutoConfig, TrainerCallback, TrainingArguments
 
+from hfx.training.adapters.interface import TaskAdapter
 from hfx.training.class_weights import start_at_base_rates
 from hfx.training.distributed import backend, per_process_batch, world_size
 from hfx.training.params import Finetune, Params, ParamsError
 from hfx.training.sources import from_pretrained
 
 
-def starting_model(task, params: Params, labels: dict, announce: bool, train=None):
+def starting_model(task: TaskAdapter, params: Params, labels: dict, announce: bool, train=None):
     """model.name's weights with a new head sized to the data's labels, or its architecture alone
     (model.init: random). `labels`: data/processed/labels.json; `announce`: say when a head is replaced; `train`:
     the processed train split, whose label shares a new multi-label head starts from."""
@@ -75,7 +76,7 @@ def epochs_to_run(ft: Finetune, train_rows: int) -> float:
     return max(ft.epochs, math.ceil(ft.min_steps / steps_per_epoch))
 
 
-def best_metric(ft: Finetune, task) -> str:
+def best_metric(ft: Finetune, task: TaskAdapter) -> str:
     """finetune.metric_for_best_model, with `auto` the task's own (text: macro F1; entities: entity F1; several
     labels: average precision)."""
     metric = task.best_metric if ft.metric_for_best_model == "auto" else ft.metric_for_best_model

@@ -42,6 +42,10 @@ class ImageInputsHandler:
         self.resample = Image.Resampling(config.get("resample", Image.Resampling.BILINEAR))
         self.scale, self.mean, self.std = pixel_normalisation(config)
 
+    @staticmethod
+    def cut_at(max_length: int) -> None:
+        raise InputError("an image model takes images at its processor's size: there are no tokens to cut")
+
     def warmup_rows(self) -> list:
         """One mid-grey image at the processor's size, which a server runs before it reports ready."""
         from PIL import Image

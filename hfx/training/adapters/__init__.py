@@ -11,6 +11,7 @@ stage of every run.
 from functools import cache
 
 from hfx.tasks import TASKS
+from hfx.training.adapters.interface import TaskAdapter
 
 
 def adapter_module(name: str) -> str:
@@ -19,9 +20,9 @@ def adapter_module(name: str) -> str:
 
 
 @cache
-def get_task(name: str):
+def get_task(name: str) -> TaskAdapter:
     """The adapter of task `name` (one instance per process; adapters hold no state)."""
     return TASKS[name].adapter_class()()
 
 
-__all__ = ["adapter_module", "get_task"]
+__all__ = ["TaskAdapter", "adapter_module", "get_task"]

@@ -72,6 +72,10 @@ class TaskDefaults:
         train split and the fine-tuned folder: nothing here."""
         return {}
 
+    def gold_ids(self, raw_split: Dataset, names: list[str]) -> list[np.ndarray]:
+        """Each row's gold label ids: asked only of a task with a `calibration` to fit."""
+        raise NotImplementedError(f"{self.name} has no calibration, so evaluate never asks for gold label ids")
+
     def card_examples(self, predictions_csv: str) -> list[dict]:
         """Answered test rows the model card shows: none here (its figures show the test split)."""
         return []
