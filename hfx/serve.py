@@ -13,26 +13,23 @@ answer, readiness after warmup and while draining, and a reload of every folder 
 """
 
 import argparse
-import asyncio
 import os
 import signal
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from hfx.serving.access import RequireKey, cors_options, has_key
+from hfx.serving.access import RequireKey, cors_options
 from hfx.serving.batcher import Rejected
 from hfx.serving.folder import FORMATS, ModelError
-from hfx.serving.models import Batching, ModelSet, ServedModel
-from hfx.serving.requests import PredictRequest, answer, error, read_body
-from hfx.serving.telemetry import LOG, TIMING_HEADERS, Metrics, RequestLog, configure_logging
+from hfx.serving.lifecycle import DrainingServer, lifespan_of
+from hfx.serving.models import Batching, ModelSet
+from hfx.serving.requests import error
+from hfx.serving.routes import ROUTES, admin, router
+from hfx.serving.telemetry import TIMING_HEADERS, Metrics, RequestLog, configure_logging
 from hfx.serving.threads import plan_threads, quiet_other_pools
 
 
@@ -70,188 +67,43 @@ class Settings:
         return named
 
 
-def model_entry(served: ServedModel) -> dict:
-    info = served.model.info
-    return {
-        "name": served.name,
-        "task": info.task,
-        "labels": info.labels,
-        "folder": str(info.folder),
-        "ready": served.ready,
-    }
-
-
-PREDICT_BODY = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": PredictRequest.model_json_schema()}}}
-}
-
-
 def create_app(settings: Settings) -> FastAPI:
+    """The service: its models loaded (a folder that cannot be served is a ModelError), the thread plan, the
+    middleware (outermost last: the request log, CORS, the key) and the routes (hfx/serving/routes.py). The
+    models warm up once the app starts (hfx/serving/lifecycle.py)."""
     metrics = Metrics()
     batching = Batching(settings.max_batch_size, settings.max_batch_tokens, settings.max_queue, settings.max_wait_ms)
     plan = plan_threads(settings.preprocess_threads, settings.parallel_calls, settings.threads)
     models = ModelSet(settings.folders(), settings.format, plan, batching, metrics, settings.default_model)
-    default = models.models[models.default]
     preprocess = ThreadPoolExecutor(max_workers=plan.preprocess, thread_name_prefix="preprocess")
-
-    async def reload() -> list[str]:
-        errors = await models.reload()
-        for message in errors:
-            print(f"serve: reload kept the old model of {message}", flush=True)
-        return errors
-
-    reloads = set()  # SIGHUP's reloads in flight, held so that none is collected before it ends
-
-    def reload_on_signal() -> None:
-        task = asyncio.ensure_future(reload())
-        reloads.add(task)
-        task.add_done_callback(reported)
-
-    def reported(task: asyncio.Task) -> None:
-        reloads.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            LOG.error("serve: reload failed, the old models answer on: %s", task.exception())
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        app.state.draining = False
-        loop = asyncio.get_running_loop()
-        try:  # SIGHUP reloads every folder (the main thread's loop only)
-            loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
-        warmup = asyncio.create_task(models.start())  # /health answers while the models warm; /ready waits
-        yield
-        for task in (warmup, *reloads):  # uvicorn has finished every request in flight by now
-            task.cancel()
-        await asyncio.gather(warmup, *reloads, return_exceptions=True)
-        await models.stop()
-        preprocess.shutdown()
-
-    info = default.model.info
-    app = FastAPI(title="hfx", description=f"{info.task} with {info.name} ({settings.format})", lifespan=lifespan)
-    app.state.threads = plan
+    info = models.models[models.default].model.info
+    app = FastAPI(
+        title="hfx",
+        description=f"{info.task} with {info.name} ({settings.format})",
+        lifespan=lifespan_of(models, preprocess),
+    )
+    app.state.settings, app.state.models, app.state.metrics, app.state.threads = settings, models, metrics, plan
+    app.state.preprocess, app.state.draining, app.state.logged_problems = preprocess, False, None
     if settings.api_key:
         app.add_middleware(RequireKey, key=settings.api_key)
     if settings.cors_allow_origin:  # outside the key check: a browser's preflight carries no key
         app.add_middleware(CORSMiddleware, **cors_options(settings.cors_allow_origin, TIMING_HEADERS))
     app.add_middleware(RequestLog, metrics=metrics, routes=ROUTES, json_logs=settings.json_logs)
-
-    @app.exception_handler(Rejected)
-    async def rejected(request: Request, exc: Rejected):
-        request.state.rejected = exc.kind
-        return error(exc.status, str(exc), exc.kind)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
-        return error(exc.status_code, str(exc.detail), "Http")
-
-    async def respond(request: Request, served: ServedModel) -> JSONResponse:
-        body = await read_body(request, settings.max_body_bytes)
-        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        answered = await answer(served, body, content_type, settings, preprocess)
-        request.state.log, request.state.timing = answered.log, answered.timing
-        return JSONResponse(answered.body)
-
-    @app.post("/predict", openapi_extra=PREDICT_BODY)
-    async def predict(request: Request):
-        """Per input, labels with scores, best first (text and image classification) or entity spans (token
-        classification): one result for an input, a list of them for a list of inputs. Image models also take
-        one image as the raw body (`Content-Type: image/png`, `image/jpeg`...). Answered by the default model."""
-        return await respond(request, default)
-
-    @app.post("/models/{name}/predict", openapi_extra=PREDICT_BODY)
-    async def predict_with(name: str, request: Request):
-        """/predict, answered by the model named `name` (GET /models lists them)."""
-        if name not in models.models:
-            raise Rejected(404, f"no model named '{name}'; models: {', '.join(models.models)}", "NotFound")
-        return await respond(request, models.models[name])
-
-    @app.get("/models")
-    async def list_models():
-        return {"default": models.default, "models": [model_entry(served) for served in models.models.values()]}
-
-    logged_problems = [None]  # what /health last logged, so that a probe every few seconds logs a change once
-
-    @app.get("/health")
-    async def health(request: Request):
-        """Liveness: 503 when a model cannot answer (its batcher stopped, or a file it reads is gone). It needs no
-        key: without one it says only what failed; the models and files go to the log (and to a caller with the
-        key)."""
-        problems = [p for p in (served.problem() for served in models.models.values()) if p]
-        if not problems:
-            return {"status": "ok"}
-        detail = "; ".join(full for _, full in problems)
-        if detail != logged_problems[0]:
-            LOG.warning("serve: unhealthy: %s", detail)
-            logged_problems[0] = detail
-        said = (
-            detail if has_key(request, settings.api_key) else "; ".join(dict.fromkeys(short for short, _ in problems))
-        )
-        return JSONResponse({"status": "unhealthy", "error": said}, status_code=503)
-
-    @app.get("/ready")
-    async def ready():
-        """Readiness: 503 until every model is warm, while draining after SIGTERM, and when unhealthy."""
-        problems = [full for _, full in filter(None, (served.problem() for served in models.models.values()))]
-        warming = [served.name for served in models.models.values() if not served.ready]
-        reason = (
-            "draining"
-            if app.state.draining
-            else "; ".join(problems) or (f"warming up: {', '.join(warming)}" if warming else None)
-        )
-        if reason:
-            return JSONResponse({"status": "unready", "reason": reason}, status_code=503)
-        return {"status": "ready"}
-
-    @app.get("/info")
-    async def describe():
-        model = default.model
-        return {
-            "model_id": model.info.name,
-            "model_folder": str(model.info.folder),
-            "task": model.info.task,
-            "labels": model.info.labels,
-            "format": settings.format,
-            "max_input_length": model.info.max_length,
-            "test_metrics": model.info.test_metrics,
-            "temperature": model.info.temperature,
-            **({"thresholds": dict(zip(model.info.labels, model.info.thresholds))} if model.info.thresholds else {}),
-            "models": list(models.models),
-            "auth": bool(settings.api_key),
-            "threads": asdict(plan),
-            **{k: v for k, v in asdict(settings).items() if k.startswith("max_")},
-        }
-
-    @app.get("/metrics")
-    async def prometheus():
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    if settings.api_key:  # without a key anyone could make the server reload
-
-        @app.post("/admin/reload")
-        async def admin_reload():
-            """Every model's folder read again, warmed and swapped in; requests in flight finish on the old one."""
-            errors = await reload()
-            if errors:  # the folder cannot be loaded as it is now; the old model goes on answering
-                return error(422, f"reload kept the old model of {'; '.join(errors)}", "Reload")
-            return {"reloaded": list(models.models)}
-
+    app.add_exception_handler(Rejected, rejected)
+    app.add_exception_handler(HTTPException, http_error)
+    app.include_router(router)
+    if settings.api_key:
+        app.include_router(admin)
     return app
 
 
-ROUTES = {
-    "/predict",
-    "/models/{name}/predict",
-    "/models",
-    "/health",
-    "/ready",
-    "/info",
-    "/metrics",
-    "/admin/reload",
-    "/docs",
-    "/openapi.json",
-}
+async def rejected(request: Request, exc: Rejected):
+    request.state.rejected = exc.kind
+    return error(exc.status, str(exc), exc.kind)
+
+
+async def http_error(request: Request, exc: HTTPException):
+    return error(exc.status_code, str(exc.detail), "Http")
 
 
 def parse_args(argv=None, prog: str = "python -m hfx.serve") -> Settings:
@@ -303,41 +155,6 @@ def parse_args(argv=None, prog: str = "python -m hfx.serve") -> Settings:
     return settings
 
 
-class DrainingServer:
-    """uvicorn's Server, told that on SIGTERM /ready answers 503 for --drain-s seconds before it stops taking
-    requests, so a load balancer stops sending them first (Kubernetes' readiness probe)."""
-
-    def __init__(self, app, settings: Settings):
-        import uvicorn
-
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,  # RequestLog writes one line per request
-            log_level="warning",
-            timeout_graceful_shutdown=30,
-        )
-        self.server, self.app, self.drain_s = uvicorn.Server(config), app, settings.drain_s
-        handle_exit = self.server.handle_exit
-
-        def drain_then_exit(sig, frame):
-            if sig == signal.SIGTERM and self.drain_s > 0 and not app.state.draining:
-                app.state.draining = True
-                self.server._captured_signals.append(sig)  # re-raised after shutdown: exit code 0 (main)
-                threading.Timer(self.drain_s, lambda: setattr(self.server, "should_exit", True)).start()
-                return
-            app.state.draining = True
-            handle_exit(sig, frame)
-
-        self.server.handle_exit = drain_then_exit
-
-    def run(self) -> None:
-        self.server.run()
-
-
 def main(argv=None, prog: str = "python -m hfx.serve") -> None:
     quiet_other_pools()
     settings = parse_args(argv, prog)
@@ -356,7 +173,7 @@ def main(argv=None, prog: str = "python -m hfx.serve") -> None:
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler it found: with
     # this one, a finished shutdown exits 0, as process managers expect of a clean stop.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    DrainingServer(app, settings).run()
+    DrainingServer(app, settings.host, settings.port, settings.drain_s).run()
 
 
 if __name__ == "__main__":

@@ -90,7 +90,8 @@ def test_documented_command_is_valid(document, command):
         for option in (w.split("=", 1)[0] for w in words[3:] if w.startswith("--")):
             assert option in help_text.stdout, f"{document}: {command}: {words[2]} has no {option}"
     elif words[0] == "curl":
-        from hfx.serve import ROUTES, PredictRequest
+        from hfx.serving.requests import PredictRequest
+        from hfx.serving.routes import ROUTES
 
         url = next(w for w in words if "localhost:" in w or "127.0.0.1:" in w)
         templates = [re.sub(r"\{\w+\}", "[^/]+", route) for route in ROUTES]  # /models/{name}/predict
