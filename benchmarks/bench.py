@@ -31,7 +31,7 @@ from sklearn.model_selection import train_test_split
 from transformers import AutoModelForSequenceClassification
 
 from hfx.serving.folder import FORMATS
-from hfx.serving.model import LoadedModel
+from hfx.serving.loaded_model import LoadedModel
 from hfx.training.params import load_params
 from hfx.training.sources import model_path
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from datasets import load_from_disk
 
-from hfx.training.adapters import get_task
+from hfx.training.adapters import get_adapter
 from hfx.training.calibration import expected_calibration_error, fit_temperature, nll, probabilities, scored
 from hfx.training.params import load_params
 from stages.evaluate import predict
@@ -26,7 +26,7 @@ RESAMPLES = 1000
 def main() -> None:
     params = load_params()
     splits = load_from_disk(params.paths.processed)
-    task = get_task(params.task)
+    task = get_adapter(params.task)
     (test_logits, test_labels, _), (val_logits, val_labels, _) = predict(
         params.paths.finetuned, [splits["test"], splits["validation"]], task, params.evaluate.batch_size
     )

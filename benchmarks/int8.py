@@ -27,7 +27,7 @@ from datasets import load_from_disk
 from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding
 
 from hfx.serving.folder import ACTIVATION_RANGES, FORMATS
-from hfx.serving.model import LoadedModel
+from hfx.serving.loaded_model import LoadedModel
 from hfx.training.onnx_export import batches, quantize
 from hfx.training.params import load_params
 

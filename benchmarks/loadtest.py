@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.wrk_runner import ensure_wrk, resident_mb, start, stop, wrk
-from hfx.serving.model import LoadedModel
+from hfx.serving.loaded_model import LoadedModel
 from hfx.serving.threads import quiet_other_pools
 
 ROOT = Path(__file__).resolve().parents[1]

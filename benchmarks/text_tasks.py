@@ -167,13 +167,13 @@ def latency(names: list[str], count: int = 100) -> None:
     import statistics
     import time
 
-    from hfx.serving.model import LoadedModel
-    from hfx.training.adapters import get_task
+    from hfx.serving.loaded_model import LoadedModel
+    from hfx.training.adapters import get_adapter
 
     models = {name: LoadedModel(WORK / name / "models/export", "int8") for name in names}
     first = models[names[0]]
     raw = load_dataset("parquet", data_files=str(WORK / names[0] / "data/raw/test.parquet"))["train"]
-    inputs = get_task(first.info.task).served_inputs(raw.select(range(min(count, len(raw)))))
+    inputs = get_adapter(first.info.task).served_inputs(raw.select(range(min(count, len(raw)))))
     times = {name: [] for name in names}
     for model in models.values():
         model.predict(inputs[:2])  # warm-up

@@ -9,8 +9,8 @@ classifier, {"text", "entities": [{entity_group, score, word, start, end}]} for 
 {"question", "context", "answer", "score", "start", "end"} for question answering (a table's `--question-column`
 and `--context-column`). A .csv
 or .parquet --output keeps the input's columns and adds those fields (`predicted_label` where the input has a
-`label` already). Rows are read, labelled and written a window at a time, so memory does not grow with the
-input; within a window they are sorted by length and batched, each batch padded to its own longest row. Needs
+`label` already). Rows are read, labelled and written a chunk at a time, so memory does not grow with the
+input; within a chunk they are sorted by length and batched, each batch padded to its own longest row. Needs
 only the model folder (never params.yaml): models/export, or what `dvc get`/`dvc import` of it gives.
 """
 
@@ -22,10 +22,10 @@ from pathlib import Path
 from hfx.serving.folder import FORMATS, ModelError
 from hfx.serving.handlers.interface import Handler
 from hfx.serving.input_errors import InputError
-from hfx.serving.model import LoadedModel
-from hfx.serving.tables import TABLES, Output, TableError, parquet_rows, read_windows
+from hfx.serving.loaded_model import LoadedModel
+from hfx.serving.tables import TABLES, Output, TableError, parquet_rows, read_chunks
 
-WINDOW = 4096  # inputs read, encoded, labelled and written at a time
+CHUNK = 4096  # inputs read, encoded, labelled and written at a time
 
 
 class PredictError(Exception):
@@ -96,8 +96,8 @@ def option(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def windows(args, handler: Handler):
-    """(items, the table's rows or None) a window at a time, and the number of items where it is known. A table's
+def input_chunks(args, handler: Handler):
+    """(items, the table's rows or None) a chunk at a time, and the number of items where it is known. A table's
     item is its `handler.table_columns` cell, or a list of their cells (a text pair; a question and a context)."""
     images = handler.input_field == "image"
     columns = [getattr(args, key) for key in handler.table_columns]
@@ -105,11 +105,11 @@ def windows(args, handler: Handler):
     source = Path(args.inputs[0])
     if args.inputs == ["-"]:
         lines = (line.rstrip("\r\n") for line in sys.stdin)
-        return iter(lambda: (list(islice(lines, WINDOW)), None), ([], None)), None
+        return iter(lambda: (list(islice(lines, CHUNK)), None), ([], None)), None
     if len(args.inputs) == 1 and source.suffix.lower() in TABLES and source.is_file():
 
-        def table_windows():
-            for frame in read_windows(source, column, option(handler.table_columns[0]), WINDOW, more):
+        def table_chunks():
+            for frame in read_chunks(source, column, option(handler.table_columns[0]), CHUNK, more):
                 items = frame[column].tolist()
                 if len(columns) > 1:
                     items = [list(cells) for cells in zip(*(frame[name].tolist() for name in columns))]
@@ -117,13 +117,13 @@ def windows(args, handler: Handler):
                     items = [str(source.parent / i) if isinstance(i, str) and i.strip() else i for i in items]
                 yield items, frame
 
-        return table_windows(), parquet_rows(source)
+        return table_chunks(), parquet_rows(source)
     items = args.inputs
     if len(args.inputs) == 1 and images and source.is_dir():
         items = image_files(source)
         if not items:
             raise PredictError(f"no image files in the folder {source}")
-    return ((items[i : i + WINDOW], None) for i in range(0, len(items), WINDOW)), len(items)
+    return ((items[i : i + CHUNK], None) for i in range(0, len(items), CHUNK)), len(items)
 
 
 def main(argv=None, prog: str = "python -m hfx.predict") -> None:
@@ -167,7 +167,7 @@ def label(args) -> None:
 
     from tqdm import tqdm
 
-    source, total = windows(args, handler)
+    source, total = input_chunks(args, handler)
     seen = labelled = 0
     names = handler.column_names(args.all_scores)
     with tqdm(total=total, unit=handler.input_field, disable=not table_input, file=sys.stderr) as bar, out:

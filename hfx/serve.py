@@ -26,9 +26,9 @@ from hfx.serving.access import RequireKey, cors_options
 from hfx.serving.batcher import Rejected
 from hfx.serving.folder import FORMATS, ModelError
 from hfx.serving.lifecycle import DrainingServer, lifespan_of
-from hfx.serving.models import Batching, ModelSet
 from hfx.serving.requests import error
 from hfx.serving.routes import ROUTES, admin, router
+from hfx.serving.served_models import Batching, ModelSet
 from hfx.serving.telemetry import TIMING_HEADERS, Metrics, RequestLog, configure_logging
 from hfx.serving.threads import plan_threads, quiet_other_pools
 

@@ -8,7 +8,7 @@ sizes, duplicates in train, and leakage, the validation and test rows that also 
 import sys
 from pathlib import Path
 
-from hfx.training.adapters import get_task
+from hfx.training.adapters import get_adapter
 from hfx.training.adapters.common import BATCH_ROWS, FIXED
 from hfx.training.artifacts import atomic_dir, write_json
 from hfx.training.data_card import data_card
@@ -19,7 +19,7 @@ from hfx.training.splits import build_splits
 
 def main() -> None:
     params = load_params()
-    data, task = params.data, get_task(params.task)
+    data, task = params.data, get_adapter(params.task)
     loaded, read = load_source(data)
 
     splits, origin, dropped, unused = build_splits(loaded, data, task)

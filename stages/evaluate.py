@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from datasets import load_dataset
 
-from hfx.training.adapters import get_task
+from hfx.training.adapters import get_adapter
 from hfx.training.adapters.common import scored
 from hfx.training.adapters.interface import TaskAdapter
 from hfx.training.artifacts import atomic_dir, atomic_file, write_json
@@ -47,7 +47,7 @@ def confusions(predictions: pd.DataFrame, count: int = 5) -> dict:
 
 def main() -> None:
     params = load_params()
-    task, paths = get_task(params.task), params.paths
+    task, paths = get_adapter(params.task), params.paths
     splits = ("train", "test", "validation")
     raw = load_dataset("parquet", data_files={split: f"{paths.raw}/{split}.parquet" for split in splits})
 

@@ -12,7 +12,7 @@ import torch
 from datasets import load_dataset, load_from_disk
 
 from hfx.serving.folder import CALIBRATION_FILE, CALIBRATION_KEYS, FORMATS
-from hfx.training.adapters import get_task
+from hfx.training.adapters import get_adapter
 from hfx.training.artifacts import atomic_dir, read_json, write_json
 from hfx.training.model_card import render_model_card, write_figures
 from hfx.training.onnx_export import batches, export_onnx, quantize
@@ -24,7 +24,7 @@ FITTED_BY = {"temperature": "log loss", "thresholds": "each label's F1"}  # what
 
 def main() -> None:
     params = load_params()
-    task, paths, ex = get_task(params.task), params.paths, params.export
+    task, paths, ex = get_adapter(params.task), params.paths, params.export
     threads = torch.get_num_threads()  # onnxruntime gets as many as PyTorch, for a fair latency comparison
     validation = load_from_disk(paths.processed)["validation"]
     raw_test = load_dataset("parquet", data_files={"test": f"{paths.raw}/test.parquet"})["test"]

@@ -18,7 +18,7 @@ from datasets import load_from_disk
 from dvclive import Live
 from transformers import EarlyStoppingCallback, Trainer, set_seed
 
-from hfx.training.adapters import get_task
+from hfx.training.adapters import get_adapter
 from hfx.training.adapters.interface import TaskAdapter
 from hfx.training.artifacts import atomic_dir, read_json, write_json
 from hfx.training.as_is import model_as_is
@@ -69,7 +69,7 @@ def keep_as_is(params: Params, task: TaskAdapter, label2id: dict) -> None:
 
 def main() -> None:
     params = load_params()
-    task, paths, ft = get_task(params.task), params.paths, params.finetune
+    task, paths, ft = get_adapter(params.task), params.paths, params.finetune
     labels = read_json(f"{paths.processed}/labels.json")
     if ft.epochs == 0:
         return keep_as_is(params, task, labels["label2id"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from datasets import load_dataset
 
-from hfx.training.adapters import get_task
+from hfx.training.adapters import get_adapter
 from hfx.training.adapters.common import BATCH_ROWS, column_batches, column_sum
 from hfx.training.artifacts import atomic_dir, read_json, save_datasets, write_json
 from hfx.training.data_card import label_balance, length_card, length_histogram
@@ -23,7 +23,7 @@ from hfx.training.splits import SPLITS, both_orders
 
 def main() -> None:
     params = load_params()
-    task, raw = get_task(params.task), Path(params.paths.raw)
+    task, raw = get_adapter(params.task), Path(params.paths.raw)
     task.check_settings(params.model, params.preprocess)
     processor = task.load_processor(params.model)
 

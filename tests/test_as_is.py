@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from hfx.training.adapters import get_task
+from hfx.training.adapters import get_adapter
 from hfx.training.as_is import matched_rows, model_as_is
 from hfx.training.params import Model, ParamsError
 from tests.conftest import ROOT, commit_all, make_repo, run, stage_env
@@ -23,7 +23,7 @@ def test_labels_match_by_name_then_ignoring_case_and_missing_ones_are_listed():
 
 
 def test_a_model_without_a_head_or_labels_is_refused_in_one_line(exported_model, tiny_model):
-    task = get_task("text-classification")
+    task = get_adapter("text-classification")
     with pytest.raises(ParamsError, match="has no classification head"):
         model_as_is(task, Model(name=str(tiny_model)), {"neg": 0, "pos": 1})
     with pytest.raises(ParamsError, match=r"no label \['good'\]"):

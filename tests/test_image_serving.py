@@ -158,7 +158,7 @@ def test_a_center_cropping_processor_is_refused_in_one_line_when_the_model_loads
     import json
 
     from hfx.serving.folder import ModelError
-    from hfx.serving.model import LoadedModel
+    from hfx.serving.loaded_model import LoadedModel
 
     (tmp_path / "config.json").write_text(
         json.dumps({"architectures": ["ConvNextForImageClassification"], "id2label": {"0": "a", "1": "b"}})

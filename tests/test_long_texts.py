@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from hfx.serving.folder import LONG_TEXTS, ModelError, ModelInfo
-from hfx.serving.model import LoadedModel, all_windows
+from hfx.serving.loaded_model import LoadedModel, all_windows
 from hfx.tasks import TASKS
 from tests.conftest import FILLER, NEGATIVE, POSITIVE, ROOT, TINY_TRAINING, frames_repo, run
 from tests.test_serve import Server
@@ -203,7 +203,7 @@ def test_chunk_and_truncate_tag_a_sentence_that_fits_alike(tiny_ner_model):
 def test_training_windows_tag_each_word_at_its_first_sub_token(tiny_ner_model):
     from transformers import AutoTokenizer
 
-    from hfx.training.adapters import get_task
+    from hfx.training.adapters import get_adapter
     from hfx.training.params import Preprocess
 
     words = SENTENCE.split()
@@ -211,7 +211,9 @@ def test_training_windows_tag_each_word_at_its_first_sub_token(tiny_ner_model):
     tokenizer = AutoTokenizer.from_pretrained(tiny_ner_model)
     label2id = {tag: i for i, tag in enumerate(TAGS)}
     settings = Preprocess(max_length=MAX_LENGTH, long_texts="chunk", stride=STRIDE)
-    rows = get_task("token-classification").tokenize({"tokens": [words], "tags": [tags]}, tokenizer, settings, label2id)
+    rows = get_adapter("token-classification").tokenize(
+        {"tokens": [words], "tags": [tags]}, tokenizer, settings, label2id
+    )
     windows = tokenizer(
         [words],
         is_split_into_words=True,

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from hfx.training.adapters import get_task
+from hfx.training.adapters import get_adapter
 from hfx.training.model_card import card_data
 from hfx.training.params import PARAMS_FILE, validate
 
@@ -30,7 +30,7 @@ def params_with(raw: dict, **sections):
 
 def test_a_packaged_model_and_a_hub_dataset_are_written_as_the_hub_ids_they_stand_for(default_raw):
     params = params_with(default_raw, data={"source": "hf:stanfordnlp/sst2", "config": "default"})
-    data = card_data(params, get_task(params.task), SCORES, {"read": {"hub_commit": COMMIT}})
+    data = card_data(params, get_adapter(params.task), SCORES, {"read": {"hub_commit": COMMIT}})
     assert data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
     assert data.license == "apache-2.0"  # from the packaged model's own card
     assert data.datasets == ["stanfordnlp/sst2"]
@@ -50,11 +50,11 @@ def test_what_has_no_hub_id_is_not_given_one(default_raw, tiny_model):
     """A local model folder and a packaged data file have no Hub id; a model trained from scratch
     (`model.init: random`) does not start from its base model's weights, so the card claims none."""
     params = params_with(default_raw, model={"name": str(tiny_model)})
-    data = card_data(params, get_task(params.task), SCORES, {"read": {}})
+    data = card_data(params, get_adapter(params.task), SCORES, {"read": {}})
     assert data.base_model is None and data.datasets is None and data.license is None
     assert data.eval_results[0].dataset_name == "rotten_tomatoes_corpus_full.csv.bz2"
     scratch = params_with(default_raw, model={"init": "random"})
-    assert card_data(scratch, get_task(scratch.task), SCORES, {"read": {}}).base_model is None
+    assert card_data(scratch, get_adapter(scratch.task), SCORES, {"read": {}}).base_model is None
 
 
 def test_the_exported_card_parses_as_the_hub_reads_it(exported_model):

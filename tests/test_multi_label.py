@@ -245,7 +245,7 @@ def test_a_rare_labels_tiny_threshold_is_stored_as_fitted_and_given_to_its_one_r
 @pytest.mark.parametrize("threshold", [0.0, 1.0, 1, 2.5, -0.1, None, True])
 def test_a_folder_refuses_a_threshold_that_gives_a_label_to_every_input_or_to_none(exported_model, threshold):
     from hfx.serving.folder import ModelError
-    from hfx.serving.model import LoadedModel
+    from hfx.serving.loaded_model import LoadedModel
 
     with pytest.raises(ModelError, match="invalid thresholds: expected {<label>: <a score above 0 and below 1>}"):
         LoadedModel(exported_model, "fp32", 1, {"thresholds": {"pos": threshold}})
@@ -253,7 +253,7 @@ def test_a_folder_refuses_a_threshold_that_gives_a_label_to_every_input_or_to_no
 
 def test_the_folders_thresholds_decide_the_labels_and_bad_ones_are_refused(multi_label_run, tmp_path):
     from hfx.serving.folder import ModelError
-    from hfx.serving.model import LoadedModel
+    from hfx.serving.loaded_model import LoadedModel
 
     folder = Path(shutil.copytree(multi_label_run / "models/export", tmp_path / "folder"))  # real files, no links
     text = "the film was " + POSITIVE[0]
@@ -278,7 +278,7 @@ def test_a_new_head_starts_at_each_labels_share_of_train(tmp_path, tiny_model, c
     import torch
     from datasets import Dataset
 
-    from hfx.training.adapters import get_task
+    from hfx.training.adapters import get_adapter
     from hfx.training.as_is import output_layer
     from hfx.training.params import load_params
     from hfx.training.trainer_setup import starting_model
@@ -291,7 +291,7 @@ def test_a_new_head_starts_at_each_labels_share_of_train(tmp_path, tiny_model, c
     names = ["complaint", "ending", "praise"]
     labels = {"label2id": {name: i for i, name in enumerate(names)}, "id2label": dict(enumerate(names))}
     train = Dataset.from_dict({"labels": [[1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 0, 1]]})
-    model = starting_model(get_task(params.task), params, labels, announce=False, train=train)
+    model = starting_model(get_adapter(params.task), params, labels, announce=False, train=train)
     start = torch.sigmoid(output_layer(model, 3).bias).tolist()
     # Unweighted, each label starts at its share of rows; balanced weighs positives as negatives: a half.
     expected = [0.75, 0.25, 0.25] if class_weights is None else [0.5, 0.5, 0.5]

@@ -117,10 +117,10 @@ def test_stand_alone_check_exits_non_zero_with_one_line(tmp_path, raw):
 
 def test_every_task_of_the_registry_has_an_adapter_and_a_handler_and_the_schema_takes_it(raw):
     from hfx.tasks import TASKS
-    from hfx.training.adapters import get_task
+    from hfx.training.adapters import get_adapter
 
     for name, task in TASKS.items():
-        assert get_task(name).name == name and task.handler_class().__name__.endswith("Handler")
+        assert get_adapter(name).name == name and task.handler_class().__name__.endswith("Handler")
         assert validate({**raw, "task": name, "data": {**raw["data"], "label_names": None}}).task == name
 
 
@@ -131,11 +131,11 @@ def test_every_adapter_and_handler_has_every_member_of_its_interface():
 
     from hfx.serving.handlers.interface import Handler
     from hfx.tasks import TASKS
-    from hfx.training.adapters import get_task
+    from hfx.training.adapters import get_adapter
     from hfx.training.adapters.interface import TaskAdapter
 
     for interface, implementations in (
-        (TaskAdapter, {name: get_task(name) for name in TASKS}),
+        (TaskAdapter, {name: get_adapter(name) for name in TASKS}),
         (Handler, {name: task.handler_class() for name, task in TASKS.items()}),
     ):
         members = typing._get_protocol_attrs(interface)
@@ -173,7 +173,7 @@ def test_a_stage_imports_only_its_own_tasks_adapter():
         [
             sys.executable,
             "-c",
-            "import sys; from hfx.training.adapters import get_task; get_task('text-classification');"
+            "import sys; from hfx.training.adapters import get_adapter; get_adapter('text-classification');"
             "print(' '.join(m for m in sys.modules if m.startswith('hfx.training.adapters.') or m == 'seqeval'))",
         ],
         cwd=ROOT,

@@ -200,7 +200,7 @@ def test_a_folder_that_cuts_long_texts_on_the_left_is_cut_there(exported_model, 
 
     from transformers import AutoTokenizer
 
-    from hfx.serving.model import LoadedModel
+    from hfx.serving.loaded_model import LoadedModel
 
     folder = Path(shutil.copytree(exported_model, tmp_path / "left"))
     config = json.loads((folder / "tokenizer_config.json").read_text())

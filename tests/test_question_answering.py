@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from datasets import Dataset
 
-from hfx.serving.model import LoadedModel
+from hfx.serving.loaded_model import LoadedModel
 from hfx.tasks import TASKS
-from hfx.training.adapters import get_task
+from hfx.training.adapters import get_adapter
 from hfx.training.params import ParamsError, load_params
 from hfx.training.sources import load_source
 from hfx.training.splits import build_splits
@@ -468,7 +468,7 @@ def test_the_longest_answer_is_what_99_percent_of_train_answers_fit_unless_set(t
         row["context"] = f"{row['context']} {long} ."
         row["answers"] = {"text": [long], "answer_start": [row["context"].index(long)]}
     train = Dataset.from_list(rows)
-    task, tokenizer = get_task("question-answering"), AutoTokenizer.from_pretrained(tiny_qa_model)
+    task, tokenizer = get_adapter("question-answering"), AutoTokenizer.from_pretrained(tiny_qa_model)
     longest = len(tokenizer(" ".join(["the river runs past old houses"] * 4), add_special_tokens=False)["input_ids"])
     settings = load_params(ROOT / "params.yaml").evaluate
     assert settings.max_answer_length == "auto"
@@ -481,7 +481,7 @@ def test_the_longest_answer_is_what_99_percent_of_train_answers_fit_unless_set(t
 def test_training_windows_point_at_the_answer_or_at_cls(tiny_qa_model):
     from transformers import AutoTokenizer
 
-    task, tokenizer = get_task("question-answering"), AutoTokenizer.from_pretrained(tiny_qa_model)
+    task, tokenizer = get_adapter("question-answering"), AutoTokenizer.from_pretrained(tiny_qa_model)
     rows = make_articles(20, seed=5, filler=(30, 120))
     batch = {key: list(rows[key]) for key in ("question", "context", "answers")}
     settings = load_params(ROOT / "params.yaml").preprocess.model_copy(update={"max_length": 48, "stride": 16})
@@ -503,7 +503,7 @@ def test_training_windows_point_at_the_answer_or_at_cls(tiny_qa_model):
 def standardized(rows: list[dict], capsys, **data):
     params = load_params(ROOT / "params.yaml")
     settings = params.data.model_copy(update=data)
-    kept, counts = get_task("question-answering").standardize(Dataset.from_list(rows), settings, "train")
+    kept, counts = get_adapter("question-answering").standardize(Dataset.from_list(rows), settings, "train")
     return kept, counts, [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
 
 
@@ -547,7 +547,7 @@ def test_carved_splits_keep_each_articles_questions_together():
     params = load_params(ROOT / "params.yaml")
     data = params.data.model_copy(update={"validation_size": 0.2, "test_size": 0.2})
     frame = make_articles(30, seed=7)
-    splits, origin, _, _ = build_splits({"train": Dataset.from_pandas(frame)}, data, get_task("question-answering"))
+    splits, origin, _, _ = build_splits({"train": Dataset.from_pandas(frame)}, data, get_adapter("question-answering"))
     titles = {name: set(split["title"]) for name, split in splits.items()}
     assert not titles["train"] & titles["test"] and not titles["train"] & titles["validation"]
     assert not titles["validation"] & titles["test"]

@@ -13,9 +13,9 @@ import pytest
 
 from hfx.serve import Settings
 from hfx.serving.batcher import Rejected
-from hfx.serving.model import LoadedModel
-from hfx.serving.models import Batching, ModelSet
+from hfx.serving.loaded_model import LoadedModel
 from hfx.serving.requests import answer
+from hfx.serving.served_models import Batching, ModelSet
 from hfx.serving.telemetry import Metrics
 from hfx.serving.threads import plan_threads
 
@@ -114,13 +114,13 @@ class FirstWarmUpHeld(ModelSet):
 
     def __init__(self, *args):
         super().__init__(*args)
-        self.release, self.generations = asyncio.Event(), 0
+        self.release, self.loads = asyncio.Event(), 0
 
-    async def generation(self, name, model):
-        self.generations += 1
-        if self.generations == 1:
+    async def warmed(self, name, model):
+        self.loads += 1
+        if self.loads == 1:
             await self.release.wait()
-        return await super().generation(name, model)
+        return await super().warmed(name, model)
 
 
 def test_a_reload_during_the_first_warm_up_waits_for_it_and_is_not_lost(two_models, tmp_path):

@@ -338,7 +338,7 @@ def test_spans_match_the_pipeline_for_any_logits(ner_repo):
     import torch
     from transformers import pipeline
 
-    from hfx.serving.model import LoadedModel
+    from hfx.serving.loaded_model import LoadedModel
 
     repo, _ = ner_repo
     tagger = pipeline("token-classification", model=str(repo / "models/export"), aggregation_strategy="first")
@@ -362,7 +362,7 @@ def test_a_word_is_one_entity_or_none_whatever_its_later_sub_tokens_say(ner_repo
     """A word takes its first sub-token's tag, as training labels it: 'Ouagadougou' (ou ##aga ##dou ##go ##u)
     with B-LOC first is one LOC entity, never 'ou' alone or five; '@SnoopDogg' and 'U.S.' (which the tokenizer
     splits at punctuation) are whole words too. Every other sub-token gets random logits."""
-    from hfx.serving.model import LoadedModel
+    from hfx.serving.loaded_model import LoadedModel
 
     repo, _ = ner_repo
     handler = LoadedModel(repo / "models/export", "fp32").handler
@@ -392,7 +392,7 @@ def test_a_word_is_one_entity_or_none_whatever_its_later_sub_tokens_say(ner_repo
 
 def test_a_word_is_decided_by_its_first_sub_token_and_a_cut_word_by_none(ner_repo):
     """What evaluate scores and calibrates on: one row per word, its first sub-token's logits; NaN past max_length."""
-    from hfx.serving.model import LoadedModel
+    from hfx.serving.loaded_model import LoadedModel
 
     repo, _ = ner_repo
     handler = LoadedModel(repo / "models/export", "fp32").handler

@@ -7,7 +7,7 @@ import signal
 import threading
 from contextlib import asynccontextmanager
 
-from hfx.serving.models import ModelSet
+from hfx.serving.served_models import ModelSet
 from hfx.serving.telemetry import LOG
 
 

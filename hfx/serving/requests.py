@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from hfx.serving.batcher import Rejected
 from hfx.serving.handlers.interface import Handler
 from hfx.serving.input_errors import InputError, TooLarge
-from hfx.serving.model import LoadedModel, all_windows, merged
+from hfx.serving.loaded_model import LoadedModel, all_windows, merged
 
 
 class PredictRequest(BaseModel):
@@ -139,13 +139,13 @@ async def answer(served, body: bytes, content_type: str, limits, preprocess) -> 
     if current is None:
         raise Rejected(503, f"model '{served.name}' is warming up; retry shortly (GET /ready says when)", "Unready")
     loop = asyncio.get_running_loop()
-    with current.use() as generation:  # a reload retires this model only once this request is done
-        model = generation.model
+    with current.use() as pinned:  # a reload retires this model only once this request is done
+        model = pinned.model
         query, items, single, rows = await loop.run_in_executor(preprocess, prepare, model, limits, body, content_type)
         tokenized = time.perf_counter()
         handler = model.handler
         windows = all_windows(handler, rows)  # a long text read in windows runs as several rows
-        window_logits, timing = await generation.batcher.submit(windows)
+        window_logits, timing = await pinned.batcher.submit(windows)
         options = {name: getattr(query, name) for name in query.model_fields_set & handler.options}
         # Off the event loop: decoding a long context's answer spans is real work.
         results = await loop.run_in_executor(preprocess, decoded, handler, window_logits, rows, items, options)

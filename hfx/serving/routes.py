@@ -14,8 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hfx.serving.access import has_key
 from hfx.serving.batcher import Rejected
 from hfx.serving.lifecycle import reload_models
-from hfx.serving.models import ServedModel
 from hfx.serving.requests import PredictRequest, answer, error, read_body
+from hfx.serving.served_models import ServedModel
 from hfx.serving.telemetry import LOG
 
 router = APIRouter()

@@ -1,4 +1,4 @@
-"""Tables read and written a window of rows at a time, so that predict's memory does not grow with the file.
+"""Tables read and written a chunk of rows at a time, so that predict's memory does not grow with the file.
 
 In: .csv, .tsv, .jsonl and .parquet (pandas' chunked readers; pyarrow's row batches). Out: JSON lines to stdout
 or a file, or a .csv or .parquet table, written into a `.partial` sibling that is renamed when every row is in
@@ -17,9 +17,9 @@ class TableError(Exception):
     """A table that cannot be read as asked: one line."""
 
 
-def read_windows(path: Path, column: str, option: str, rows: int, more: dict | None = None) -> Iterator:
+def read_chunks(path: Path, column: str, option: str, rows: int, more: dict | None = None) -> Iterator:
     """The table's rows, `rows` at a time, as DataFrames indexed by row number (0 first); fails on the first
-    window when `column` (or a column of `more`, {column: its option}) is missing."""
+    chunk when `column` (or a column of `more`, {column: its option}) is missing."""
     wanted = {column: option, **{name: flag for name, flag in (more or {}).items() if name}}
     import pandas as pd
 
@@ -69,7 +69,7 @@ def _require(wanted: dict, columns, path: Path) -> None:
 
 
 class Output:
-    """Where results go, a window at a time: stdout (JSON lines), or a .jsonl, .csv or .parquet file."""
+    """Where results go, a chunk at a time: stdout (JSON lines), or a .jsonl, .csv or .parquet file."""
 
     def __init__(self, path: str | None):
         self.path = Path(path) if path else None
@@ -91,7 +91,7 @@ class Output:
         (self.file or sys.stdout).write(text)
 
     def table(self, frame) -> None:
-        """Rows of a table, its columns in the order of the first window."""
+        """Rows of a table, its columns in the order of the first chunk."""
         if self.columns is None:
             self.columns = list(frame.columns)
         frame = frame.reindex(columns=self.columns)

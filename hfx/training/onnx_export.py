@@ -1,5 +1,5 @@
 """Write a fine-tuned model as ONNX and int8 ONNX (the export stage). Running any format is the serving half's
-job (hfx.serving.model), so what export measures is what predict and serve run.
+job (hfx.serving.loaded_model), so what export measures is what predict and serve run.
 """
 
 from pathlib import Path

@@ -13,7 +13,7 @@ import numpy as np
 from datasets import Dataset
 
 from hfx.serving.input_errors import InputError
-from hfx.serving.model import LoadedModel
+from hfx.serving.loaded_model import LoadedModel
 from hfx.training.adapters.interface import TaskAdapter
 from hfx.training.params import StageError
 

@@ -20,9 +20,9 @@ def adapter_module(name: str) -> str:
 
 
 @cache
-def get_task(name: str) -> TaskAdapter:
+def get_adapter(name: str) -> TaskAdapter:
     """The adapter of task `name` (one instance per process; adapters hold no state)."""
     return TASKS[name].adapter_class()()
 
 
-__all__ = ["TaskAdapter", "adapter_module", "get_task"]
+__all__ = ["TaskAdapter", "adapter_module", "get_adapter"]

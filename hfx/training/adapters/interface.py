@@ -1,6 +1,6 @@
 """What the stages ask of a task, in one place: the adapter interface every task's adapter implements.
 
-A stage holds a `TaskAdapter` (from `get_task(params.task)`) and never branches on the task's name. The
+A stage holds a `TaskAdapter` (from `get_adapter(params.task)`) and never branches on the task's name. The
 members are grouped by the stage that uses them; `TaskDefaults` (common.py), `TextInputsAdapter` and
 `SingleLabelAdapter` give the defaults most tasks share.
 """

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from hfx.serving.batcher import Batcher
 from hfx.serving.folder import FORMATS, ModelError
-from hfx.serving.model import LoadedModel
+from hfx.serving.loaded_model import LoadedModel
 from hfx.serving.threads import ThreadPlan
 
 
@@ -21,7 +21,7 @@ class Batching:
 
 
 @dataclass
-class Generation:
+class ModelLoad:
     """One load of a model's folder, with the batcher that runs it. `users` counts the requests holding it, so a
     reload retires it only once the last of them has its answer."""
 
@@ -50,7 +50,7 @@ class ServedModel:
     name: str
     folder: str
     loaded: LoadedModel  # the first load; `current` runs it once the service has started
-    current: Generation | None = None
+    current: ModelLoad | None = None
     ready: bool = False
 
     @property
@@ -86,7 +86,7 @@ class ModelSet:
     def load(self, folder: str) -> LoadedModel:
         return LoadedModel(folder, self.format, self.threads.onnx)
 
-    async def generation(self, name: str, model: LoadedModel) -> Generation:
+    async def warmed(self, name: str, model: LoadedModel) -> ModelLoad:
         """A batcher for `model`, running, and the model warmed up in its worker thread (a model that fails its
         warm-up leaves no batcher behind)."""
         b = self.batching
@@ -99,19 +99,19 @@ class ModelSet:
             self.metrics.for_model(name),
             self.threads.parallel_calls,
         )
-        generation = Generation(model, batcher, asyncio.create_task(batcher.run()))
+        load = ModelLoad(model, batcher, asyncio.create_task(batcher.run()))
         try:
             await warm(batcher, model)
         except BaseException:
-            await generation.retire()
+            await load.retire()
             raise
-        return generation
+        return load
 
     async def start(self) -> None:
         """Each model warmed up in turn; a model is ready once it is warm. A reload that comes meanwhile waits."""
         async with self.reloading:
             for served in self.models.values():
-                served.current = await self.generation(served.name, served.loaded)
+                served.current = await self.warmed(served.name, served.loaded)
                 served.ready = True
 
     async def reload(self) -> list[str]:
@@ -123,12 +123,12 @@ class ModelSet:
             for served in self.models.values():
                 try:
                     fresh = await asyncio.to_thread(self.load, served.folder)
-                    generation = await self.generation(served.name, fresh)
+                    load = await self.warmed(served.name, fresh)
                 except Exception as exc:  # noqa: BLE001 - whatever is wrong with the folder, the old model answers on
                     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     errors.append(f"{served.name}: {reason}")
                     continue
-                old, served.current = served.current, generation
+                old, served.current = served.current, load
                 served.ready = True
                 if old is not None:  # None: its first warm-up failed; this load takes its place
                     await old.retire()
