@@ -10,25 +10,22 @@ from pathlib import Path
 
 from hfx.training.adapters import get_adapter
 from hfx.training.adapters.common import BATCH_ROWS, FIXED
+from hfx.training.adapters.interface import TaskAdapter
 from hfx.training.artifacts import atomic_dir, write_json
 from hfx.training.data_card import data_card
-from hfx.training.params import load_params, run_stage
+from hfx.training.params import Params, load_params, run_stage
 from hfx.training.sources import load_source
 from hfx.training.splits import build_splits
 
 
-def main() -> None:
-    params = load_params()
-    data, task = params.data, get_adapter(params.task)
-    loaded, read = load_source(data)
-
-    splits, origin, dropped, unused = build_splits(loaded, data, task)
-
-    manifest = {
+def manifest_of(params: Params, task: TaskAdapter, loaded: dict, read: list, built: tuple) -> dict:
+    """What was read, from where, and what was kept, dropped or repaired in each split."""
+    splits, origin, dropped, unused = built
+    return {
         "task": params.task,
-        "source": data.source,
+        "source": params.data.source,
         "read": read,
-        "columns": task.columns_read(data),
+        "columns": task.columns_read(params.data),
         "splits_in_source": sorted(loaded),
         "splits_unused": unused,
         "splits": {
@@ -43,19 +40,31 @@ def main() -> None:
             name: {k.removeprefix(FIXED): v for k, v in counts.items() if k.startswith(FIXED)}
             for name, counts in dropped.items()
         },
-        "max_samples": data.max_samples,
+        "max_samples": params.data.max_samples,
     }
-    card = data_card(
-        splits, task, {name: split["labels"] for name, split in manifest["splits"].items()}, manifest["dropped"]
-    )
+
+
+def warn_of_leakage(card: dict, data_card_path: str) -> None:
     leaked = card["leakage"]["test_in_train"]
     if leaked["normalised"]:
         print(
             f"warning: data: {leaked['exact']} test rows also appear in train ({leaked['normalised']} once case,"
             " spaces and punctuation are ignored); test scores overstate how the model does on new data"
-            f" ({params.paths.data_card})",
+            f" ({data_card_path})",
             file=sys.stderr,
         )
+
+
+def main() -> None:
+    params = load_params()
+    task = get_adapter(params.task)
+    loaded, read = load_source(params.data)
+    built = build_splits(loaded, params.data, task)
+    splits = built[0]
+    manifest = manifest_of(params, task, loaded, read, built)
+    labels = {name: split["labels"] for name, split in manifest["splits"].items()}
+    card = data_card(splits, task, labels, manifest["dropped"])
+    warn_of_leakage(card, params.paths.data_card)
 
     with atomic_dir(params.paths.raw) as out:
         for name, ds in splits.items():

@@ -23,7 +23,7 @@ from hfx.training.adapters import get_adapter
 from hfx.training.adapters.common import scored
 from hfx.training.adapters.interface import TaskAdapter
 from hfx.training.artifacts import atomic_dir, atomic_file, write_json
-from hfx.training.params import load_params, run_stage
+from hfx.training.params import Params, Paths, load_params, run_stage
 from hfx.training.served_scores import serve_split
 
 
@@ -45,28 +45,60 @@ def confusions(predictions: pd.DataFrame, count: int = 5) -> dict:
     return {f"{gold} -> {predicted}": int(n) for (gold, predicted), n in pairs.head(count).items()}
 
 
+def fitted_on_validation(params: Params, task: TaskAdapter, raw) -> tuple[dict, dict, tuple | None]:
+    """What turns logits into answers, fitted on validation (a temperature, per-label thresholds): the test
+    split only ever measures, answered as the exported folder will answer it. Returns the settings predict and
+    serve take from evaluate's params (question answering's longest answer), those with what was fitted, and
+    validation's (logits, gold) when something was."""
+    settings = task.served_settings(params.evaluate, raw["train"], params.paths.finetuned)
+    calibration, fitted, validation = task.calibration, dict(settings), None
+    if calibration and calibration.fits(params.evaluate):
+        answers = served(task, params.paths.finetuned, raw["validation"], params.evaluate.batch_size)
+        validation = decided(task, answers, raw["validation"])
+        fitted |= calibration.fit(validation, answers.model.info.labels)
+    return settings, fitted, validation
+
+
+def write_outputs(
+    paths: Paths, metrics: dict, calibration: dict, evaluation, errors: pd.DataFrame, plots: dict
+) -> None:
+    """metrics/eval.json, calibration.json, predictions.csv, errors.csv and the plots' files."""
+    write_json(paths.eval_metrics, metrics)
+    write_json(paths.calibration, calibration)
+    with atomic_file(paths.predictions) as partial:
+        evaluation.predictions.to_csv(partial, index=False)
+    with atomic_file(paths.errors) as partial:
+        errors.to_csv(partial, index=False)
+    with atomic_dir(paths.eval_plots) as out:
+        for name, content in plots.items():
+            if isinstance(content, pd.DataFrame):
+                content.to_csv(out / name, index=False)
+            else:
+                (out / name).write_text(json.dumps(content, indent=2) + "\n")
+
+
+def summary(task: TaskAdapter, scores: dict, baseline: dict, calibrated: dict) -> str:
+    line = ", ".join(f"{key} {scores[key]:.4f} (baseline {baseline[key]:.4f})" for key in task.margin_keys)
+    if "ece" in calibrated:
+        line += f"; calibration error {calibrated['ece']:.4f}"
+    if "ece_calibrated" in calibrated:
+        line += f", {calibrated['ece_calibrated']:.4f} at temperature {calibrated['temperature']:g}"
+    if "thresholds" in calibrated:
+        line += f"; {len(calibrated['thresholds'])} label thresholds fitted on validation"
+    return line
+
+
 def main() -> None:
     params = load_params()
     task, paths = get_adapter(params.task), params.paths
     splits = ("train", "test", "validation")
     raw = load_dataset("parquet", data_files={split: f"{paths.raw}/{split}.parquet" for split in splits})
 
-    # What turns logits into answers is fitted on validation (a temperature, per-label thresholds): the test
-    # split only ever measures, answered as the exported folder will answer it.
-    # Settings predict and serve take from evaluate's params travel the same way (question answering's longest answer).
-    settings = task.served_settings(params.evaluate, raw["train"], paths.finetuned)
-    calibration, validation = task.calibration, None
-    fitted = dict(settings)
-    if calibration and calibration.fits(params.evaluate):
-        answers = served(task, paths.finetuned, raw["validation"], params.evaluate.batch_size)
-        validation = decided(task, answers, raw["validation"])
-        fitted |= calibration.fit(validation, answers.model.info.labels)
+    settings, fitted, validation = fitted_on_validation(params, task, raw)
     test = served(task, paths.finetuned, raw["test"], params.evaluate.batch_size, fitted)
     names = test.model.info.labels
     evaluation = task.evaluation(raw["test"], test.results, test.decided, names)
     baseline = task.baseline(raw["train"], raw["test"], validation=raw["validation"])
-    predictions = evaluation.predictions
-    errors = task.worst_errors(predictions, params.evaluate.top_errors)
     metrics = {
         **evaluation.metrics,
         "n_test": len(raw["test"]),
@@ -74,33 +106,16 @@ def main() -> None:
         "margin_over_baseline": {key: evaluation.metrics[key] - baseline[key] for key in task.margin_keys},
     }
     calibrated, reliability_files = {}, {}  # a number (regression) is not a probability to calibrate
-    if calibration:
-        calibrated, reliability_files, test_scores = calibration.report(
+    if task.calibration:
+        calibrated, reliability_files, test_scores = task.calibration.report(
             decided(task, test, raw["test"]), validation, fitted, names
         )
-        metrics |= {**test_scores, "top_confusions": confusions(predictions), "per_class": evaluation.per_class}
-    write_json(paths.eval_metrics, metrics)
-    write_json(paths.calibration, {**settings, **calibrated})
-    with atomic_file(paths.predictions) as partial:
-        predictions.to_csv(partial, index=False)
-    with atomic_file(paths.errors) as partial:
-        errors.to_csv(partial, index=False)
-    with atomic_dir(paths.eval_plots) as out:
-        for name, content in {**evaluation.files, **reliability_files}.items():
-            if isinstance(content, pd.DataFrame):
-                content.to_csv(out / name, index=False)
-            else:
-                (out / name).write_text(json.dumps(content, indent=2) + "\n")
-    scores = ", ".join(
-        f"{key} {evaluation.metrics[key]:.4f} (baseline {baseline[key]:.4f})" for key in task.margin_keys
-    )
-    if "ece" in calibrated:
-        scores += f"; calibration error {calibrated['ece']:.4f}"
-    if "ece_calibrated" in calibrated:
-        scores += f", {calibrated['ece_calibrated']:.4f} at temperature {calibrated['temperature']:g}"
-    if "thresholds" in calibrated:
-        scores += f"; {len(calibrated['thresholds'])} label thresholds fitted on validation"
-    print(f"evaluate: {scores} -> {Path(paths.eval_metrics)}")
+        top_confusions = confusions(evaluation.predictions)
+        metrics |= {**test_scores, "top_confusions": top_confusions, "per_class": evaluation.per_class}
+    errors = task.worst_errors(evaluation.predictions, params.evaluate.top_errors)
+    plots = {**evaluation.files, **reliability_files}
+    write_outputs(paths, metrics, {**settings, **calibrated}, evaluation, errors, plots)
+    print(f"evaluate: {summary(task, evaluation.metrics, baseline, calibrated)} -> {Path(paths.eval_metrics)}")
 
 
 if __name__ == "__main__":

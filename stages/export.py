@@ -13,90 +13,112 @@ from datasets import load_dataset, load_from_disk
 
 from hfx.serving.folder import CALIBRATION_FILE, CALIBRATION_KEYS, FORMATS
 from hfx.training.adapters import get_adapter
+from hfx.training.adapters.interface import TaskAdapter
 from hfx.training.artifacts import atomic_dir, read_json, write_json
-from hfx.training.model_card import render_model_card, write_figures
+from hfx.training.model_card import CardFacts, render_model_card, write_figures
 from hfx.training.onnx_export import batches, export_onnx, quantize
-from hfx.training.params import StageError, load_params, run_stage
+from hfx.training.params import Params, StageError, load_params, run_stage
 from hfx.training.served_scores import largest_difference, median_latency_ms, serve_split
 
 FITTED_BY = {"temperature": "log loss", "thresholds": "each label's F1"}  # what evaluate fits on validation
+
+
+def save_for_pipelines(model, processor, calibration: dict, out) -> None:
+    """The `save_pretrained` folder `transformers.pipeline` loads, and what evaluate fitted to decide answers."""
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    if set(CALIBRATION_KEYS) & set(calibration):  # weights and logits stay as trained
+        fits = [how for key, how in FITTED_BY.items() if key in calibration]  # settings are not fitted
+        fitted = {"fitted_on": f"the validation split, by {fits[0]}"} if fits else {}
+        write_json(out / CALIBRATION_FILE, {**calibration, **fitted})
+
+
+def write_onnx(params: Params, task: TaskAdapter, processor, config, out) -> list[str]:
+    """model.onnx and its int8 copy, as export.* asks; the formats the folder then holds."""
+    paths, ex = params.paths, params.export
+    formats = ["pytorch"]
+    if ex.onnx:
+        eager = task.auto_model.from_pretrained(paths.finetuned, use_safetensors=True, attn_implementation="eager")
+        export_onnx(eager, *task.sample_inputs(processor), out / FORMATS["fp32"], task.logits_axes, task.outputs)
+        formats.append("fp32")
+    if ex.quantize:
+        ranges = None
+        if task.static_int8:  # activation ranges from validation rows: never the test split it is scored on
+            validation = load_from_disk(paths.processed)["validation"]
+            rows = validation.select(range(min(ex.calibration_rows, len(validation))))
+            ranges = [
+                inputs
+                for inputs, _ in batches(rows, task.collator(processor), task.input_names(processor), ex.batch_size)
+            ]
+        quantize(out / FORMATS["fp32"], config, out / FORMATS["int8"], task.quantize_op_types, ranges)
+        formats.append("int8")
+    return formats
+
+
+def scores_per_format(params: Params, task: TaskAdapter, out, served: dict, raw_test, label_names: list) -> tuple:
+    """Each format's scores from its answers to the test inputs, and the PyTorch model's, which the card shows;
+    fails when ONNX disagrees with PyTorch."""
+    ex, formats = params.export, list(served)
+    differences = {fmt: largest_difference(served[fmt].logits, served["pytorch"].logits) for fmt in formats[1:]}
+    if differences.get("fp32", 0.0) > ex.parity_tolerance:
+        raise StageError(
+            f"export: {FORMATS['fp32']} differs from PyTorch by up to {differences['fp32']:.2e} in a"
+            f" logit, over export.parity_tolerance={ex.parity_tolerance:g}; nothing was exported"
+            " (set export.onnx: false to export PyTorch only)"
+        )
+    per_format = {
+        fmt: task.metrics(task.served_pairs(answers.results, raw_test, label_names), label_names)
+        for fmt, answers in served.items()
+    }
+    metrics = {
+        "formats": formats,
+        # every score the card shows, per format: what int8 costs in each, not only the headline
+        **{
+            key: {fmt: scores[key] for fmt, scores in per_format.items()}
+            for key in dict.fromkeys((task.headline, *task.card_metrics))
+            if key in per_format["pytorch"]
+        },
+        "size_mb": {fmt: round((out / FORMATS[fmt]).stat().st_size / 2**20, 2) for fmt in formats},
+        **{f"{fmt}_max_abs_logit_diff": value for fmt, value in differences.items()},
+        "n_test": len(raw_test),
+    }
+    return metrics, per_format["pytorch"]
+
+
+def write_card(params: Params, task: TaskAdapter, out, scores: dict, metrics: dict, label_names: list) -> None:
+    """README.md and its figures. The card shows what is the same on every run (no timings), so the folder's
+    bytes are too."""
+    paths = params.paths
+    write_figures(out, paths.predictions, paths.train_logs, label_names, task, paths.eval_plots)
+    facts = CardFacts(
+        manifest=read_json(f"{paths.raw}/manifest.json"),
+        scores=scores,
+        export_metrics=metrics,
+        figures=task.card_figures(out, load_from_disk(paths.processed)["test"], paths.predictions),
+        data_card=read_json(paths.data_card),
+        calibration=read_json(paths.calibration),
+        lengths=read_json(f"{paths.data_plots}/lengths.json"),
+        predictions_csv=paths.predictions,
+    )
+    render_model_card(params, task, facts).save(out / "README.md")
 
 
 def main() -> None:
     params = load_params()
     task, paths, ex = get_adapter(params.task), params.paths, params.export
     threads = torch.get_num_threads()  # onnxruntime gets as many as PyTorch, for a fair latency comparison
-    validation = load_from_disk(paths.processed)["validation"]
     raw_test = load_dataset("parquet", data_files={"test": f"{paths.raw}/test.parquet"})["test"]
     processor = task.saved_processor(paths.finetuned)
     model = task.auto_model.from_pretrained(paths.finetuned, use_safetensors=True).eval()
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    calibration = read_json(paths.calibration)
 
     with atomic_dir(paths.export) as out:
-        model.save_pretrained(out)
-        processor.save_pretrained(out)
-        if set(CALIBRATION_KEYS) & set(calibration):  # from evaluate; weights and logits stay as trained
-            fits = [how for key, how in FITTED_BY.items() if key in calibration]  # settings are not fitted
-            fitted = {"fitted_on": f"the validation split, by {fits[0]}"} if fits else {}
-            write_json(out / CALIBRATION_FILE, {**calibration, **fitted})
-        formats = ["pytorch"]
-        if ex.onnx:
-            eager = task.auto_model.from_pretrained(paths.finetuned, use_safetensors=True, attn_implementation="eager")
-            export_onnx(eager, *task.sample_inputs(processor), out / FORMATS["fp32"], task.logits_axes, task.outputs)
-            formats.append("fp32")
-        if ex.quantize:
-            ranges = None
-            if task.static_int8:  # activation ranges from validation rows: never the test split it is scored on
-                rows = validation.select(range(min(ex.calibration_rows, len(validation))))
-                ranges = [
-                    inputs
-                    for inputs, _ in batches(rows, task.collator(processor), task.input_names(processor), ex.batch_size)
-                ]
-            quantize(out / FORMATS["fp32"], model.config, out / FORMATS["int8"], task.quantize_op_types, ranges)
-            formats.append("int8")
-
+        save_for_pipelines(model, processor, read_json(paths.calibration), out)
+        formats = write_onnx(params, task, processor, model.config, out)
         # Each format answers the raw test inputs as predict and serve do; its scores come from those answers.
         served = {fmt: serve_split(out, fmt, task, raw_test, ex.batch_size, threads) for fmt in formats}
-        differences = {fmt: largest_difference(served[fmt].logits, served["pytorch"].logits) for fmt in formats[1:]}
-        if differences.get("fp32", 0.0) > ex.parity_tolerance:
-            raise StageError(
-                f"export: {FORMATS['fp32']} differs from PyTorch by up to {differences['fp32']:.2e} in a"
-                f" logit, over export.parity_tolerance={ex.parity_tolerance:g}; nothing was exported"
-                " (set export.onnx: false to export PyTorch only)"
-            )
-        per_format = {
-            fmt: task.metrics(task.served_pairs(answers.results, raw_test, label_names), label_names)
-            for fmt, answers in served.items()
-        }
-        metrics = {
-            "formats": formats,
-            # every score the card shows, per format: what int8 costs in each, not only the headline
-            **{
-                key: {fmt: scores[key] for fmt, scores in per_format.items()}
-                for key in dict.fromkeys((task.headline, *task.card_metrics))
-                if key in per_format["pytorch"]
-            },
-            "size_mb": {fmt: round((out / FORMATS[fmt]).stat().st_size / 2**20, 2) for fmt in formats},
-            **{f"{fmt}_max_abs_logit_diff": value for fmt, value in differences.items()},
-            "n_test": len(raw_test),
-        }
-        # The card shows what is the same on every run (no timings), so the folder's bytes are too.
-        write_figures(out, paths.predictions, paths.train_logs, label_names, task, paths.eval_plots)
-        figures = task.card_figures(out, load_from_disk(paths.processed)["test"], paths.predictions)
-        card = render_model_card(
-            params,
-            task,
-            read_json(f"{paths.raw}/manifest.json"),
-            per_format["pytorch"],
-            metrics,
-            figures,
-            read_json(paths.data_card),
-            calibration,
-            read_json(f"{paths.data_plots}/lengths.json"),
-            paths.predictions,
-        )
-        card.save(out / "README.md")
+        metrics, pytorch_scores = scores_per_format(params, task, out, served, raw_test, label_names)
+        write_card(params, task, out, pytorch_scores, metrics, label_names)
 
     metrics["latency_ms_batch1"] = {
         fmt: round(median_latency_ms(answers.model, task, raw_test, ex.latency_queries), 3)

@@ -10,7 +10,6 @@ hfx/training/distributed.py) and rank 0 alone writes. With `finetune.epochs: 0` 
 already fine-tuned is written as it is, its labels matched to the data's (hfx/training/as_is.py).
 """
 
-import os
 import shutil
 from pathlib import Path
 
@@ -25,15 +24,12 @@ from hfx.training.as_is import model_as_is
 from hfx.training.checkpoints import resumable_checkpoint, run_fingerprint
 from hfx.training.class_weights import class_weighted_loss
 from hfx.training.distributed import (
-    RESUME_ENV,
     RotateOnEveryMachine,
-    agreed_checkpoint,
     backend,
-    in_worker,
-    is_first_node,
+    checkpoint_to_resume,
     is_main_process,
-    launch,
     per_process_batch,
+    ran_under_torchrun,
     world_size,
 )
 from hfx.training.params import Params, load_params, run_stage
@@ -67,6 +63,56 @@ def keep_as_is(params: Params, task: TaskAdapter, label2id: dict) -> None:
     )
 
 
+def trainer_for(params: Params, task: TaskAdapter, labels: dict, splits, epochs: int) -> Trainer:
+    """The HF Trainer for this run: the starting model, its processor, the callbacks (curves through dvclive,
+    early stopping, checkpoints on every machine) and the loss (weighted by class with finetune.class_weights)."""
+    paths, ft, main_process = params.paths, params.finetune, is_main_process()
+    metric = best_metric(ft, task)
+    args = training_arguments(ft, paths.checkpoints, epochs, metric, task.group_by_length)
+    set_seed(ft.seed)  # before the model: the new classification head is initialised from it
+    processor = task.load_processor(params.model)
+    model = starting_model(task, params, labels, announce=main_process, train=splits["train"])
+    transform = task.train_transform(params.preprocess, ft.seed)
+    callbacks = [LogAtCheckpoints(), RotateOnEveryMachine()]
+    if transform is not None:
+        callbacks.append(TransformAtResume(transform))
+    if main_process:  # the other ranks write nothing
+        live = Live(paths.train_logs, dvcyaml=False, save_dvc_exp=False)  # a resumed run logs its rows again
+        callbacks.append(CuratedDVCLiveCallback(live, {"model": params.model.name, **ft.model_dump()}))
+    if ft.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=ft.early_stopping_patience))
+    names = list(labels["label2id"])
+    loss, weights_line = class_weighted_loss(ft.class_weights, splits["train"], names, task.problem_type)
+    if weights_line and main_process:
+        print(weights_line)
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=augmented(splits["train"], transform),
+        eval_dataset=by_length(splits["validation"]) if task.group_by_length else splits["validation"],
+        processing_class=processor,
+        data_collator=task.collator(processor),
+        compute_metrics=task.trainer_metrics(names),
+        compute_loss_func=loss,
+        callbacks=callbacks,
+    )
+
+
+def save_finetuned(params: Params, task: TaskAdapter, trainer: Trainer) -> None:
+    """The best model, as evaluate, export and serving read it; the checkpoints, dead weight once it is saved,
+    go."""
+    paths = params.paths
+    task.prepare_saved(trainer.model, trainer.processing_class, params)
+    with atomic_dir(paths.finetuned) as out:
+        trainer.save_model(str(out))
+    for checkpoint in Path(paths.checkpoints).glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+    ft = params.finetune
+    processes = f" on {world_size(ft)} processes ({backend()})" if world_size(ft) > 1 else ""
+    best = f"{trainer.state.best_metric:.4f}"
+    print(f"finetune: best validation {best_metric(ft, task)} {best}{processes} -> {paths.finetuned}")
+
+
 def main() -> None:
     params = load_params()
     task, paths, ft = get_adapter(params.task), params.paths, params.finetune
@@ -75,70 +121,16 @@ def main() -> None:
         return keep_as_is(params, task, labels["label2id"])
     splits = load_from_disk(paths.processed)
     epochs = epochs_to_run(ft, len(splits["train"]))
-    metric = best_metric(ft, task)
     # Fails on a CPU asked for fp16, or on a batch that does not split over the processes, before any work.
     precision_flags(ft.precision), per_process_batch(ft)
-    distributed, main_process = world_size(ft) > 1, is_main_process()
-    if distributed and not in_worker():  # the launcher: settle the resume state once, then start the workers
-        resume_from = (
-            resumable_checkpoint(Path(paths.checkpoints), run_fingerprint(params, paths.processed))
-            if is_first_node()
-            else None
-        )
-        launch(ft, "stages.finetune", resume_from)
+    if ran_under_torchrun(params, "stages.finetune"):  # the workers it started trained and wrote
         return
-    args = training_arguments(ft, paths.checkpoints, epochs, metric, task.group_by_length)
-    if main_process and epochs != ft.epochs:
+    if is_main_process() and epochs != ft.epochs:
         print(f"finetune: {epochs} epochs of {len(splits['train'])} rows, to reach finetune.min_steps={ft.min_steps}")
-
-    set_seed(ft.seed)  # before the model: the new classification head is initialised from it
-    processor = task.load_processor(params.model)
-    model = starting_model(task, params, labels, announce=main_process, train=splits["train"])
-
-    if distributed:  # the first machine's launcher settled it, for every machine
-        resume_from = agreed_checkpoint(args, os.environ.get(RESUME_ENV) or None)
-    else:
-        resume_from = resumable_checkpoint(Path(paths.checkpoints), run_fingerprint(params, paths.processed))
-    if resume_from and os.environ.get("LOCAL_RANK", "0") == "0":  # once per machine
-        print(f"finetune: resuming from {resume_from}")
-    transform = task.train_transform(params.preprocess, ft.seed)
-    callbacks = [LogAtCheckpoints(), RotateOnEveryMachine()]
-    if transform is not None:
-        callbacks.append(TransformAtResume(transform))
-    if main_process:  # the other ranks write nothing
-        live = Live(paths.train_logs, dvcyaml=False, save_dvc_exp=False)  # a resumed run logs its rows again
-        callbacks.append(CuratedDVCLiveCallback(live, {"model": params.model.name, **params.finetune.model_dump()}))
-    if ft.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=ft.early_stopping_patience))
-    loss, weights_line = class_weighted_loss(
-        ft.class_weights, splits["train"], list(labels["label2id"]), task.problem_type
-    )
-    if weights_line and main_process:
-        print(weights_line)
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=augmented(splits["train"], transform),
-        eval_dataset=by_length(splits["validation"]) if task.group_by_length else splits["validation"],
-        processing_class=processor,
-        data_collator=task.collator(processor),
-        compute_metrics=task.trainer_metrics(list(labels["label2id"])),
-        compute_loss_func=loss,
-        callbacks=callbacks,
-    )
-    trainer.train(resume_from_checkpoint=resume_from)
-    if not main_process:
-        return
-
-    task.prepare_saved(trainer.model, processor, params)  # as evaluate, export and serving read them
-    with atomic_dir(paths.finetuned) as out:
-        trainer.save_model(str(out))
-    # Checkpoints exist to resume an interrupted run; once the model is saved they are dead weight.
-    for checkpoint in Path(paths.checkpoints).glob("checkpoint-*"):
-        shutil.rmtree(checkpoint)
-    best = trainer.state.best_metric
-    processes = f" on {world_size(ft)} processes ({backend()})" if distributed else ""
-    print(f"finetune: best validation {metric} {best:.4f}{processes} -> {paths.finetuned}")
+    trainer = trainer_for(params, task, labels, splits, epochs)
+    trainer.train(resume_from_checkpoint=checkpoint_to_resume(params, trainer.args))
+    if is_main_process():  # the other ranks write nothing
+        save_finetuned(params, task, trainer)
 
 
 if __name__ == "__main__":

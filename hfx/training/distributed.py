@@ -15,7 +15,8 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import rotate_checkpoints
 
-from hfx.training.params import Finetune, ParamsError, StageError
+from hfx.training.checkpoints import resumable_checkpoint, run_fingerprint
+from hfx.training.params import Finetune, Params, ParamsError, StageError
 
 RESUME_ENV = "HFX_RESUME_FROM"  # the checkpoint the launcher found, for every worker to resume from
 
@@ -95,6 +96,35 @@ def launch(ft: Finetune, module: str, resume_from: str | None) -> None:
             f"finetune: a training process failed (torchrun exit {result.returncode}); see its"
             " output above. Nothing was written; the next run resumes from the last checkpoint"
         )
+
+
+def ran_under_torchrun(params: Params, module: str) -> bool:
+    """With finetune.processes x finetune.nodes above 1, in the process the user started: settle the resume
+    state once (the first machine), run `module` under torchrun, wait for its workers and return True; the
+    workers train. Anywhere else (one process, or a worker): False, and the caller trains."""
+    if world_size(params.finetune) == 1 or in_worker():
+        return False
+    paths = params.paths
+    resume_from = (
+        resumable_checkpoint(Path(paths.checkpoints), run_fingerprint(params, paths.processed))
+        if is_first_node()
+        else None
+    )
+    launch(params.finetune, module, resume_from)
+    return True
+
+
+def checkpoint_to_resume(params: Params, args) -> str | None:
+    """The checkpoint of this same run that an interrupted training left, if any: in a worker, the one the
+    first machine's launcher settled on (`ran_under_torchrun`)."""
+    paths = params.paths
+    if world_size(params.finetune) > 1:  # a worker: ran_under_torchrun has returned in the launcher
+        resume_from = agreed_checkpoint(args, os.environ.get(RESUME_ENV) or None)
+    else:
+        resume_from = resumable_checkpoint(Path(paths.checkpoints), run_fingerprint(params, paths.processed))
+    if resume_from and os.environ.get("LOCAL_RANK", "0") == "0":  # once per machine
+        print(f"finetune: resuming from {resume_from}")
+    return resume_from
 
 
 def agreed_checkpoint(args, resume_from: str | None) -> str | None:

@@ -2,6 +2,7 @@
 with data, params and metrics, and its figures."""
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -109,24 +110,23 @@ def card_data(params: Params, task: TaskAdapter, scores: dict, manifest: dict) -
     )
 
 
-def render_model_card(
-    params: Params,
-    task: TaskAdapter,
-    manifest: dict,
-    scores: dict,
-    export_metrics: dict,
-    figures: list[tuple[str, str]] = (),
-    data_card: dict | None = None,
-    calibration: dict | None = None,
-    lengths: dict | None = None,
-    predictions_csv: str | None = None,
-) -> ModelCard:
-    """`scores`: test metrics of the exported PyTorch model (see metrics/eval.json for the full evaluation);
-    `figures`: the task's own (file, caption) pairs in the folder; `data_card`: duplicates and leakage;
-    `calibration`: the calibration error and the temperature (metrics/calibration.json); `lengths`: the texts'
-    length in tokens (metrics/data_plots/lengths.json); `predictions_csv`: where the task's answered examples come
-    from (metrics/predictions.csv)."""
-    data = card_data(params, task, scores, manifest)
+@dataclass(frozen=True)
+class CardFacts:
+    """What the card shows beside the params, each from a file an earlier stage wrote."""
+
+    manifest: dict  # data/raw/manifest.json: the source, its columns and splits
+    scores: dict  # test scores of the exported PyTorch model (metrics/eval.json has the full evaluation)
+    export_metrics: dict  # each format's headline score and size
+    figures: list[tuple[str, str]] = ()  # the task's own (file, caption) pairs in the folder
+    data_card: dict | None = None  # duplicates and leakage (metrics/data.json)
+    calibration: dict | None = None  # the calibration error and the temperature (metrics/calibration.json)
+    lengths: dict | None = None  # the texts' length in tokens (metrics/data_plots/lengths.json)
+    predictions_csv: str | None = None  # where the task's answered examples come from (metrics/predictions.csv)
+
+
+def render_model_card(params: Params, task: TaskAdapter, facts: CardFacts) -> ModelCard:
+    """The card of a run with these params, showing `facts`."""
+    data = card_data(params, task, facts.scores, facts.manifest)
     as_is = params.finetune.epochs == 0  # hfx/training/as_is.py
     named = data.base_model or params.model.name
     environment = Environment(
@@ -146,31 +146,31 @@ def render_model_card(
         license=data.license,
         source=params.data.source,
         dataset=dataset_id(params.data),
-        columns=manifest["columns"],
+        columns=facts.manifest["columns"],
         pair_column=params.data.text_pair_column,
-        splits=manifest["splits"],
-        data_card=data_card,
-        lengths=lengths,
+        splits=facts.manifest["splits"],
+        data_card=facts.data_card,
+        lengths=facts.lengths,
         max_length=params.preprocess.max_length,
         stride=params.preprocess.stride if params.preprocess.long_texts == "chunk" else None,
-        image_sizes=(data_card or {}).get("image_sizes") or {},
+        image_sizes=(facts.data_card or {}).get("image_sizes") or {},
         training={**params.finetune.model_dump(), "max_length": params.preprocess.max_length},
-        headline={key: scores[key] for key in task.card_metrics if key in scores},
-        per_class=scores.get("per_class") or {},
-        calibration=calibration,
+        headline={key: facts.scores[key] for key in task.card_metrics if key in facts.scores},
+        per_class=facts.scores.get("per_class") or {},
+        calibration=facts.calibration,
         calibration_file=CALIBRATION_FILE,
         headline_metric=task.headline,
         formats=[
             {
                 "name": name,
                 "file": FORMATS[name],
-                "score": export_metrics[task.headline][name],
-                "size_mb": export_metrics["size_mb"][name],
+                "score": facts.export_metrics[task.headline][name],
+                "size_mb": facts.export_metrics["size_mb"][name],
             }
-            for name in export_metrics["formats"]
+            for name in facts.export_metrics["formats"]
         ],
-        figures=figures,
-        examples=task.card_examples(predictions_csv) if predictions_csv else [],
+        figures=facts.figures,
+        examples=task.card_examples(facts.predictions_csv) if facts.predictions_csv else [],
         test_figure=task.test_figure,
         pipeline_task=task.pipeline_tag,
         pipeline_kwargs=task.pipeline_kwargs,
