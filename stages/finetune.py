@@ -63,11 +63,10 @@ def keep_as_is(params: Params, task: TaskAdapter, label2id: dict) -> None:
     )
 
 
-def trainer_for(params: Params, task: TaskAdapter, labels: dict, splits, epochs: int) -> Trainer:
+def trainer_for(params: Params, task: TaskAdapter, labels: dict, splits, epochs: int, metric: str) -> Trainer:
     """The HF Trainer for this run: the starting model, its processor, the callbacks (curves through dvclive,
     early stopping, checkpoints on every machine) and the loss (weighted by class with finetune.class_weights)."""
     paths, ft, main_process = params.paths, params.finetune, is_main_process()
-    metric = best_metric(ft, task)
     args = training_arguments(ft, paths.checkpoints, epochs, metric, task.group_by_length)
     set_seed(ft.seed)  # before the model: the new classification head is initialised from it
     processor = task.load_processor(params.model)
@@ -98,7 +97,7 @@ def trainer_for(params: Params, task: TaskAdapter, labels: dict, splits, epochs:
     )
 
 
-def save_finetuned(params: Params, task: TaskAdapter, trainer: Trainer) -> None:
+def save_finetuned(params: Params, task: TaskAdapter, trainer: Trainer, metric: str) -> None:
     """The best model, as evaluate, export and serving read it; the checkpoints, dead weight once it is saved,
     go."""
     paths = params.paths
@@ -110,7 +109,7 @@ def save_finetuned(params: Params, task: TaskAdapter, trainer: Trainer) -> None:
     ft = params.finetune
     processes = f" on {world_size(ft)} processes ({backend()})" if world_size(ft) > 1 else ""
     best = f"{trainer.state.best_metric:.4f}"
-    print(f"finetune: best validation {best_metric(ft, task)} {best}{processes} -> {paths.finetuned}")
+    print(f"finetune: best validation {metric} {best}{processes} -> {paths.finetuned}")
 
 
 def main() -> None:
@@ -121,16 +120,17 @@ def main() -> None:
         return keep_as_is(params, task, labels["label2id"])
     splits = load_from_disk(paths.processed)
     epochs = epochs_to_run(ft, len(splits["train"]))
+    metric = best_metric(ft, task)  # a metric the task does not report fails here, before any process starts
     # Fails on a CPU asked for fp16, or on a batch that does not split over the processes, before any work.
     precision_flags(ft.precision), per_process_batch(ft)
     if ran_under_torchrun(params, "stages.finetune"):  # the workers it started trained and wrote
         return
     if is_main_process() and epochs != ft.epochs:
         print(f"finetune: {epochs} epochs of {len(splits['train'])} rows, to reach finetune.min_steps={ft.min_steps}")
-    trainer = trainer_for(params, task, labels, splits, epochs)
+    trainer = trainer_for(params, task, labels, splits, epochs, metric)
     trainer.train(resume_from_checkpoint=checkpoint_to_resume(params, trainer.args))
     if is_main_process():  # the other ranks write nothing
-        save_finetuned(params, task, trainer)
+        save_finetuned(params, task, trainer, metric)
 
 
 if __name__ == "__main__":
