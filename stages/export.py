@@ -85,7 +85,9 @@ def scores_per_format(params: Params, task: TaskAdapter, out, served: dict, raw_
     return metrics, per_format["pytorch"]
 
 
-def write_card(params: Params, task: TaskAdapter, out, scores: dict, metrics: dict, label_names: list) -> None:
+def write_card(
+    params: Params, task: TaskAdapter, out, scores: dict, metrics: dict, calibration: dict, label_names: list
+) -> None:
     """README.md and its figures. The card shows what is the same on every run (no timings), so the folder's
     bytes are too."""
     paths = params.paths
@@ -96,7 +98,7 @@ def write_card(params: Params, task: TaskAdapter, out, scores: dict, metrics: di
         export_metrics=metrics,
         figures=task.card_figures(out, load_from_disk(paths.processed)["test"], paths.predictions),
         data_card=read_json(paths.data_card),
-        calibration=read_json(paths.calibration),
+        calibration=calibration,
         lengths=read_json(f"{paths.data_plots}/lengths.json"),
         predictions_csv=paths.predictions,
     )
@@ -113,12 +115,13 @@ def main() -> None:
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
 
     with atomic_dir(paths.export) as out:
-        save_for_pipelines(model, processor, read_json(paths.calibration), out)
+        calibration = read_json(paths.calibration)  # from evaluate
+        save_for_pipelines(model, processor, calibration, out)
         formats = write_onnx(params, task, processor, model.config, out)
         # Each format answers the raw test inputs as predict and serve do; its scores come from those answers.
         served = {fmt: serve_split(out, fmt, task, raw_test, ex.batch_size, threads) for fmt in formats}
         metrics, pytorch_scores = scores_per_format(params, task, out, served, raw_test, label_names)
-        write_card(params, task, out, pytorch_scores, metrics, label_names)
+        write_card(params, task, out, pytorch_scores, metrics, calibration, label_names)
 
     metrics["latency_ms_batch1"] = {
         fmt: round(median_latency_ms(answers.model, task, raw_test, ex.latency_queries), 3)

@@ -38,13 +38,11 @@ def tokenized_splits(params: Params, task: TaskAdapter, splits, processor, label
     return tokenized.remove_columns(["truncated", "units"]), truncated, units
 
 
-def write_processed(params: Params, task: TaskAdapter, tokenized, names: list, truncated: dict) -> dict:
+def write_processed(params: Params, task: TaskAdapter, tokenized, label2id: dict, truncated: dict) -> dict:
     """data/processed/: the splits, labels.json and stats.json, which it returns."""
     with atomic_dir(params.paths.processed) as out:
         save_datasets(tokenized, out)
-        write_json(
-            out / "labels.json", {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-        )
+        write_json(out / "labels.json", {"id2label": dict(enumerate(label2id)), "label2id": label2id})
         stats = {
             "max_length": params.preprocess.max_length,
             "rows": {name: len(ds) for name, ds in tokenized.items()},
@@ -93,7 +91,7 @@ def main() -> None:
     names = task.label_names(splits["train"], params.data)  # download checked them: >= 2, none unseen in train
     label2id = {name: i for i, name in enumerate(names)}
     tokenized, truncated, units = tokenized_splits(params, task, splits, processor, label2id)
-    stats = write_processed(params, task, tokenized, names, truncated)
+    stats = write_processed(params, task, tokenized, label2id, truncated)
     write_data_plots(params, task, tokenized, truncated, units)
     cut = f", truncated {task.truncated_unit} {truncated}" if task.truncated_unit else ""
     print(f"preprocess: {len(names)} labels{cut}, {sum(stats['size_mb'].values()):.1f} MB -> {params.paths.processed}")
