@@ -9,6 +9,7 @@ format is scored and timed through the serving half (hfx.serving) on the raw tes
 """
 
 import torch
+import transformers
 from datasets import load_dataset, load_from_disk
 
 from hfx.serving.folder import CALIBRATION_FILE, CALIBRATION_KEYS, FORMATS
@@ -38,7 +39,9 @@ def write_onnx(params: Params, task: TaskAdapter, processor, config, out) -> lis
     paths, ex = params.paths, params.export
     formats = ["pytorch"]
     if ex.onnx:
-        eager = task.auto_model.from_pretrained(paths.finetuned, use_safetensors=True, attn_implementation="eager")
+        eager = getattr(transformers, task.auto_model).from_pretrained(
+            paths.finetuned, use_safetensors=True, attn_implementation="eager"
+        )
         export_onnx(eager, *task.sample_inputs(processor), out / FORMATS["fp32"], task.logits_axes, task.outputs)
         formats.append("fp32")
     if ex.quantize:
@@ -111,7 +114,7 @@ def main() -> None:
     threads = torch.get_num_threads()  # onnxruntime gets as many as PyTorch, for a fair latency comparison
     raw_test = load_dataset("parquet", data_files={"test": f"{paths.raw}/test.parquet"})["test"]
     processor = task.saved_processor(paths.finetuned)
-    model = task.auto_model.from_pretrained(paths.finetuned, use_safetensors=True).eval()
+    model = getattr(transformers, task.auto_model).from_pretrained(paths.finetuned, use_safetensors=True).eval()
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
 
     with atomic_dir(paths.export) as out:

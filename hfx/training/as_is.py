@@ -4,6 +4,7 @@ the data lacks are left out, so the model picks among the data's labels. A regre
 kept whatever its name. No weight changes value."""
 
 import torch
+import transformers
 from transformers import AutoConfig
 
 from hfx.training.adapters.interface import TaskAdapter
@@ -57,7 +58,7 @@ def model_as_is(task: TaskAdapter, model: Model, label2id: dict[str, int]):
         rows = list(range(task.fixed_outputs))
     else:
         rows = matched_rows([config.id2label[i] for i in range(config.num_labels)], names, model.name)
-    classifier = from_pretrained(task.auto_model, model)
+    classifier = from_pretrained(getattr(transformers, task.auto_model), model)
     if task.problem_type:
         classifier.config.problem_type = task.problem_type
     layer = output_layer(classifier, config.num_labels)

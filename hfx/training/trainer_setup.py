@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import torch
+import transformers
 from transformers import AutoConfig, TrainerCallback, TrainingArguments
 
 from hfx.training.adapters.interface import TaskAdapter
@@ -26,7 +27,7 @@ def starting_model(task: TaskAdapter, params: Params, labels: dict, announce: bo
         "id2label": {int(i): name for i, name in labels["id2label"].items()},
     }
     if params.model.init == "random":  # the architecture alone, trained from scratch
-        model = task.auto_model.from_config(from_pretrained(AutoConfig, params.model, **head))
+        model = getattr(transformers, task.auto_model).from_config(from_pretrained(AutoConfig, params.model, **head))
         new_head = True
     else:
         pretrained = from_pretrained(AutoConfig, params.model)
@@ -35,7 +36,8 @@ def starting_model(task: TaskAdapter, params: Params, labels: dict, announce: bo
                 f"finetune: '{params.model.name}' comes with a {pretrained.num_labels}-label head; a new"
                 f" {len(labels['label2id'])}-label head is trained in its place"
             )
-        model = from_pretrained(task.auto_model, params.model, ignore_mismatched_sizes=True, **head)
+        auto_model = getattr(transformers, task.auto_model)
+        model = from_pretrained(auto_model, params.model, ignore_mismatched_sizes=True, **head)
         new_head = not (task.has_head(pretrained) and pretrained.num_labels == len(labels["label2id"]))
     if new_head and train is not None:
         start_at_base_rates(model, params.finetune.class_weights, train, task.problem_type)
@@ -112,7 +114,8 @@ def training_arguments(
         metric_for_best_model=metric,
         greater_is_better=metric != "loss",
         # Rows of similar length share a batch: less padding. Not under DDP: there transformers' length-grouped
-        # sampler stalled training in tests/test_distributed.py (the loss stayed at 0.69 while one process learnt).
+        # sampler stalled training in tests/pipeline/test_distributed.py (the loss stayed at 0.69 while one
+        # process learnt).
         train_sampling_strategy="group_by_length" if group_by_length and world_size(ft) == 1 else "random",
         length_column_name="length",
         logging_steps=ft.logging_steps,

@@ -13,7 +13,7 @@ import numpy as np
 from datasets import ClassLabel, Dataset, Features, Image, Value
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
-from transformers import AutoImageProcessor, AutoModelForImageClassification
+from transformers import AutoImageProcessor
 
 from hfx.serving.transforms import normalise, pixel_normalisation
 from hfx.training.adapters.common import DROPPED, clean_rows, column_batches, excluded, read_label, require_columns
@@ -43,7 +43,7 @@ def open_image(value, root: Path | None = None):
 
 class ImageClassificationAdapter(SingleLabelAdapter):
     name = "image-classification"
-    auto_model = AutoModelForImageClassification
+    auto_model = "AutoModelForImageClassification"
     columns = ("image", "label")
     input_key = "image_column"  # the data.* key naming the input column
 

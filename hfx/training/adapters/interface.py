@@ -20,7 +20,7 @@ from hfx.training.params import Data, Evaluate, Model, Params, Preprocess
 class TaskAdapter(Protocol):
     # What the task is
     name: ClassVar[str]  # the `task:` value (hfx/tasks.py)
-    auto_model: ClassVar[type]  # the transformers AutoModelFor... class of the task's head
+    auto_model: ClassVar[str]  # the transformers AutoModelFor... class of the task's head, by name
     problem_type: str | None  # config.json's problem_type for the head (hfx/tasks.py)
     pipeline_tag: str  # the task as transformers' pipeline() and the Hub name it (hfx/tasks.py)
 

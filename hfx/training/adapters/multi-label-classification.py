@@ -25,7 +25,6 @@ from sklearn.metrics import (
     roc_curve,
 )
 from sklearn.multiclass import OneVsRestClassifier
-from transformers import AutoModelForSequenceClassification
 
 from hfx.training.adapters.common import (
     DROPPED,
@@ -120,7 +119,7 @@ def joined(labels: list[str]) -> str:
 
 class MultiLabelClassificationAdapter(TextInputsAdapter):
     name = "multi-label-classification"
-    auto_model = AutoModelForSequenceClassification
+    auto_model = "AutoModelForSequenceClassification"
     columns = ("text", "label")
     item_column = "text"  # the column a predictions row shows
     truncated_unit = "rows"  # what stats.json counts as cut off by max_length

@@ -15,7 +15,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 from datasets import Dataset, Features, List, Value
-from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+from transformers import AutoTokenizer
 
 from hfx.tasks import TASKS
 from hfx.training.adapters.common import BATCH_ROWS, DROPPED, FIXED, Evaluation, clean_rows, column_batches
@@ -78,7 +78,7 @@ def placed(text, start, context: str) -> tuple[int | None, str | None]:
 
 class QuestionAnsweringAdapter(TextInputsAdapter):
     name = "question-answering"
-    auto_model = AutoModelForQuestionAnswering
+    auto_model = "AutoModelForQuestionAnswering"
     columns = ("question", "context", "answers")
     input_key = "question_column"
     stratify_column = None  # questions have no label to stratify on

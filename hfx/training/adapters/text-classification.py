@@ -7,7 +7,6 @@ from collections import Counter
 from datasets import ClassLabel, Dataset, Features, Value
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
-from transformers import AutoModelForSequenceClassification
 
 from hfx.training.adapters.common import DROPPED, clean_rows, excluded, read_label, require_columns
 from hfx.training.adapters.single_label import SingleLabelAdapter
@@ -17,7 +16,7 @@ from hfx.training.params import Data, ParamsError, Preprocess
 
 class TextClassificationAdapter(TextInputsAdapter, SingleLabelAdapter):
     name = "text-classification"
-    auto_model = AutoModelForSequenceClassification
+    auto_model = "AutoModelForSequenceClassification"
     columns = ("text", "label")
     # The text-classification pipeline does not truncate unless told: past the max input length it would fail,
     # or label a text differently from predict and serve, which cut it there.

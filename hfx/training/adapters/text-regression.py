@@ -12,7 +12,6 @@ from datasets import Dataset, Features, Value
 from scipy.stats import pearsonr, spearmanr
 from sklearn.linear_model import Ridge
 from sklearn.metrics import root_mean_squared_error
-from transformers import AutoModelForSequenceClassification
 
 from hfx.training.adapters.common import DROPPED, Evaluation, clean_rows, column_batches, require_columns
 from hfx.training.adapters.text_inputs import TextFeatures, TextInputsAdapter, add_row, missing_text
@@ -40,7 +39,7 @@ def bin_width(low: float, high: float, bins: int = 10) -> float:
 
 class TextRegressionAdapter(TextInputsAdapter):
     name = "text-regression"
-    auto_model = AutoModelForSequenceClassification
+    auto_model = "AutoModelForSequenceClassification"
     fixed_outputs = 1  # finetune.epochs: 0 keeps a ready-made model's one output, whatever its name
     columns = ("text", "label")
     item_column = "text"

@@ -3,8 +3,6 @@ reads TF-IDF features of a text or of a pair of texts."""
 
 import scipy.sparse as sp
 from datasets import Dataset
-from sklearn.feature_extraction.text import TfidfVectorizer
-from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding
 
 from hfx.training.adapters.common import DROPPED, TaskDefaults
 from hfx.training.params import Data, Model, Params, ParamsError, Preprocess
@@ -42,6 +40,8 @@ class TextInputsAdapter(TaskDefaults):
 
     def check_settings(self, model: Model, settings: Preprocess) -> None:
         """preprocess.max_length within the positions the model has, in one line before any work."""
+        from transformers import AutoConfig  # here, not at the top: transformers loads torch, download needs neither
+
         config = from_pretrained(AutoConfig, model)
         positions = getattr(config, "max_position_embeddings", None)
         if positions and settings.max_length > positions:
@@ -52,16 +52,22 @@ class TextInputsAdapter(TaskDefaults):
 
     def collator(self, tokenizer):
         """Batches padded to their own longest row (token classification pads its labels too)."""
+        from transformers import DataCollatorWithPadding
+
         return DataCollatorWithPadding(tokenizer)
 
     def load_processor(self, model: Model):
         """The model's tokenizer; a fast one, since word alignment and offsets need it."""
+        from transformers import AutoTokenizer
+
         tokenizer = from_pretrained(AutoTokenizer, model)
         if not tokenizer.is_fast:
             raise ParamsError(f"model.name: '{model.name}' has no fast tokenizer (tokenizer.json); hfx needs one")
         return tokenizer
 
     def saved_processor(self, folder):
+        from transformers import AutoTokenizer
+
         return AutoTokenizer.from_pretrained(folder)
 
     def input_names(self, tokenizer) -> list[str]:
@@ -125,6 +131,8 @@ class TextFeatures:
     their absolute difference and their element-wise product (what two texts share, and where they differ)."""
 
     def __init__(self, train: Dataset):
+        from sklearn.feature_extraction.text import TfidfVectorizer  # for the baseline only
+
         self.pairs = "text_pair" in train.column_names
         texts = list(train["text"]) + (list(train["text_pair"]) if self.pairs else [])
         self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1).fit(texts)

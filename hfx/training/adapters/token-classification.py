@@ -8,7 +8,7 @@ from datasets import ClassLabel, Dataset, Features, List, Value
 from scipy.special import softmax
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
-from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
+from transformers import DataCollatorForTokenClassification
 
 from hfx.training.adapters.common import (
     BATCH_ROWS,
@@ -121,7 +121,7 @@ def word_features(words: list[str], i: int) -> dict:
 
 class TokenClassificationAdapter(TextInputsAdapter):
     name = "token-classification"
-    auto_model = AutoModelForTokenClassification
+    auto_model = "AutoModelForTokenClassification"
     stratify_column = None  # a sentence has many tags: carving and capping sample plainly
     columns = ("tokens", "tags")
     headline = "f1"
