@@ -46,18 +46,20 @@ repro: install
 check: install
 	python -m stages.check_params
 
-# --durations: the slowest tests, so that the suite's time (CI's budget) is kept in view
+# A worker per core, up to 4 (`make test WORKERS=8` for more), each taking whole modules (--dist loadscope: a
+# module's tiny run is built once); --durations: the slowest tests, so the suite's time (CI's budget) stays in view.
+WORKERS ?= $(shell $(PYTHON) -c 'import os; print(min(os.cpu_count() or 1, 4))')
 test: $(VENV)/.installed-dev report/node_modules/.package-lock.json
-	python -m pytest -q --durations=25 tests
+	python -m pytest -q -n $(WORKERS) --dist loadscope --durations=25 tests
 
 # ruff's lint and format check (pyproject.toml); `ruff format .` and `ruff check --fix .` apply them.
 lint: $(VENV)/.installed-dev
 	ruff check .
 	ruff format --check .
 
-# The quick part, for every edit: unit tests and the tiny end-to-end pipeline (`-m "not slow"`; pyproject.toml).
-test-fast: $(VENV)/.installed-dev  # no Node.js: the report's test is in the full suite
-	python -m pytest -q -m "not slow" tests
+# The quick part, for every edit: tests/unit (no `dvc repro`, no server). tests/pipeline runs the real thing.
+test-fast: $(VENV)/.installed-dev  # no Node.js: the report's test is a pipeline test
+	python -m pytest -q tests/unit
 
 # An HTML page with `dvc plots show` and the metrics table that renders offline.
 # `make report REVS="exp-a exp-b"` compares experiments (dvc plots diff).
