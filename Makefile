@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install repro test test-fast lint check report remote push pull hub-push bench bench-defaults bench-processes bench-memory bench-calibration bench-class-weights bench-text-tasks bench-int8 predict serve loadtest soak clean
+.PHONY: install repro test test-fast lint check report remote push pull hub-push bench bench-defaults bench-processes bench-memory bench-calibration bench-class-weights bench-text-tasks bench-int8 predict serve loadtest soak profile-serve clean
 
 # predict and serve read an exported model folder and nothing else.
 MODEL ?= models/export
@@ -124,6 +124,10 @@ loadtest: install
 
 soak: install
 	python -m benchmarks.loadtest --soak 600
+
+# Where the server's time goes under load (py-spy, a test-only tool): benchmarks/serve_profile.json
+profile-serve: $(VENV)/.installed-dev
+	python -m benchmarks.serve_profile
 
 # Where `dvc push` / `dvc pull` share data and models: `make remote URL=s3://bucket/hfx`, gs://, azure://,
 # or a folder (`URL=/mnt/team/hfx-storage`). ENDPOINT= for S3-compatible servers (MinIO, R2, Ceph).
