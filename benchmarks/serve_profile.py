@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.loadtest import MODEL, SST2, WORK, workloads
+from benchmarks.loadtest import IMDB, MODEL, SST2, WORK, workloads
 from benchmarks.wrk_runner import ROOT, ensure_wrk, start, stop, wrk
 from hfx.serving.loaded_model import LoadedModel
 
@@ -47,8 +47,9 @@ def shares(raw: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    if not (SST2 / "test.csv").is_file():
-        sys.exit(f"profile-serve: skipped, no test.csv in {SST2} (set HFX_SST2)")
+    for folder in (SST2, IMDB):  # the load test's workloads read both
+        if not (folder / "test.csv").is_file():
+            sys.exit(f"profile-serve: skipped, no test.csv in {folder} (set HFX_SST2 and HFX_IMDB)")
     WORK.mkdir(parents=True, exist_ok=True)
     bodies, raw = WORK / "profile-sentences.jsonl", WORK / "profile.txt"
     model = LoadedModel(MODEL, "int8")  # the loadtest's sentences, cut as the model reads them
