@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install repro test test-fast lint check report remote push pull hub-push bench bench-defaults bench-processes bench-memory bench-calibration bench-class-weights bench-text-tasks bench-int8 predict serve loadtest soak profile-serve clean
+.PHONY: install repro test test-durations test-fast lint check report remote push pull hub-push bench bench-defaults bench-processes bench-memory bench-calibration bench-class-weights bench-text-tasks bench-int8 predict serve loadtest soak profile-serve clean
 
 # predict and serve read an exported model folder and nothing else.
 MODEL ?= models/export
@@ -47,10 +47,16 @@ check: install
 	python -m stages.check_params
 
 # A worker per core, up to 4 (`make test WORKERS=8` for more), each taking whole modules (--dist loadscope: a
-# module's tiny run is built once); --durations: the slowest tests, so the suite's time (CI's budget) stays in view.
+# module's tiny run is built once), longest first as tests/module_seconds.json ranks them (tests/conftest.py);
+# --durations: the slowest tests, so the suite's time (CI's budget) stays in view.
 WORKERS ?= $(shell $(PYTHON) -c 'import os; print(min(os.cpu_count() or 1, 4))')
+PYTEST_PARALLEL = python -m pytest -q -n $(WORKERS) --dist loadscope --no-loadscope-reorder --durations=25
 test: $(VENV)/.installed-dev report/node_modules/.package-lock.json
-	python -m pytest -q -n $(WORKERS) --dist loadscope --durations=25 tests
+	$(PYTEST_PARALLEL) tests
+
+# The whole suite, rewriting tests/module_seconds.json when it passes: run it after adding or growing a module.
+test-durations: $(VENV)/.installed-dev report/node_modules/.package-lock.json
+	$(PYTEST_PARALLEL) --record-durations tests
 
 # ruff's lint and format check (pyproject.toml); `ruff format .` and `ruff check --fix .` apply them.
 lint: $(VENV)/.installed-dev
