@@ -1,25 +1,29 @@
-"""`make loadtest`: hfx.serve against the server a user would write, under a real load generator.
+"""`make loadtest`: hfx.serve against its own model in process, and against the server a user would write.
 
-Starts each server on 127.0.0.1 in turn (never side by side on a small CPU) and drives it with wrk at
-concurrency 1, 8 and 32, each run bounded in seconds and in requests, after a warm-up, on two workloads:
+Before each round, the model itself runs the workload's texts in this process, one at a time as the server calls
+it (tokenize + model call, no HTTP), for up to HFX_LOADTEST_SECONDS: its rows/s and latency are what a server
+could reach. Then each server starts on 127.0.0.1 in turn (never side by side on a small CPU) and wrk drives it
+at concurrency 1, 8 and 32, each run bounded in seconds and in requests, after a warm-up, on two workloads:
   sentences  the SST-2 test sentences (../shared/data/sst2 or $HFX_SST2), one per request, in turn
   mixed      those sentences alternating with IMDb review paragraphs (../shared/data/imdb or $HFX_IMDB): each
              review's leading sentences, as many as fit in the model's max length
+The rounds (HFX_LOADTEST_ROUNDS, 3) alternate the model in process with the servers, since a machine's speed
+drifts; the summary compares medians over the rounds.
 Servers:
-  hfx           python -m hfx.serve on models/export (ONNX int8: dynamic int8 runs one row per model call, so
-                an answer never depends on its batch; the batcher still gathers requests between calls)
-  hfx-2-calls   the same with --parallel-calls 2: two model calls at a time, the cores shared between them
-  hfx-unbatched the same with --max-batch-size 1: what gathering requests adds
-  peer          benchmarks/peer_server.py: FastAPI + transformers.pipeline in a plain endpoint (uvicorn)
-and on request (HFX_LOADTEST_SERVERS=hfx-fp32,hfx-fp32-unbatched) the fp32 model with and without batching, or
-hfx with any options: HFX_LOADTEST_SERVERS="hfx,hfx:--threads 1,hfx:--preprocess-threads 2".
-Before the servers start, the model itself runs each text of each workload in this process, one at a time
-(tokenize + model call, no HTTP): the latency a server adds is measured against that.
+  hfx           python -m hfx.serve on models/export as in production: an API key (every request sends it),
+                JSON logs and metrics. ONNX int8: dynamic int8 runs one row per model call, so an answer never
+                depends on its batch; the batcher still gathers requests between calls
+  hfx-plain     the same without a key, with plain log lines
+  peer          benchmarks/peer_server.py: FastAPI + transformers.pipeline in a plain endpoint (uvicorn), in the
+                first round only (hfx is several times faster; its noise does not matter)
+and on request (HFX_LOADTEST_SERVERS=...) hfx-2-calls (--parallel-calls 2: two model calls at a time),
+hfx-unbatched (--max-batch-size 1: what gathering requests adds), hfx-fp32 and hfx-fp32-unbatched (the fp32
+model with and without batching), or hfx with any options: "hfx,hfx:--threads 1,hfx:--preprocess-threads 2".
 
-Prints requests/s, tokens/s, p50 and p99 latency, non-2xx and failed requests, and ratios; writes
-benchmarks/loadtest.json. `--soak SECONDS` instead runs hfx alone on the mixed workload at concurrency 32 for
-that long, sampling the server's resident memory: benchmarks/soak.json. Needs models/export (`make repro`) and
-wrk (installed here with apt-get when missing and run as root).
+Prints requests/s, tokens/s, p50 and p99 latency, non-2xx and failed requests per run, then the ratios of the
+medians; writes benchmarks/loadtest.json. `--soak SECONDS` instead runs hfx alone on the mixed workload at
+concurrency 32 for that long, sampling the server's resident memory: benchmarks/soak.json. Needs models/export
+(`make repro`) and wrk (installed here with apt-get when missing and run as root).
 """
 
 import argparse
@@ -35,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 
 from benchmarks.wrk_runner import ensure_wrk, resident_mb, start, stop, wrk
 from hfx.serving.loaded_model import LoadedModel
@@ -48,18 +53,24 @@ MODEL = Path(os.environ.get("HFX_MODEL", ROOT / "models/export"))
 WORK = ROOT / "build/loadtest"
 SECONDS = int(os.environ.get("HFX_LOADTEST_SECONDS", 10))
 MAX_REQUESTS = int(os.environ.get("HFX_LOADTEST_REQUESTS", 20000))
+ROUNDS = int(os.environ.get("HFX_LOADTEST_ROUNDS", 3))
 CONCURRENCY = (1, 8, 32)
+API_KEY = "loadtest-key-0123456789abcdef"  # any key: what counts is that the server checks one
 HFX = [sys.executable, "-m", "hfx.serve", "--model", str(MODEL)]
+PRODUCTION = HFX + ["--json-logs"]  # and the key, in the environment
 SERVERS = {
-    "hfx": HFX,
-    "hfx-2-calls": HFX + ["--parallel-calls", "2"],
-    "hfx-unbatched": HFX + ["--max-batch-size", "1"],
+    "hfx": PRODUCTION,
+    "hfx-plain": HFX,
     "peer": [sys.executable, "-m", "uvicorn", "benchmarks.peer_server:app", "--log-level", "warning"],
-    # On request (HFX_LOADTEST_SERVERS=hfx-fp32,hfx-fp32-unbatched): what batching does for the fp32 model.
-    "hfx-fp32": HFX + ["--format", "fp32"],
-    "hfx-fp32-unbatched": HFX + ["--format", "fp32", "--max-batch-size", "1"],
+    # On request (HFX_LOADTEST_SERVERS=...): answers to design questions (docs/benchmarks.md).
+    "hfx-2-calls": PRODUCTION + ["--parallel-calls", "2"],
+    "hfx-unbatched": PRODUCTION + ["--max-batch-size", "1"],
+    "hfx-fp32": PRODUCTION + ["--format", "fp32"],
+    "hfx-fp32-unbatched": PRODUCTION + ["--format", "fp32", "--max-batch-size", "1"],
 }
-CHOSEN = os.environ.get("HFX_LOADTEST_SERVERS", "hfx,hfx-2-calls,hfx-unbatched,peer").split(",")
+UNKEYED = {"hfx-plain", "peer"}
+ONCE = {"peer"}  # run in the first round only
+CHOSEN = os.environ.get("HFX_LOADTEST_SERVERS", "hfx,hfx-plain,peer").split(",")
 PARAGRAPHS = 1000  # IMDb reviews cut into paragraphs for the mixed workload
 
 
@@ -83,37 +94,57 @@ def workloads(model: LoadedModel) -> dict[str, list[str]]:
 
 
 def in_process(model: LoadedModel, texts: list[str]) -> dict:
-    """Each text alone through the model in this process (tokenize + model call): ms per text, and tokens."""
+    """The texts in turn through the model in this process, one per call (tokenize + model call), for up to
+    SECONDS: rows/s, and ms per text."""
     model.predict(texts[:50])  # ONNX Runtime's first calls set up its kernels
-    times = []
+    times, started, cpu = [], time.perf_counter(), time.process_time()
     for text in texts:
-        started = time.perf_counter()
+        before = time.perf_counter()
         model.predict([text])
-        times.append(1000 * (time.perf_counter() - started))
+        times.append(1000 * (time.perf_counter() - before))
+        if time.perf_counter() - started > SECONDS:
+            break
+    cpu = time.process_time() - cpu  # every thread of this process: ONNX Runtime's too
+    return {
+        "rows": len(times),
+        "rows_per_s": round(len(times) / (time.perf_counter() - started), 1),
+        "cpu_ms_per_row": round(1000 * cpu / len(times), 2),
+        "p50_ms": round(float(np.percentile(times, 50)), 2),
+        "p99_ms": round(float(np.percentile(times, 99)), 2),
+    }
+
+
+def token_counts(model: LoadedModel, texts: list[str]) -> dict:
     tokens = [model.handler.length(row) for row in model.handler.encode(texts)]
     return {
         "texts": len(texts),
         "mean_tokens": round(float(np.mean(tokens)), 1),
         "median_tokens": int(np.median(tokens)),
         "max_tokens": int(max(tokens)),
-        "p50_ms": round(float(np.percentile(times, 50)), 2),
-        "p99_ms": round(float(np.percentile(times, 99)), 2),
     }
 
 
 def server_command(name: str) -> list[str]:
-    """A named server, or hfx with options for a name "hfx:OPTIONS"."""
-    return HFX + shlex.split(name[4:]) if name.startswith("hfx:") else SERVERS[name]
+    """A named server, or hfx as in production with options for a name "hfx:OPTIONS"."""
+    return PRODUCTION + shlex.split(name[4:]) if name.startswith("hfx:") else SERVERS[name]
+
+
+def key_of(name: str) -> str | None:
+    return None if name in UNKEYED else API_KEY
 
 
 def launch(name: str) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "HFX_MODEL": str(MODEL), "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("HFX_API_KEY", None)
+    if key_of(name):
+        env["HFX_API_KEY"] = key_of(name)
     return start(name, server_command(name), env, WORK)
 
 
 def soak(binary: str, bodies: Path, seconds: int) -> None:
     """hfx at concurrency 32 for `seconds`: errors, and resident memory every 5 s."""
     server, url = launch("hfx")
+    key = key_of("hfx")
     samples, done = [], threading.Event()
 
     def sample():
@@ -123,9 +154,9 @@ def soak(binary: str, bodies: Path, seconds: int) -> None:
 
     sampler = threading.Thread(target=sample, daemon=True)
     try:
-        wrk(binary, url, bodies, 8, 2, MAX_REQUESTS)  # warm-up
+        wrk(binary, url, bodies, 8, 2, MAX_REQUESTS, key)  # warm-up
         sampler.start()
-        run = wrk(binary, url, bodies, 32, seconds, 10**9)
+        run = wrk(binary, url, bodies, 32, seconds, 10**9, key)
     finally:
         done.set()
         code = stop(server)
@@ -144,22 +175,57 @@ def soak(binary: str, bodies: Path, seconds: int) -> None:
     print(json.dumps({k: v for k, v in result.items() if k != "rss_samples"}, indent=2))
 
 
+def median(values) -> float:
+    return float(np.median(list(values)))
+
+
 def summary(results: dict) -> dict:
-    """Per workload: each server's requests/s against the peer's and hfx's, per concurrency; hfx's p99 alone
-    (concurrency 1) against the model's own in-process p99."""
-    runs = results["runs"]
-    out = {"errors": {name: sum(r["non_2xx"] + r["failed"] for r in run["results"]) for name, run in runs.items()}}
-    for workload, alone in results["in_process"].items():
-        rates = {
-            name: {r["concurrency"]: r["requests_per_s"] for r in run["results"] if r["workload"] == workload}
-            for name, run in runs.items()
+    """Per workload, medians over the rounds: the model's rows/s in process, each server's requests/s per
+    concurrency and their ratio to it, to the peer and to hfx, and the p99 alone (concurrency 1) against the
+    model's own p99."""
+    rounds = results["rounds"]
+    names = list(dict.fromkeys(name for r in rounds for name in r["runs"]))
+    out = {
+        "errors": {
+            name: sum(x["non_2xx"] + x["failed"] for r in rounds for x in r["runs"].get(name, {}).get("results", []))
+            for name in names
+        },
+        "exit_codes_after_sigterm": {
+            name: sorted({r["runs"][name]["exit_code_after_sigterm"] for r in rounds if name in r["runs"]})
+            for name in names
+        },
+    }
+    for workload in results["workloads"]:
+        alone = {
+            key: median(r["in_process"][workload][key] for r in rounds)
+            for key in ("rows_per_s", "p99_ms", "cpu_ms_per_row")
         }
+        runs = {
+            name: [x for r in rounds for x in r["runs"].get(name, {}).get("results", []) if x["workload"] == workload]
+            for name in names
+        }
+        rates = {
+            name: {c: median(x["requests_per_s"] for x in runs[name] if x["concurrency"] == c) for c in CONCURRENCY}
+            for name in names
+        }
+        p99_alone = {name: median(x["p99_ms"] for x in runs[name] if x["concurrency"] == 1) for name in names}
         out[workload] = {
-            "p99_c1_vs_in_process_p99": round(
-                next(r["p99_ms"] for r in runs["hfx"]["results"] if r["workload"] == workload) / alone["p99_ms"], 2
-            )
-            if "hfx" in runs
-            else None,
+            "in_process_rows_per_s": round(alone["rows_per_s"], 1),
+            "in_process_p99_ms": round(alone["p99_ms"], 2),
+            "in_process_cpu_ms_per_row": round(alone["cpu_ms_per_row"], 2),
+            "cpu_ms_per_request": {
+                name: {
+                    c: round(median(x["cpu_ms_per_request"] for x in runs[name] if x["concurrency"] == c), 2)
+                    for c in CONCURRENCY
+                }
+                for name in names
+            },
+            "requests_per_s": {name: {c: round(rate, 1) for c, rate in by_c.items()} for name, by_c in rates.items()},
+            "requests_per_s_vs_in_process": {
+                name: {c: round(rate / alone["rows_per_s"], 2) for c, rate in by_c.items()}
+                for name, by_c in rates.items()
+            },
+            "p99_c1_vs_in_process_p99": {name: round(p99 / alone["p99_ms"], 2) for name, p99 in p99_alone.items()},
         }
         for baseline in ("peer", "hfx"):
             if baseline in rates:
@@ -169,6 +235,40 @@ def summary(results: dict) -> dict:
                     if name != baseline
                 }
     return out
+
+
+def cpu_model() -> str:
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
+    flags = next((line for line in lines if line.startswith("flags")), "")
+    return f"{name} ({'AVX-512' if ' avx512f' in flags else 'AVX2' if ' avx2' in flags else 'no AVX2'})"
+
+
+def serve_round(binary: str, name: str, bodies: dict[str, Path], tokens: dict) -> dict:
+    """One server through every workload and concurrency, and its exit code on SIGTERM."""
+    server, url = launch(name)
+    key, results = key_of(name), []
+    try:
+        wrk(binary, url, bodies["sentences"], 8, 2, MAX_REQUESTS, key)  # warm-up
+        for workload, path in bodies.items():
+            for concurrency in CONCURRENCY:
+                cpu = sum(psutil.Process(server.pid).cpu_times()[:2])
+                r = {"workload": workload, **wrk(binary, url, path, concurrency, SECONDS, MAX_REQUESTS, key)}
+                # the server's CPU time (every thread) per answer: what HTTP adds shows beside the model's own
+                cpu = sum(psutil.Process(server.pid).cpu_times()[:2]) - cpu
+                r["cpu_ms_per_request"] = round(1000 * cpu / max(1, r["requests"]), 2)
+                # every thread of wrk walks the bodies in turn: a request holds the workload's mean tokens
+                r["tokens_per_s"] = round(r["requests_per_s"] * tokens[workload]["mean_tokens"])
+                results.append(r)
+                print(
+                    f"{name:<14} {workload:<9} c={concurrency:<3} {r['requests_per_s']:>8.1f} req/s"
+                    f" {r['tokens_per_s']:>8} tokens/s  p50 {r['p50_ms']:>7.2f} ms  p99 {r['p99_ms']:>7.2f} ms"
+                    f"  cpu {r['cpu_ms_per_request']:>5.2f} ms/request  non-2xx {r['non_2xx']}  failed {r['failed']}",
+                    flush=True,
+                )
+    finally:
+        code = stop(server)
+    return {"results": results, "exit_code_after_sigterm": code}
 
 
 def main() -> None:
@@ -190,33 +290,26 @@ def main() -> None:
         bodies[name] = WORK / f"{name}.jsonl"
         bodies[name].write_text("".join(json.dumps({"inputs": text}) + "\n" for text in workload))
     if args.soak:
+        del model
         return soak(binary, bodies["mixed"], args.soak)
 
-    results = {"seconds": SECONDS, "max_requests": MAX_REQUESTS, "cores": len(os.sched_getaffinity(0))}
-    results["in_process"] = {name: in_process(model, workload) for name, workload in texts.items()}
-    del model
-    print(json.dumps(results["in_process"]), flush=True)
-    results["runs"] = {}
-    for name in CHOSEN:
-        server, url = launch(name)
-        run = {"results": []}
-        try:
-            wrk(binary, url, bodies["sentences"], 8, 2, MAX_REQUESTS)  # warm-up
-            for workload, path in bodies.items():
-                for concurrency in CONCURRENCY:
-                    r = {"workload": workload, **wrk(binary, url, path, concurrency, SECONDS, MAX_REQUESTS)}
-                    # every thread of wrk walks the bodies in turn: a request holds the workload's mean tokens
-                    r["tokens_per_s"] = round(r["requests_per_s"] * results["in_process"][workload]["mean_tokens"])
-                    run["results"].append(r)
-                    print(
-                        f"{name:<14} {workload:<9} c={concurrency:<3} {r['requests_per_s']:>8.1f} req/s"
-                        f" {r['tokens_per_s']:>8} tokens/s  p50 {r['p50_ms']:>7.2f} ms  p99 {r['p99_ms']:>7.2f} ms"
-                        f"  non-2xx {r['non_2xx']}  failed {r['failed']}",
-                        flush=True,
-                    )
-        finally:
-            run["exit_code_after_sigterm"] = stop(server)
-        results["runs"][name] = run
+    results = {
+        "seconds": SECONDS,
+        "max_requests": MAX_REQUESTS,
+        "cores": len(os.sched_getaffinity(0)),
+        "cpu": cpu_model(),
+        "workloads": {name: token_counts(model, workload) for name, workload in texts.items()},
+        "rounds": [],
+    }
+    for number in range(ROUNDS):
+        alone = {name: in_process(model, workload) for name, workload in texts.items()}
+        print(f"round {number + 1}: in process {json.dumps(alone)}", flush=True)
+        runs = {
+            name: serve_round(binary, name, bodies, results["workloads"])
+            for name in CHOSEN
+            if not (number and name in ONCE)
+        }
+        results["rounds"].append({"in_process": alone, "runs": runs})
     results["summary"] = summary(results)
     (ROOT / "benchmarks/loadtest.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results["summary"], indent=2))

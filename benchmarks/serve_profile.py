@@ -1,22 +1,22 @@
 """`make profile-serve`: where hfx.serve's time goes under load, sampled with py-spy.
 
-Serves models/export (ONNX int8, JSON logs) on 127.0.0.1, drives it with wrk at concurrency 32 on the SST-2
-test sentences (../shared/data/sst2 or $HFX_SST2), one per request, and samples every Python thread of the
-server at 100 Hz meanwhile. Each sample is put under the first part of the server its stack meets, from the
-innermost frame out; a thread waiting inside the model call counts as the model's. Prints the shares and writes
-benchmarks/serve_profile.json. Needs py-spy (requirements-dev.txt), wrk and models/export.
+Serves models/export as `make loadtest` serves it (ONNX int8, an API key, JSON logs) on 127.0.0.1, drives it
+with wrk at concurrency 32 on the SST-2 test sentences (../shared/data/sst2 or $HFX_SST2), one per request,
+and samples every Python thread of the server at 100 Hz meanwhile. Each sample is put under the first part of
+the server its stack meets, from the innermost frame out; a thread waiting inside the model call counts as the
+model's. Prints the shares and writes benchmarks/serve_profile.json. Needs py-spy (requirements-dev.txt), wrk
+and models/export.
 """
 
 import collections
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.loadtest import IMDB, MODEL, SST2, WORK, workloads
-from benchmarks.wrk_runner import ROOT, ensure_wrk, start, stop, wrk
+from benchmarks.loadtest import IMDB, MODEL, SST2, WORK, key_of, launch, workloads
+from benchmarks.wrk_runner import ROOT, ensure_wrk, stop, wrk
 from hfx.serving.loaded_model import LoadedModel
 
 SECONDS = 15
@@ -56,13 +56,13 @@ def main() -> None:
     texts = workloads(model)["sentences"]
     del model
     bodies.write_text("".join(json.dumps({"inputs": text}) + "\n" for text in texts))
-    binary, env = ensure_wrk(), {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    server, url = start("hfx", [sys.executable, "-m", "hfx.serve", "--model", str(MODEL), "--json-logs"], env, WORK)
+    binary, key = ensure_wrk(), key_of("hfx")
+    server, url = launch("hfx")
     try:
-        wrk(binary, url, bodies, 8, 2, 20000)  # warm-up
+        wrk(binary, url, bodies, 8, 2, 20000, key)  # warm-up
         spy = ["py-spy", "record", "-p", str(server.pid), "-d", str(SECONDS), "-r", "100", "--format", "raw"]
         sampler = subprocess.Popen([*spy, "-o", str(raw), "--nonblocking"], stdout=subprocess.DEVNULL)
-        load = wrk(binary, url, bodies, 32, SECONDS + 2, 10**9)
+        load = wrk(binary, url, bodies, 32, SECONDS + 2, 10**9, key)
         sampler.wait()
     finally:
         stop(server)

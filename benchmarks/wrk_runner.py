@@ -32,7 +32,8 @@ def free_port() -> int:
 
 
 def start(name: str, command: list[str], env: dict, logs: Path) -> tuple[subprocess.Popen, str]:
-    """The server `command` on a free port of 127.0.0.1, once it answers a POST /predict; its log in `logs`."""
+    """The server `command` on a free port of 127.0.0.1, once it answers a POST /predict (with the key in
+    $HFX_API_KEY of `env`, if any); its log in `logs`."""
     port = free_port()
     command = command + ["--host", "127.0.0.1", "--port", str(port)]
     # a file, not a pipe: one line per request would fill a pipe nobody reads, and stall the server
@@ -40,15 +41,16 @@ def start(name: str, command: list[str], env: dict, logs: Path) -> tuple[subproc
     with log.open("w") as out:
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    headers = {"Content-Type": "application/json"}
+    if env.get("HFX_API_KEY"):
+        headers["Authorization"] = f"Bearer {env['HFX_API_KEY']}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.poll() is not None:
             sys.exit(f"loadtest: {name} exited: {log.read_text()[-2000:]}")
         try:
             urllib.request.urlopen(
-                urllib.request.Request(
-                    f"{url}/predict", data=b'{"inputs": "warm up"}', headers={"Content-Type": "application/json"}
-                ),
+                urllib.request.Request(f"{url}/predict", data=b'{"inputs": "warm up"}', headers=headers),
                 timeout=5,
             )
             return server, url
@@ -63,9 +65,15 @@ def stop(server: subprocess.Popen) -> int:
     return server.wait(timeout=60)
 
 
-def wrk(binary: str, url: str, bodies: Path, concurrency: int, seconds: int, max_requests: int) -> dict:
+def wrk(
+    binary: str, url: str, bodies: Path, concurrency: int, seconds: int, max_requests: int, key: str | None = None
+) -> dict:
+    """wrk's figures for POSTs of `bodies` in turn (with `key` as a bearer token, if given)."""
     threads = min(concurrency, 2)
     env = {**os.environ, "HFX_BODIES": str(bodies), "HFX_MAX_REQUESTS": str(max(1, max_requests // threads))}
+    env.pop("HFX_API_KEY", None)
+    if key:
+        env["HFX_API_KEY"] = key
     script = str(ROOT / "benchmarks/wrk_bodies.lua")
     command = [binary, "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "10s"]
     out = subprocess.run(
