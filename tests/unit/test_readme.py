@@ -180,6 +180,17 @@ def test_the_readmes_serving_figures_are_the_load_tests():
     assert f"sentences and {ratios[1]:.1f} times on sentences mixed with paragraphs" in README
 
 
+def test_the_serving_guides_figures_against_the_model_are_the_load_tests():
+    summary = json.loads((ROOT / "benchmarks/loadtest.json").read_text())["summary"]
+    guide = " ".join((ROOT / "docs/serving.md").read_text().split())
+    alone = [summary[workload]["requests_per_s_vs_in_process"]["hfx"]["32"] for workload in ("sentences", "mixed")]
+    assert f"hfx answers {alone[0]:.2f} of the sentences per second its model answers alone" in guide
+    assert f"process, and {alone[1]:.2f} of the mixed texts" in guide
+    p99 = [summary[workload]["p99_c1_vs_in_process_p99"]["hfx"] for workload in ("sentences", "mixed")]
+    assert f"its p99 is {p99[0]:.1f} times the model's own p99 on sentences" in guide
+    assert f"(p99 {p99[1]:.1f} times)" in guide
+
+
 def github_anchor(heading: str) -> str:
     """The fragment GitHub gives a heading: lower case, punctuation but `-` and `_` dropped, spaces as `-`."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
