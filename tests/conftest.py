@@ -16,43 +16,18 @@ import pytest  # noqa: E402
 
 from tests.corpora import make_articles, make_reviews, make_sentences, make_tiny_model  # noqa: E402
 
-# Seconds each module took in the last recorded run (`make test-durations`): workers take the longest first, so
-# that short ones, not a long one started last, end the run. Unknown modules count as long.
+# Seconds each module took in the last recorded run (`make test-durations`): workers take the longest modules
+# first, so that the short ones, not a long one started last, end the run. Unknown modules count as long.
 MODULE_SECONDS = Path(__file__).with_name("module_seconds.json")
-# tests/pipeline/conftest.py's session-scoped runs: a worker builds one for itself before its first test that
-# reads it, so the modules that read one go to the same worker (with --dist loadgroup).
-SHARED_RUNS = ("tiny_run", "image_repo")
 
 
 def pytest_addoption(parser):
     parser.addoption("--record-durations", action="store_true", help=f"write each module's seconds to {MODULE_SECONDS}")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Each module in a group of its own, or in the group of the shared run it reads, and the groups ordered
-    by their seconds, longest first."""
     seconds = json.loads(MODULE_SECONDS.read_text()) if MODULE_SECONDS.exists() else {}
-    modules = defaultdict(list)
-    for item in items:
-        modules[module_of(item.nodeid)].append(item)
-    group_of = {module: module for module in modules}
-    for shared in SHARED_RUNS:
-        readers = {group_of[m] for m, its in modules.items() if any(shared in it.fixturenames for it in its)}
-        for module, group in group_of.items():
-            if group in readers:
-                group_of[module] = shared
-    group_seconds = defaultdict(float)
-    for module, group in group_of.items():
-        group_seconds[group] += seconds.get(module, float("inf"))
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group_of[module_of(item.nodeid)]))
-
-    def rank(item):
-        module = module_of(item.nodeid)
-        return -group_seconds[group_of[module]], group_of[module], -seconds.get(module, float("inf")), module
-
-    items.sort(key=rank)  # stable: a module's tests keep their order
+    items.sort(key=lambda item: -seconds.get(module_of(item.nodeid), float("inf")))  # stable: order within a module
 
 
 def module_of(nodeid: str) -> str:
