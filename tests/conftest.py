@@ -15,6 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 
 from tests.corpora import make_articles, make_reviews, make_sentences, make_tiny_model  # noqa: E402
+from tests.session_builds import built_once  # noqa: E402
 
 # Seconds each module took in the last recorded run (`make test-durations`): workers take the longest modules
 # first, so that the short ones, not a long one started last, end the run. Unknown modules count as long.
@@ -55,9 +56,14 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    corpus = make_reviews(400, seed=1)["review"].tolist()
-    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"), corpus)
+def tiny_model(tmp_path_factory, worker_id) -> Path:
+    """The tiny BERT every text run starts from; one folder for all workers, as the shared runs name it."""
+
+    def build(folder: Path) -> dict:
+        make_tiny_model(folder, make_reviews(400, seed=1)["review"].tolist())
+        return {}
+
+    return built_once(tmp_path_factory, worker_id, "tiny-model", build)[0]
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,20 @@ TINY_TRAINING = {
 # The columns of tests/corpora.py's reviews.
 REVIEWS = {"data__text_column": "review", "data__label_column": "sentiment"}
 
+# The image run (tests/pipeline/conftest.py's image_repo) on 28x28 images in IDX files (tests/corpora.py's
+# write_images): the ResNet preset trained from scratch, augmented as preprocess.augment does by default.
+IMAGE_RUN = {
+    "task": "image-classification",
+    "data__image_column": "image",
+    "data__label_column": "label",
+    "data__label_names": ["dark", "bright", "striped"],
+    "model__init": "random",
+    "finetune__epochs": 3,
+    "finetune__learning_rate": 3e-3,
+    "finetune__batch_size": 32,
+    "export__latency_queries": 5,
+}
+
 
 def tiny_repo(
     dest: Path,

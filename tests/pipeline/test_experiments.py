@@ -77,7 +77,7 @@ def test_side_by_side_runs_match_a_run_on_its_own(queued_grid):
     }
     set_params(repo, finetune__learning_rate=3e-3)
     try:
-        run(["dvc", "repro", "--no-run-cache"], repo)  # really train, alone, rather than restore the queued run
+        run(["dvc", "repro", "--no-run-cache", "evaluate"], repo)  # really train, alone, not restore the queued run
         alone = json.loads((repo / "metrics/eval.json").read_text())
     finally:
         run(["git", "checkout", "params.yaml"], repo)

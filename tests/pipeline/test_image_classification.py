@@ -6,39 +6,22 @@ import numpy as np
 from datasets import Dataset
 
 
-def test_an_interrupted_image_run_with_augmentation_resumes_to_the_same_weights(tmp_path):
+def test_an_interrupted_image_run_with_augmentation_resumes_to_the_same_weights(image_repo, tmp_path):
     """Killed after a checkpoint and resumed, a run with random crops and flips ends with the weights of one
-    never interrupted: the augmentation's draws follow the batch, not how many batches this process has read."""
+    never interrupted (the image run): the augmentation's draws follow the batch, not how many batches this
+    process has read."""
     import os
+    import shutil
     import signal
     import subprocess
     import time
 
-    from tests.corpora import write_images
-    from tests.project import ROOT, run, stage_env, tiny_repo
+    from tests.project import IMAGE_RUN, ROOT, run, stage_env, tiny_repo
 
-    def image_run(path):
-        repo = tiny_repo(
-            path,
-            ROOT / "presets/resnet-small",
-            lambda folder: write_images(folder, {"train": 240, "t10k": 60}),
-            task="image-classification",
-            data__image_column="image",
-            data__label_column="label",
-            model__init="random",
-            preprocess__augment=True,
-            finetune__epochs=3,
-            finetune__learning_rate=3e-3,
-            finetune__batch_size=32,
-            finetune__eval_steps=4,
-            finetune__early_stopping_patience=None,
-        )
-        run(["dvc", "repro", "preprocess"], repo)
-        return repo
-
-    reference = image_run(tmp_path / "reference")
-    run(["dvc", "repro", "finetune"], reference)
-    repo = image_run(tmp_path / "resumed")
+    reference, _ = image_repo
+    inputs = lambda folder: shutil.copytree(reference / "inputs", folder, dirs_exist_ok=True)  # noqa: E731
+    repo = tiny_repo(tmp_path / "repo", ROOT / "presets/resnet-small", inputs, **IMAGE_RUN)
+    run(["dvc", "repro", "preprocess"], repo)
     checkpoints = lambda: list((repo / "models/checkpoints").glob("checkpoint-*/trainer_state.json"))  # noqa: E731
     proc = subprocess.Popen(
         ["dvc", "repro", "finetune"],

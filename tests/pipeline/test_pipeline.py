@@ -224,7 +224,7 @@ def test_token_embeddings_train_by_default_and_stay_pretrained_when_frozen(pipel
     default_run = AutoModel.from_pretrained(repo / "models/finetuned")
     assert not torch.equal(default_run.get_input_embeddings().weight, pretrained.get_input_embeddings().weight)
 
-    run(["dvc", "exp", "run", "-S", "finetune.freeze_token_embeddings=true"], repo)
+    run(["dvc", "exp", "run", "-S", "finetune.freeze_token_embeddings=true", "finetune"], repo)  # the weights only
     frozen_run = AutoModel.from_pretrained(repo / "models/finetuned")
     assert torch.equal(frozen_run.get_input_embeddings().weight, pretrained.get_input_embeddings().weight)
     first_dense = [model.encoder.layer[0].output.dense.weight for model in (frozen_run, pretrained)]
@@ -234,7 +234,7 @@ def test_token_embeddings_train_by_default_and_stay_pretrained_when_frozen(pipel
 def test_balanced_class_weights_train_with_the_weights_said(pipeline_repo):
     repo, _ = pipeline_repo
     run(["git", "checkout", "--", "params.yaml"], repo)
-    result = run(["dvc", "exp", "run", "-S", "finetune.class_weights=balanced"], repo)
+    result = run(["dvc", "exp", "run", "-S", "finetune.class_weights=balanced", "evaluate"], repo)
     run(["git", "checkout", "--", "params.yaml"], repo)
     said = re.search(r"finetune: class weights \(balanced\): neg ([\d.]+), pos ([\d.]+)", result.stdout)
     assert said, result.stdout[-2000:]
@@ -257,7 +257,7 @@ def test_a_classifier_with_another_label_count_gets_a_new_head(pipeline_repo, tm
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(classifier)
 
     run(["git", "checkout", "--", "params.yaml"], repo)  # the committed params, not an earlier test's experiment
-    result = run(["dvc", "exp", "run", "-S", f"model.name={classifier}"], repo)
+    result = run(["dvc", "exp", "run", "-S", f"model.name={classifier}", "evaluate"], repo)
     assert "comes with a 3-label head; a new 2-label head is trained in its place" in result.stdout
     config = json.loads((repo / "models/finetuned/config.json").read_text())
     assert config["id2label"] == {"0": "neg", "1": "pos"}
