@@ -47,7 +47,8 @@ check: install
 	python -m stages.check_params
 
 # A worker per core, up to 4 (`make test WORKERS=8` for more), each taking whole modules (--dist loadscope: a
-# module's tiny run is built once), longest first as tests/module_seconds.json ranks them (tests/conftest.py);
+# module's tiny run is built once; the shared ones once for all workers, tests/session_builds.py), longest first
+# as tests/module_seconds.json ranks them (tests/conftest.py);
 # --durations: the slowest tests, so the suite's time (CI's budget) stays in view.
 WORKERS ?= $(shell $(PYTHON) -c 'import os; print(min(os.cpu_count() or 1, 4))')
 PYTEST_PARALLEL = python -m pytest -q -n $(WORKERS) --dist loadscope --no-loadscope-reorder --durations=25

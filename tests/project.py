@@ -50,6 +50,8 @@ IMAGE_RUN = {
     "finetune__epochs": 3,
     "finetune__learning_rate": 3e-3,
     "finetune__batch_size": 32,
+    "finetune__eval_steps": 4,  # checkpoints inside an epoch too: a resumed run skips batches it has seen
+    "finetune__early_stopping_patience": None,
     "export__latency_queries": 5,
 }
 

@@ -20,6 +20,6 @@ def built_once(tmp_path_factory, worker_id: str, name: str, build: Callable[[Pat
     with FileLock(str(root / f"{name}.lock")):
         if not done.is_file():
             shutil.rmtree(folder, ignore_errors=True)  # a worker whose build failed left it half-made
-            folder.mkdir()
+            folder.mkdir(exist_ok=True)
             done.write_text(json.dumps(build(folder)))
     return folder, json.loads(done.read_text())

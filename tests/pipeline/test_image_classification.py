@@ -41,6 +41,10 @@ def test_an_interrupted_image_run_with_augmentation_resumes_to_the_same_weights(
     assert "finetune: resuming from models/checkpoints/checkpoint-" in resumed.stdout
     weights = "models/finetuned/model.safetensors"
     assert (repo / weights).read_bytes() == (reference / weights).read_bytes()
+    # The kept checkpoint may predate the kill: the curves after it show the batches trained on after resuming.
+    for curve in ("loss", "grad_norm", "eval/loss"):
+        tsv = f"metrics/train/plots/metrics/{curve}.tsv"
+        assert (repo / tsv).read_text() == (reference / tsv).read_text(), curve
 
 
 def test_a_pretrained_image_classifier_keeps_its_weights_and_gets_a_new_head(image_repo, tmp_path):

@@ -187,7 +187,7 @@ def test_sigterm_during_a_burst_finishes_every_accepted_request_and_exits_0(expo
     """Thirty requests sit in the batcher's queue when SIGTERM comes: each gets its answer, and the server exits 0.
     A thread started is not a request accepted (a slow machine may not have sent it yet), so the signal waits
     until the server holds all thirty: a long --max-wait-ms keeps them queued."""
-    burst = Server(exported_model, "--max-wait-ms", 4000)
+    burst = Server(exported_model, "--max-wait-ms", 4000, ready="/ready")  # warm: no request gets a 503
     outcomes = {}
 
     def send(i):
@@ -200,9 +200,8 @@ def test_sigterm_during_a_burst_finishes_every_accepted_request_and_exits_0(expo
     for thread in before:
         thread.start()
     deadline = time.monotonic() + 30
-    while burst.metric("hfx_queue_depth") < 30 and time.monotonic() < deadline:
+    while (queued := burst.metric("hfx_queue_depth")) < 30 and time.monotonic() < deadline:
         time.sleep(0.005)
-    queued = burst.metric("hfx_queue_depth")
     burst.process.send_signal(signal.SIGTERM)
     assert queued == 30, f"only {queued} of 30 requests reached the queue within its 4 s wait"
     after = [threading.Thread(target=send, args=(i,)) for i in range(30, 40)]
