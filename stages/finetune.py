@@ -7,7 +7,9 @@ for imbalanced labels (hfx/training/class_weights.py). An interrupted run resume
 checkpoint. Training curves go through dvclive into metrics/train/ for `dvc plots show`. With
 `finetune.processes` or `finetune.nodes` above 1 the stage starts itself again under torchrun (DDP;
 hfx/training/distributed.py) and rank 0 alone writes. With `finetune.epochs: 0` nothing trains: a classifier someone
-already fine-tuned is written as it is, its labels matched to the data's (hfx/training/as_is.py).
+already fine-tuned is written as it is, its labels matched to the data's (hfx/training/as_is.py). A run that
+`hfx tune` started reports its validation scores to its trial, and stops without writing when the study prunes
+it (hfx/training/tune/reporting.py).
 """
 
 import shutil
@@ -32,7 +34,7 @@ from hfx.training.distributed import (
     ran_under_torchrun,
     world_size,
 )
-from hfx.training.params import Params, load_params, run_stage
+from hfx.training.params import Params, StageError, load_params, run_stage
 from hfx.training.trainer_setup import (
     TransformAtResume,
     augmented,
@@ -44,6 +46,7 @@ from hfx.training.trainer_setup import (
     training_arguments,
 )
 from hfx.training.training_log import CuratedDVCLiveCallback, LogAtCheckpoints
+from hfx.training.tune.reporting import trial_of_this_run
 
 
 def keep_as_is(params: Params, task: TaskAdapter, label2id: dict) -> None:
@@ -63,9 +66,12 @@ def keep_as_is(params: Params, task: TaskAdapter, label2id: dict) -> None:
     )
 
 
-def trainer_for(params: Params, task: TaskAdapter, labels: dict, splits, epochs: int, metric: str) -> Trainer:
+def trainer_for(
+    params: Params, task: TaskAdapter, labels: dict, splits, epochs: int, metric: str, trial=None
+) -> Trainer:
     """The HF Trainer for this run: the starting model, its processor, the callbacks (curves through dvclive,
-    early stopping, checkpoints on every machine) and the loss (weighted by class with finetune.class_weights)."""
+    early stopping, checkpoints on every machine, `hfx tune`'s trial) and the loss (weighted by class with
+    finetune.class_weights)."""
     paths, ft, main_process = params.paths, params.finetune, is_main_process()
     args = training_arguments(ft, paths.checkpoints, epochs, metric, task.group_by_length)
     set_seed(ft.seed)  # before the model: the new classification head is initialised from it
@@ -80,6 +86,8 @@ def trainer_for(params: Params, task: TaskAdapter, labels: dict, splits, epochs:
         callbacks.append(CuratedDVCLiveCallback(live, {"model": params.model.name, **ft.model_dump()}))
     if ft.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=ft.early_stopping_patience))
+    if trial is not None:
+        callbacks.append(trial)
     names = list(labels["label2id"])
     loss, weights_line = class_weighted_loss(ft.class_weights, splits["train"], names, task.problem_type)
     if weights_line and main_process:
@@ -127,8 +135,11 @@ def main() -> None:
         return
     if is_main_process() and epochs != ft.epochs:
         print(f"finetune: {epochs} epochs of {len(splits['train'])} rows, to reach finetune.min_steps={ft.min_steps}")
-    trainer = trainer_for(params, task, labels, splits, epochs, metric)
+    trial = trial_of_this_run()  # when `hfx tune` started this run: reports to the study, which may stop it
+    trainer = trainer_for(params, task, labels, splits, epochs, metric, trial)
     trainer.train(resume_from_checkpoint=checkpoint_to_resume(params, trainer.args))
+    if trial is not None and trial.pruned_at is not None:
+        raise StageError(trial.pruned_line())
     if is_main_process():  # the other ranks write nothing
         save_finetuned(params, task, trainer, metric)
 

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hfx.tasks import DEFAULT_WINDOWS, TASKS
+from hfx.training.tune.settings import Tune, check_space
 
 PARAMS_FILE = "params.yaml"
 TASK_NAMES = tuple(TASKS)
@@ -232,6 +233,7 @@ class Params(Section):
     evaluate: Evaluate
     export: Export
     paths: Paths
+    tune: Tune | None = None  # `hfx tune`'s search; no stage reads it
 
     @model_validator(mode="before")
     @classmethod
@@ -292,6 +294,12 @@ class Params(Section):
                 f"preprocess.stride: {self.preprocess.stride} tokens of overlap leaves windows of max_length"
                 f" {self.preprocess.max_length} too little new context; set it below {self.preprocess.max_length // 2}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _searched_keys_exist(self):
+        if self.tune is not None:
+            check_space(self.tune, {name: getattr(self, name) for name in type(self).model_fields})
         return self
 
     @model_validator(mode="after")

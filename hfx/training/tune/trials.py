@@ -1,0 +1,122 @@
+"""One trial of `hfx tune`: the trial's params set on a DVC experiment, run in DVC's own copy of the project
+(`dvc exp run --temp`), and its scores told to the study. The user's workspace is never touched."""
+
+import json
+import os
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from hfx.training.tune.reporting import TRIALS_ENV, write_trial_file
+
+
+@dataclass(frozen=True)
+class Search:
+    """What every trial of one `hfx tune` run shares."""
+
+    root: Path  # the project
+    study: optuna.Study
+    storage: str  # as another process opens it
+    pruner: str
+    metric: str  # the validation score the study optimises
+    until: str  # the last stage a trial runs
+    folder: Path  # tune.folder, absolute: trial files and logs
+    validation_file: str  # paths.train_logs/metrics.json: the kept checkpoint's validation scores
+    test_file: str  # paths.eval_metrics
+
+
+def experiment_name(study: str, number: int) -> str:
+    return f"{study}-t{number:04d}"
+
+
+def run_trial(search: Search, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
+    """Runs the trial as `dvc exp run --temp -n <study>-tNNNN -S key=value ... <until>` and tells the study how
+    it ended: complete with its validation score (its test score beside it), pruned, or failed with the
+    stage's one-line reason."""
+    name = experiment_name(search.study.study_name, trial.number)
+    link = {"study": search.study.study_name, "storage": search.storage, "number": trial.number}
+    trials_folder = search.folder / "trials"
+    link_file = write_trial_file(trials_folder, name, {**link, "pruner": search.pruner, "metric": search.metric})
+    overrides = [arg for key, value in trial.params.items() for arg in ("-S", f"{key}={json.dumps(value)}")]
+    log = search.folder / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = ["dvc", "exp", "run", "--temp", "-n", name, *overrides, search.until]
+    try:
+        with log.open("w") as out:
+            finished = subprocess.run(
+                command, cwd=search.root, stdout=out, stderr=subprocess.STDOUT, env=trial_env(trials_folder)
+            )
+    finally:
+        link_file.unlink(missing_ok=True)
+    trial.set_user_attr("experiment", name)
+    if "pruned_at_validation" in stored(search.study, trial.number).user_attrs:  # the stage set it
+        return search.study.tell(trial, state=TrialState.PRUNED)
+    if finished.returncode != 0:
+        trial.set_user_attr("reason", failure_reason(log))
+        return search.study.tell(trial, state=TrialState.FAIL)
+    validation = experiment_json(search.root, name, search.validation_file).get("eval", {}).get(search.metric)
+    test = experiment_json(search.root, name, search.test_file).get(search.metric)
+    if validation is None:
+        trial.set_user_attr("reason", f"{search.validation_file} has no validation {search.metric}")
+        return search.study.tell(trial, state=TrialState.FAIL)
+    trial.set_user_attr("test", test)
+    return search.study.tell(trial, validation)
+
+
+def trial_env(trials_folder: Path) -> dict:
+    return {**os.environ, TRIALS_ENV: str(trials_folder), "DVC_NO_ANALYTICS": "1"}
+
+
+def failure_reason(log: Path) -> str:
+    """The stage's own one-line error if it printed one, else the log's last line."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:") and "failed to" not in line]
+    return (errors or lines or ["no output"])[0 if errors else -1].removeprefix("error: ")[:300]
+
+
+def experiment_json(root: Path, name: str, path: str) -> dict:
+    """A JSON file as the experiment `name` (of the commit checked out) committed it."""
+    head = git(root, "rev-parse", "HEAD")
+    ref = f"refs/exps/{head[:2]}/{head[2:]}/{name}"
+    return json.loads(git(root, "show", f"{ref}:{path}"))
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def stored(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
+    """The trial as the storage holds it now (the finetune stage writes to it from its own process)."""
+    return next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+
+
+def runner() -> str:
+    """Who runs a trial: this machine and process, so that a later run knows which running trials are dead."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def fail_interrupted(study: optuna.Study) -> int:
+    """Trials that a killed `hfx tune` on this machine left running can never finish: marked failed, so that
+    the study goes on. Trials that another machine or a live process runs are left alone."""
+    stale = []
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        host, _, pid = frozen.user_attrs.get("runner", "").partition(":")
+        if host == socket.gethostname() and pid.isdigit() and not alive(int(pid)):
+            study._storage.set_trial_user_attr(frozen._trial_id, "reason", "interrupted: hfx tune stopped during it")
+            study.tell(frozen.number, state=TrialState.FAIL, skip_if_finished=True)
+            stale.append(frozen.number)
+    return len(stale)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()  # a trial recorded under this very pid is an earlier process's

@@ -1,0 +1,155 @@
+"""`hfx tune`: search params.yaml's `tune.space` with Optuna, each trial a DVC experiment.
+
+    hfx tune --trials 20          # the space, metric, pruner and storage are in params.yaml's `tune:` section
+    dvc exp show --only-changed   # every trial is an experiment, named <study>-tNNNN
+    dvc exp apply <best>          # or: hfx tune --apply-best
+
+Run from the project root (a git repo that is a DVC project). The study is picked on validation, never on test;
+an interrupted `hfx tune` continues the same study when run again. Needs the training install (optuna, dvc)."""
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hfx.training.params import PARAMS_FILE, ParamsError, StageError, load_params
+
+
+def parse_args(argv, prog: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, help="trials in all, finished ones included (default: tune.trials)")
+    parser.add_argument("--storage", help="the study's storage (default: tune.storage)")
+    parser.add_argument("--apply-best", action="store_true", help="apply the best trial to the workspace at the end")
+    return parser.parse_args(argv)
+
+
+def checked_settings(args: argparse.Namespace, root: Path):
+    """params.yaml's tune section with the command line's overrides, the validation metric and its direction:
+    everything that could be wrong, found before a trial runs."""
+    params = load_params(root / PARAMS_FILE)
+    if params.tune is None:
+        raise ParamsError(f"{PARAMS_FILE} has no tune: section; docs/tuning.md shows one")
+    tune = params.tune.model_copy(update={k: v for k, v in vars(args).items() if k in ("trials", "storage") and v})
+    if tune.trials < 1:
+        raise ParamsError(f"--trials: {tune.trials}; give 1 or more")
+    if params.finetune.processes * params.finetune.nodes > 1:
+        raise ParamsError("hfx tune runs each trial on one process: set finetune.processes and finetune.nodes to 1")
+    from hfx.training.adapters import get_adapter
+    from hfx.training.trainer_setup import best_metric
+
+    task = get_adapter(params.task)
+    metric = best_metric(params.finetune, task) if tune.metric == "auto" else tune.metric
+    if metric not in (*task.validation_metrics, "loss"):
+        raise ParamsError(
+            f"tune.metric: {params.task} validates with {', '.join(task.validation_metrics)} and loss, not {metric}"
+        )
+    direction = tune.direction if tune.direction != "auto" else ("minimize" if metric == "loss" else "maximize")
+    ignored = subprocess.run(["git", "check-ignore", "-q", f"{tune.folder}/x"], cwd=root).returncode == 0
+    if not ignored:
+        raise ParamsError(f"tune.folder: git does not ignore {tune.folder}/; add it to .gitignore (trials write there)")
+    return params, tune, metric, direction
+
+
+def tune(args: argparse.Namespace, root: Path) -> dict:
+    params, settings, metric, direction = checked_settings(args, root)
+    from optuna.trial import TrialState
+
+    from hfx.training.tune.results import write_results
+    from hfx.training.tune.study import distribution, open_study, sampler_for, storage_location
+    from hfx.training.tune.trials import Search, experiment_name, fail_interrupted, run_trial, runner
+
+    location = storage_location(settings, root)
+    study = open_study(settings, location, direction)
+    if study.direction.name.lower() != direction:
+        raise ParamsError(f"study '{settings.study}' in {location} was made to {study.direction.name.lower()}")
+    space = {key: distribution(search) for key, search in settings.space.items()}
+    check_same_space(study, space)
+    stale = fail_interrupted(study)
+    search = Search(
+        root=root,
+        study=study,
+        storage=location,
+        pruner=settings.pruner,
+        metric=metric,
+        until=settings.until,
+        folder=(root / settings.folder).resolve(),
+        validation_file=f"{params.paths.train_logs}/metrics.json",
+        test_file=params.paths.eval_metrics,
+    )
+    done = len(study.get_trials(deepcopy=False))
+    print(
+        f"tune: study '{settings.study}' ({location}): {done} trials so far{f', {stale} interrupted' if stale else ''};"
+        f" {max(settings.trials - done, 0)} to run, {direction} validation {metric}"
+    )
+    started = time.monotonic()
+    while (done := len(study.get_trials(deepcopy=False))) < settings.trials:
+        if settings.timeout_s and time.monotonic() - started > settings.timeout_s:
+            print(f"tune: tune.timeout_s ({settings.timeout_s} s) reached; no more trials started")
+            break
+        study.sampler = sampler_for(settings, done, parallel=False)
+        trial = study.ask(space)
+        try:
+            trial.set_user_attr("runner", runner())
+            frozen = run_trial(search, trial)
+        except BaseException:  # Ctrl-C, or anything unforeseen: the trial can never finish
+            trial.set_user_attr("reason", "interrupted: hfx tune stopped during it")
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+        print(trial_line(frozen, experiment_name(settings.study, frozen.number), metric))
+    found = write_results(study, metric, time.monotonic() - started, root / settings.results, settings.seed)
+    best = found["best"]
+    if best is None:
+        raise StageError(f"no trial of study '{settings.study}' completed; their logs are in {settings.folder}/logs")
+    test = "" if best["test"] is None else f", test {best['test']:.4f}"
+    print(
+        f"tune: best {best['experiment']}: validation {metric} {best['validation']:.4f}{test}, picked on validation;"
+        f" {settings.results}"
+    )
+    if args.apply_best:
+        subprocess.run(["dvc", "exp", "apply", best["experiment"]], cwd=root, check=True)
+        print(f"tune: {best['experiment']} applied to the workspace; `dvc repro` completes its stages")
+    return found
+
+
+def check_same_space(study, space: dict) -> None:
+    """A study searches each param over one space: changing a param's choices, or a range into choices, needs a
+    new study (tune.study)."""
+    import optuna
+
+    for trial in study.get_trials(deepcopy=False):
+        for key, before in trial.distributions.items():
+            if key in space:
+                try:
+                    optuna.distributions.check_distribution_compatibility(before, space[key])
+                except ValueError:
+                    raise ParamsError(
+                        f"tune.space.{key}: study '{study.study_name}' searched it over {before}; a study keeps its"
+                        " space: set tune.study to a new name to search it otherwise"
+                    ) from None
+
+
+def trial_line(frozen, name: str, metric: str) -> str:
+    params = ", ".join(
+        f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+        for k, v in frozen.params.items()
+    )
+    state = frozen.state.name.lower()
+    if state == "complete":
+        outcome = f"validation {metric} {frozen.value:.4f}"
+    elif state == "pruned":
+        outcome = f"pruned after validation {frozen.user_attrs.get('pruned_at_validation')}"
+    else:
+        outcome = f"failed: {frozen.user_attrs.get('reason')}"
+    return f"tune: {name} ({params}): {outcome}"
+
+
+def main(argv=None, prog: str = "python -m hfx.tune") -> None:
+    try:
+        tune(parse_args(argv, prog), Path.cwd())
+    except StageError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
