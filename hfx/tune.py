@@ -19,6 +19,7 @@ from hfx.training.params import PARAMS_FILE, ParamsError, StageError, load_param
 def parse_args(argv, prog: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, help="trials in all, finished ones included (default: tune.trials)")
+    parser.add_argument("--jobs", type=int, default=1, help="trials at once, through DVC's experiment queue")
     parser.add_argument("--storage", help="the study's storage (default: tune.storage)")
     parser.add_argument("--apply-best", action="store_true", help="apply the best trial to the workspace at the end")
     return parser.parse_args(argv)
@@ -31,8 +32,15 @@ def checked_settings(args: argparse.Namespace, root: Path):
     if params.tune is None:
         raise ParamsError(f"{PARAMS_FILE} has no tune: section; docs/tuning.md shows one")
     tune = params.tune.model_copy(update={k: v for k, v in vars(args).items() if k in ("trials", "storage") and v})
-    if tune.trials < 1:
-        raise ParamsError(f"--trials: {tune.trials}; give 1 or more")
+    if tune.trials < 1 or args.jobs < 1:
+        raise ParamsError(f"--trials {tune.trials} --jobs {args.jobs}: give 1 or more of each")
+    storage = tune.storage or "sqlite"
+    sqlite = storage.startswith("sqlite") or ("://" not in storage and not storage.endswith(".log"))
+    if args.jobs > 1 and sqlite:
+        raise ParamsError(
+            f"--jobs {args.jobs}: SQLite takes one writer at a time; give trials at once a journal file"
+            f" (--storage {tune.folder}/optuna.log) or a database server (--storage postgresql://...)"
+        )
     if params.finetune.processes * params.finetune.nodes > 1:
         raise ParamsError("hfx tune runs each trial on one process: set finetune.processes and finetune.nodes to 1")
     from hfx.training.adapters import get_adapter
@@ -53,11 +61,10 @@ def checked_settings(args: argparse.Namespace, root: Path):
 
 def tune(args: argparse.Namespace, root: Path) -> dict:
     params, settings, metric, direction = checked_settings(args, root)
-    from optuna.trial import TrialState
-
+    from hfx.training.tune.loop import run_study
     from hfx.training.tune.results import write_results
-    from hfx.training.tune.study import distribution, open_study, sampler_for, storage_location
-    from hfx.training.tune.trials import Search, experiment_name, fail_interrupted, run_trial, runner
+    from hfx.training.tune.study import distribution, open_study, storage_location
+    from hfx.training.tune.trials import Search, fail_interrupted
 
     location = storage_location(settings, root)
     study = open_study(settings, location, direction)
@@ -65,7 +72,6 @@ def tune(args: argparse.Namespace, root: Path) -> dict:
         raise ParamsError(f"study '{settings.study}' in {location} was made to {study.direction.name.lower()}")
     space = {key: distribution(search) for key, search in settings.space.items()}
     check_same_space(study, space)
-    stale = fail_interrupted(study)
     search = Search(
         root=root,
         study=study,
@@ -76,27 +82,16 @@ def tune(args: argparse.Namespace, root: Path) -> dict:
         folder=(root / settings.folder).resolve(),
         validation_file=f"{params.paths.train_logs}/metrics.json",
         test_file=params.paths.eval_metrics,
+        jobs=args.jobs,
     )
+    stale = fail_interrupted(search)
     done = len(study.get_trials(deepcopy=False))
     print(
         f"tune: study '{settings.study}' ({location}): {done} trials so far{f', {stale} interrupted' if stale else ''};"
         f" {max(settings.trials - done, 0)} to run, {direction} validation {metric}"
     )
     started = time.monotonic()
-    while (done := len(study.get_trials(deepcopy=False))) < settings.trials:
-        if settings.timeout_s and time.monotonic() - started > settings.timeout_s:
-            print(f"tune: tune.timeout_s ({settings.timeout_s} s) reached; no more trials started")
-            break
-        study.sampler = sampler_for(settings, done, parallel=False)
-        trial = study.ask(space)
-        try:
-            trial.set_user_attr("runner", runner())
-            frozen = run_trial(search, trial)
-        except BaseException:  # Ctrl-C, or anything unforeseen: the trial can never finish
-            trial.set_user_attr("reason", "interrupted: hfx tune stopped during it")
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            raise
-        print(trial_line(frozen, experiment_name(settings.study, frozen.number), metric))
+    run_study(search, settings, space, lambda frozen: print(trial_line(frozen, metric), flush=True))
     found = write_results(study, metric, time.monotonic() - started, root / settings.results, settings.seed)
     best = found["best"]
     if best is None:
@@ -129,7 +124,7 @@ def check_same_space(study, space: dict) -> None:
                     ) from None
 
 
-def trial_line(frozen, name: str, metric: str) -> str:
+def trial_line(frozen, metric: str) -> str:
     params = ", ".join(
         f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
         for k, v in frozen.params.items()
@@ -141,7 +136,7 @@ def trial_line(frozen, name: str, metric: str) -> str:
         outcome = f"pruned after validation {frozen.user_attrs.get('pruned_at_validation')}"
     else:
         outcome = f"failed: {frozen.user_attrs.get('reason')}"
-    return f"tune: {name} ({params}): {outcome}"
+    return f"tune: {frozen.user_attrs.get('experiment')} ({params}): {outcome}"
 
 
 def main(argv=None, prog: str = "python -m hfx.tune") -> None:

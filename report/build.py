@@ -1,4 +1,5 @@
-"""`make report`: DVC's plots and a metrics table in one HTML page that renders with no network.
+"""`make report`: DVC's plots, a metrics table and the last `hfx tune` study in one HTML page that renders with no
+network.
 
 DVC's default page loads vega from a CDN; report/template.html loads local copies (installed by npm into
 report/node_modules) that are copied beside the page. Usage: python report/build.py [OUT] [REVISION ...]
@@ -7,12 +8,14 @@ report/node_modules) that are copied beside the page. Usage: python report/build
 
 import html
 import io
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 HERE = Path(__file__).resolve().parent
 VEGA_FILES = ("vega/build/vega.min.js", "vega-lite/build/vega-lite.min.js", "vega-embed/build/vega-embed.min.js")
@@ -90,6 +93,52 @@ def metrics_table() -> str:
     )
 
 
+def score(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def study_section(out: Path) -> str:
+    """The last `hfx tune` study (tune.results), if there is one: how the best trial was picked, every trial, and
+    Optuna's plots of the history and of what mattered (copied beside the page)."""
+    tune = (yaml.safe_load(Path("params.yaml").read_text()) or {}).get("tune") or {}
+    results = Path(tune.get("results", "metrics/tune.json"))
+    if not results.is_file():
+        return ""
+    found = json.loads(results.read_text())
+    best, counts = found["best"], found["trials"]
+    rows = pd.DataFrame(
+        {
+            "trial": [t["experiment"] or t["trial"] for t in found["all"]],
+            "state": [t["state"] for t in found["all"]],
+            **{
+                key.replace(".", ".<wbr>"): [html.escape(str(t["params"].get(key, ""))) for t in found["all"]]
+                for key in dict.fromkeys(k for t in found["all"] for k in t["params"])
+            },
+            f"validation {found['metric']}": [score(t["validation"]) for t in found["all"]],
+            f"test {found['metric']}": [score(t["test"]) for t in found["all"]],
+            "why it stopped": [html.escape(t["reason"] or "") for t in found["all"]],
+        }
+    )
+    picked = (
+        f"Best: <b>{html.escape(best['experiment'])}</b>, picked on validation {found['metric']}"
+        f" ({score(best['validation'])}); its test score, {score(best['test']) or 'not recorded'}, played no part."
+        if best
+        else "No trial completed."
+    )
+    plots = ""
+    for name in ("history.png", "importances.png"):
+        source = results.with_name(f"{results.stem}_plots") / name
+        if source.is_file():
+            shutil.copy2(source, out / f"tune_{name}")
+            plots += f'<img src="tune_{name}" alt="{name[:-4]}" width="560">'
+    return (
+        f"<h2>Hyperparameter search: study {html.escape(found['study'])}</h2>"
+        f"<p>{picked} Trials: {counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed.</p>"
+        + rows.to_html(index=False, classes="metrics", border=0, escape=False)
+        + plots
+    )
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "build/report")
     revisions = sys.argv[2:]
@@ -104,7 +153,7 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     page = out / "index.html"
-    page.write_text(page.read_text().replace("{metrics_table}", metrics_table()))
+    page.write_text(page.read_text().replace("{metrics_table}", metrics_table() + study_section(out)))
     for name in VEGA_FILES:
         shutil.copy2(HERE / "node_modules" / name, out / Path(name).name)
     print(f"report: {page}")

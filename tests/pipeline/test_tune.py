@@ -2,11 +2,12 @@
 runs, the workspace left as it was."""
 
 import json
+import sys
 
 import pytest
 import yaml
 
-from tests.project import commit_all, copy_of, run
+from tests.project import ROOT, commit_all, copy_of, run
 
 pytest.importorskip("optuna")
 
@@ -110,3 +111,16 @@ def test_a_study_keeps_its_space(tuned):
     result = search(repo, 4, {"finetune.weight_decay": {"choices": [0.03]}})["result"]
     assert result.returncode == 1 and "tune.space.finetune.weight_decay: study 'tune' searched it" in result.stderr
     assert result.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.skipif(
+    not (ROOT / "report/node_modules/vega").is_dir(), reason="run `npm ci --prefix report` (make test does)"
+)
+def test_the_report_shows_the_study_picked_on_validation(tuned, tmp_path):
+    repo, *_ = tuned
+    run([sys.executable, str(ROOT / "report/build.py"), str(tmp_path / "report")], repo)
+    page = (tmp_path / "report/index.html").read_text()
+    assert "Hyperparameter search: study tune" in page
+    assert "Best: <b>tune-t0000</b>, picked on validation f1_macro" in page and "played no part" in page
+    assert "Trials: 1 complete, 1 pruned, 1 failed." in page and "fp16 needs a CUDA GPU" in page
+    assert (tmp_path / "report/tune_history.png").stat().st_size > 0 and 'src="tune_history.png"' in page

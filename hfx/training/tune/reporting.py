@@ -56,7 +56,7 @@ def trial_of_this_run() -> ReportToTrial | None:
     folder, experiment = os.environ.get(TRIALS_ENV), os.environ.get("DVC_EXP_NAME")
     if not folder or not experiment or not trial_file(Path(folder), experiment).is_file():
         return None
-    from hfx.training.tune.study import load_trial
+    from hfx.training.tune.storage import load_trial
 
     link = json.loads(trial_file(Path(folder), experiment).read_text())
     return ReportToTrial(load_trial(link["study"], link["storage"], link["number"], link["pruner"]), link)

@@ -2,6 +2,7 @@
 state, the counts, the wall time) and Optuna's own plots of the optimisation history and of what mattered."""
 
 import math
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -9,6 +10,9 @@ import optuna
 from optuna.trial import TrialState
 
 from hfx.training.artifacts import atomic_dir, write_json
+
+# Optuna's matplotlib plots are marked experimental since 2.2; the warning would tell users nothing they can act on.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def summary(study: optuna.Study, metric: str, wall_s: float) -> dict:
@@ -50,14 +54,15 @@ def summary(study: optuna.Study, metric: str, wall_s: float) -> dict:
 
 def write_results(study: optuna.Study, metric: str, wall_s: float, path: Path, seed: int) -> dict:
     """tune.json at `path`, and <path stem>_plots/ beside it (history.png; importances.png and .json once two
-    trials are complete)."""
+    complete trials scored differently)."""
     found = summary(study, metric, wall_s)
     write_json(path, found)
     with atomic_dir(path.with_name(f"{path.stem}_plots")) as plots:
         save(
             optuna.visualization.matplotlib.plot_optimization_history(study, target_name=metric), plots / "history.png"
         )
-        if found["trials"]["complete"] >= 2:
+        scores = {t["validation"] for t in found["all"] if t["state"] == "complete"}
+        if len(scores) >= 2:  # what mattered needs trials that scored differently
             evaluator = optuna.importance.FanovaImportanceEvaluator(
                 seed=seed
             )  # seeded: the same trials, the same figures

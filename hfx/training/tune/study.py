@@ -1,17 +1,17 @@
-"""The Optuna study behind `hfx tune`: its storage, sampler and pruner, built from the `tune:` section.
+"""The Optuna study behind `hfx tune`: where it lives, its sampler and its search space, from the `tune:` section.
 
 A study lives in its storage, so an interrupted `hfx tune` continues it. The storage keeps no sampler or pruner
 state, so both are rebuilt from params: the sampler before each trial, seeded by `tune.seed` and the number of
 trials so far (the same seed and the same finished trials propose the same next trial); the pruner wherever a
 trial reports (the finetune stage, in another process)."""
 
+import time
 from pathlib import Path
 
 import optuna
 
 from hfx.training.tune.settings import SearchRange, Tune
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)  # hfx prints one line per trial itself
+from hfx.training.tune.storage import opened, pruner_for
 
 
 def storage_location(tune: Tune, root: Path) -> str:
@@ -24,27 +24,6 @@ def storage_location(tune: Tune, root: Path) -> str:
     path = (root / target).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     return str(path)
-
-
-def opened(location: str):
-    """The Optuna storage at `storage_location`."""
-    if "://" in location:
-        return location
-    if location.endswith(".log"):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(location))
-    return f"sqlite:///{location}"
-
-
-def pruner_for(name: str) -> optuna.pruners.BasePruner:
-    """median: a trial whose best validation so far is behind the median of the finished trials at the same
-    evaluation stops (after one finished trial); hyperband: Optuna's successive halving; none: never."""
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner()
-    return optuna.pruners.NopPruner()
 
 
 def sampler_for(tune: Tune, trials_so_far: int, parallel: bool) -> optuna.samplers.BaseSampler:
@@ -62,7 +41,20 @@ def distribution(search: SearchRange) -> optuna.distributions.BaseDistribution:
 
 
 def open_study(tune: Tune, location: str, direction: str) -> optuna.Study:
-    """The study named `tune.study`, created on the first run and continued after."""
+    """The study named `tune.study`, created on the first run and continued after. Machines that start on a new
+    database at the same moment race to create its tables: the losers try again."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(3):
+        try:
+            return created(tune, location, direction)
+        except SQLAlchemyError:
+            if attempt == 2:
+                raise
+            time.sleep(1 + attempt)
+
+
+def created(tune: Tune, location: str, direction: str) -> optuna.Study:
     return optuna.create_study(
         study_name=tune.study,
         storage=opened(location),
@@ -70,10 +62,3 @@ def open_study(tune: Tune, location: str, direction: str) -> optuna.Study:
         pruner=pruner_for(tune.pruner),
         load_if_exists=True,
     )
-
-
-def load_trial(study_name: str, location: str, number: int, pruner: str) -> optuna.Trial:
-    """Trial `number` of a study, from another process (the finetune stage), with the study's pruner."""
-    study = optuna.load_study(study_name=study_name, storage=opened(location), pruner=pruner_for(pruner))
-    trial_id = next(t._trial_id for t in study.get_trials(deepcopy=False) if t.number == number)
-    return optuna.trial.Trial(study, trial_id)  # Optuna's own recipe for a trial reported from elsewhere

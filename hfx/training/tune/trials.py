@@ -1,5 +1,6 @@
-"""One trial of `hfx tune`: the trial's params set on a DVC experiment, run in DVC's own copy of the project
-(`dvc exp run --temp`), and its scores told to the study. The user's workspace is never touched."""
+"""One trial of `hfx tune`: the trial's params set on a DVC experiment that runs in DVC's own copy of the project,
+and its scores told to the study. One trial at a time runs as `dvc exp run --temp`; several at once go through
+DVC's experiment queue (`dvc exp run --queue`, `dvc queue start -j N`). The user's workspace is never touched."""
 
 import json
 import os
@@ -11,7 +12,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from hfx.training.tune.reporting import TRIALS_ENV, write_trial_file
+from hfx.training.tune.reporting import TRIALS_ENV, trial_file, write_trial_file
 
 
 @dataclass(frozen=True)
@@ -27,36 +28,78 @@ class Search:
     folder: Path  # tune.folder, absolute: trial files and logs
     validation_file: str  # paths.train_logs/metrics.json: the kept checkpoint's validation scores
     test_file: str  # paths.eval_metrics
+    jobs: int = 1  # trials at once
+
+    @property
+    def trials_folder(self) -> Path:
+        return self.folder / "trials"
+
+    def log(self, name: str) -> Path:
+        path = self.folder / "logs" / f"{name}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
 
 def experiment_name(study: str, number: int) -> str:
     return f"{study}-t{number:04d}"
 
 
-def run_trial(search: Search, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
-    """Runs the trial as `dvc exp run --temp -n <study>-tNNNN -S key=value ... <until>` and tells the study how
-    it ended: complete with its validation score (its test score beside it), pruned, or failed with the
-    stage's one-line reason."""
+def prepared(search: Search, trial: optuna.Trial) -> tuple[str, list[str]]:
+    """The trial's experiment name and its `-S key=value` arguments, with the file through which its finetune
+    stage finds the trial."""
     name = experiment_name(search.study.study_name, trial.number)
     link = {"study": search.study.study_name, "storage": search.storage, "number": trial.number}
-    trials_folder = search.folder / "trials"
-    link_file = write_trial_file(trials_folder, name, {**link, "pruner": search.pruner, "metric": search.metric})
-    overrides = [arg for key, value in trial.params.items() for arg in ("-S", f"{key}={json.dumps(value)}")]
-    log = search.folder / "logs" / f"{name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    command = ["dvc", "exp", "run", "--temp", "-n", name, *overrides, search.until]
-    try:
-        with log.open("w") as out:
-            finished = subprocess.run(
-                command, cwd=search.root, stdout=out, stderr=subprocess.STDOUT, env=trial_env(trials_folder)
-            )
-    finally:
-        link_file.unlink(missing_ok=True)
+    write_trial_file(search.trials_folder, name, {**link, "pruner": search.pruner, "metric": search.metric})
     trial.set_user_attr("experiment", name)
+    return name, [arg for key, value in trial.params.items() for arg in ("-S", f"{key}={json.dumps(value)}")]
+
+
+def run_trial(search: Search, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
+    """Runs the trial as `dvc exp run --temp -n <study>-tNNNN -S key=value ... <until>` and tells the study how
+    it ended."""
+    name, overrides = prepared(search, trial)
+    command = ["dvc", "exp", "run", "--temp", "-n", name, *overrides, search.until]
+    with search.log(name).open("w") as out:
+        finished = subprocess.run(
+            command, cwd=search.root, stdout=out, stderr=subprocess.STDOUT, env=trial_env(search.trials_folder)
+        )
+    return told(search, trial, name, succeeded=finished.returncode == 0)
+
+
+def queue_trial(search: Search, trial: optuna.Trial) -> str:
+    """Queues the trial (`dvc exp run --queue`) and makes sure `search.jobs` queue workers run; its name."""
+    name, overrides = prepared(search, trial)
+    env = trial_env(search.trials_folder)  # the workers started here pass it to the stages they run
+    for command in (
+        ["dvc", "exp", "run", "--queue", "-n", name, *overrides, search.until],
+        ["dvc", "queue", "start", "-j", str(search.jobs)],  # starts only the workers that are not running
+    ):
+        subprocess.run(command, cwd=search.root, env=env, check=True, capture_output=True)
+    return name
+
+
+def queue_states(root: Path) -> dict[str, str]:
+    """Each queued experiment's state by name: Queued, Running, Success or Failed (`dvc queue status`)."""
+    table = subprocess.run(["dvc", "queue", "status"], cwd=root, capture_output=True, text=True).stdout
+    rows = [line.split() for line in table.splitlines()[1:]]
+    return {row[1]: row[-1] for row in rows if len(row) >= 4}
+
+
+def queued_trial_told(search: Search, trial: optuna.Trial, name: str, state: str) -> optuna.trial.FrozenTrial:
+    """A queued trial's end, told to the study; its log is DVC's log of the queued run."""
+    logs = subprocess.run(["dvc", "queue", "logs", name], cwd=search.root, capture_output=True, text=True)
+    search.log(name).write_text(logs.stdout + logs.stderr)
+    return told(search, trial, name, succeeded=state == "Success")
+
+
+def told(search: Search, trial: optuna.Trial, name: str, succeeded: bool) -> optuna.trial.FrozenTrial:
+    """Tells the study how the trial ended: complete with its validation score (its test score beside it),
+    pruned, or failed with the stage's one-line reason."""
+    trial_file(search.trials_folder, name).unlink(missing_ok=True)
     if "pruned_at_validation" in stored(search.study, trial.number).user_attrs:  # the stage set it
         return search.study.tell(trial, state=TrialState.PRUNED)
-    if finished.returncode != 0:
-        trial.set_user_attr("reason", failure_reason(log))
+    if not succeeded:
+        trial.set_user_attr("reason", failure_reason(search.log(name)))
         return search.study.tell(trial, state=TrialState.FAIL)
     validation = experiment_json(search.root, name, search.validation_file).get("eval", {}).get(search.metric)
     test = experiment_json(search.root, name, search.test_file).get(search.metric)
@@ -99,15 +142,17 @@ def runner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def fail_interrupted(study: optuna.Study) -> int:
-    """Trials that a killed `hfx tune` on this machine left running can never finish: marked failed, so that
-    the study goes on. Trials that another machine or a live process runs are left alone."""
-    stale = []
+def fail_interrupted(search: Search) -> int:
+    """Trials that a killed `hfx tune` on this machine left running can never finish: marked failed (their trial
+    files removed), so that the study goes on. Trials that another machine or a live process runs are left
+    alone."""
+    study, stale = search.study, []
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         host, _, pid = frozen.user_attrs.get("runner", "").partition(":")
         if host == socket.gethostname() and pid.isdigit() and not alive(int(pid)):
             study._storage.set_trial_user_attr(frozen._trial_id, "reason", "interrupted: hfx tune stopped during it")
             study.tell(frozen.number, state=TrialState.FAIL, skip_if_finished=True)
+            trial_file(search.trials_folder, experiment_name(study.study_name, frozen.number)).unlink(missing_ok=True)
             stale.append(frozen.number)
     return len(stale)
 
