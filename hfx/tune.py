@@ -1,7 +1,7 @@
 """`hfx tune`: search params.yaml's `tune.space` with Optuna, each trial a DVC experiment.
 
     hfx tune --trials 20          # the space, metric, pruner and storage are in params.yaml's `tune:` section
-    dvc exp show --only-changed   # every trial is an experiment, named <study>-tNNNN
+    dvc exp show --only-changed   # every trial that completed is an experiment, named <study>-tNNNN
     dvc exp apply <best>          # or: hfx tune --apply-best
 
 Run from the project root (a git repo that is a DVC project). The study is picked on validation, never on test;
@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 from hfx.training.params import PARAMS_FILE, ParamsError, StageError, load_params
+
+LOWER_IS_BETTER = ("loss", "rmse")  # validation scores where less is better (tune.direction: auto)
 
 
 def parse_args(argv, prog: str) -> argparse.Namespace:
@@ -31,15 +33,17 @@ def checked_settings(args: argparse.Namespace, root: Path):
     params = load_params(root / PARAMS_FILE)
     if params.tune is None:
         raise ParamsError(f"{PARAMS_FILE} has no tune: section; docs/tuning.md shows one")
-    tune = params.tune.model_copy(update={k: v for k, v in vars(args).items() if k in ("trials", "storage") and v})
+    overrides = {k: v for k, v in vars(args).items() if k in ("trials", "storage") and v is not None}
+    tune = params.tune.model_copy(update=overrides)
     if tune.trials < 1 or args.jobs < 1:
         raise ParamsError(f"--trials {tune.trials} --jobs {args.jobs}: give 1 or more of each")
     storage = tune.storage or "sqlite"
     sqlite = storage.startswith("sqlite") or ("://" not in storage and not storage.endswith(".log"))
     if args.jobs > 1 and sqlite:
         raise ParamsError(
-            f"--jobs {args.jobs}: SQLite takes one writer at a time; give trials at once a journal file"
-            f" (--storage {tune.folder}/optuna.log) or a database server (--storage postgresql://...)"
+            f"--jobs {args.jobs}: SQLite takes one writer at a time; for trials side by side use a journal file"
+            f" (--storage {tune.folder}/optuna.log) or a database server (postgresql://...); a new storage"
+            " starts a new study, so give it a new tune.study name too"
         )
     if params.finetune.processes * params.finetune.nodes > 1:
         raise ParamsError("hfx tune runs each trial on one process: set finetune.processes and finetune.nodes to 1")
@@ -52,7 +56,9 @@ def checked_settings(args: argparse.Namespace, root: Path):
         raise ParamsError(
             f"tune.metric: {params.task} validates with {', '.join(task.validation_metrics)} and loss, not {metric}"
         )
-    direction = tune.direction if tune.direction != "auto" else ("minimize" if metric == "loss" else "maximize")
+    direction = (
+        tune.direction if tune.direction != "auto" else ("minimize" if metric in LOWER_IS_BETTER else "maximize")
+    )
     ignored = subprocess.run(["git", "check-ignore", "-q", f"{tune.folder}/x"], cwd=root).returncode == 0
     if not ignored:
         raise ParamsError(f"tune.folder: git does not ignore {tune.folder}/; add it to .gitignore (trials write there)")
@@ -69,9 +75,13 @@ def tune(args: argparse.Namespace, root: Path) -> dict:
     location = storage_location(settings, root)
     study = open_study(settings, location, direction)
     if study.direction.name.lower() != direction:
-        raise ParamsError(f"study '{settings.study}' in {location} was made to {study.direction.name.lower()}")
+        raise ParamsError(
+            f"study '{settings.study}' in {shown(location)} was made to {study.direction.name.lower()};"
+            " set tune.study to a new name to search the other way"
+        )
     space = {key: distribution(search) for key, search in settings.space.items()}
     check_same_space(study, space)
+    check_names_free(study, root)
     search = Search(
         root=root,
         study=study,
@@ -87,7 +97,8 @@ def tune(args: argparse.Namespace, root: Path) -> dict:
     stale = fail_interrupted(search)
     done = len(study.get_trials(deepcopy=False))
     print(
-        f"tune: study '{settings.study}' ({location}): {done} trials so far{f', {stale} interrupted' if stale else ''};"
+        f"tune: study '{settings.study}' ({shown(location)}): {done} trials so far"
+        f"{f', {stale} interrupted' if stale else ''};"
         f" {max(settings.trials - done, 0)} to run, {direction} validation {metric}"
     )
     started = time.monotonic()
@@ -105,6 +116,29 @@ def tune(args: argparse.Namespace, root: Path) -> dict:
         subprocess.run(["dvc", "exp", "apply", best["experiment"]], cwd=root, check=True)
         print(f"tune: {best['experiment']} applied to the workspace; `dvc repro` completes its stages")
     return found
+
+
+def shown(location: str) -> str:
+    """A storage as printed: a database URL without its password."""
+    if "://" not in location:
+        return location
+    from sqlalchemy.engine import make_url
+
+    return make_url(location).render_as_string(hide_password=True)
+
+
+def check_names_free(study, root: Path) -> None:
+    """The experiments the next trials will be (<study>-tNNNN) do not exist yet on this commit: a study started
+    again under an old name (a new storage, or tune/ deleted) would collide with its predecessor's."""
+    from hfx.training.tune.trials import experiment_names
+
+    taken = [n for n in experiment_names(root, study.study_name) if n[1] >= len(study.get_trials(deepcopy=False))]
+    if taken:
+        raise ParamsError(
+            f"tune.study: experiments of an earlier study '{study.study_name}' exist on this commit"
+            f" ({', '.join(name for name, _ in taken[:3])}); set tune.study to a new name, or remove them"
+            f" (dvc exp remove {taken[0][0]} ...)"
+        )
 
 
 def check_same_space(study, space: dict) -> None:
@@ -125,10 +159,7 @@ def check_same_space(study, space: dict) -> None:
 
 
 def trial_line(frozen, metric: str) -> str:
-    params = ", ".join(
-        f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
-        for k, v in frozen.params.items()
-    )
+    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in frozen.params.items())
     state = frozen.state.name.lower()
     if state == "complete":
         outcome = f"validation {metric} {frozen.value:.4f}"
@@ -144,6 +175,9 @@ def main(argv=None, prog: str = "python -m hfx.tune") -> None:
         tune(parse_args(argv, prog), Path.cwd())
     except StageError as exc:
         raise SystemExit(f"error: {exc}") from None
+    except KeyboardInterrupt:
+        print("tune: stopped; the trial that was running is recorded as failed. Run again to go on.", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import yaml
 
 from tests.project import ROOT, commit_all, copy_of, run
 
-pytest.importorskip("optuna")
+optuna = pytest.importorskip("optuna")
 
 # What the workspace's last run wrote, which no trial may change.
 WORKSPACE_OUTPUTS = [
@@ -35,16 +35,17 @@ def search(repo, trials: int, space: dict, **finetune) -> dict:
 @pytest.fixture(scope="module")
 def tuned(tiny_run, tmp_path_factory):
     """Three runs of one study on a copy of the tiny run (4 epochs, a validation each): a learning rate that
-    learns; one a thousand times lower, behind it at its first validation (pruned); and fp16 on a CPU (fails).
+    learns (the workspace's is another, so the trial's own must be set); one a thousand times lower, behind it at
+    its first validation (pruned); and a model folder that is not one (fails).
     Each run searches a param of its own (a study keeps a param's choices), over one choice."""
     repo = copy_of(tiny_run[0], tmp_path_factory.mktemp("tune") / "repo")
     commit_all(repo, "reproduced")
     tracked = run(["git", "status", "--porcelain", "--untracked-files=no"], repo).stdout
     outputs = {path: (repo / path).read_bytes() for path in WORKSPACE_OUTPUTS}
     runs = [
-        search(repo, 1, {"finetune.learning_rate": {"choices": [3e-3]}}),
+        search(repo, 1, {"finetune.learning_rate": {"choices": [3e-3]}}, learning_rate=1e-5),
         search(repo, 2, {"finetune.weight_decay": {"choices": [0.01]}}, learning_rate=3e-6),
-        search(repo, 3, {"finetune.precision": {"choices": ["fp16"]}}),
+        search(repo, 3, {"model.name": {"choices": ["inputs"]}}),
     ]
     return repo, runs, tracked, outputs
 
@@ -58,7 +59,7 @@ def test_each_trial_ends_as_it_should_and_the_study_continues_across_runs(tuned)
     pruned, failed = runs[-1]["found"]["all"][1:]
     assert runs[0]["found"]["all"][0]["validations"] == 4
     assert pruned["validations"] < 3, "stopped behind the first trial, not after three validations (early stopping)"
-    assert "fp16 needs a CUDA GPU" in failed["reason"]
+    assert failed["reason"].startswith("model.name: 'inputs' is not a model folder"), failed["reason"]
     assert runs[-1]["result"].returncode == 0, "a failed trial does not stop the study"
 
 
@@ -75,7 +76,10 @@ def test_the_best_trial_is_an_experiment_with_its_validation_and_test_scores(tun
     assert data["params"]["params.yaml"]["data"]["finetune"]["learning_rate"] == 3e-3
     assert data["metrics"]["metrics/eval.json"]["data"]["f1_macro"] == best["test"]
     kept = json.loads(run(["git", "show", f"{ref_of(repo, 'tune-t0000')}:metrics/train/metrics.json"], repo).stdout)
-    assert kept["eval"]["f1_macro"] == best["validation"], "the kept checkpoint's validation score"
+    assert kept["eval"]["f1_macro"] == best["validation"]
+    study = optuna.load_study(study_name="tune", storage=f"sqlite:///{repo / 'tune/optuna.db'}")
+    reported = study.trials[0].intermediate_values.values()
+    assert best["validation"] == max(reported), "the kept checkpoint's: the best of the trial's validations"
     assert (repo / "metrics/tune_plots/history.png").stat().st_size > 0
 
 
@@ -122,5 +126,13 @@ def test_the_report_shows_the_study_picked_on_validation(tuned, tmp_path):
     page = (tmp_path / "report/index.html").read_text()
     assert "Hyperparameter search: study tune" in page
     assert "Best: <b>tune-t0000</b>, picked on validation f1_macro" in page and "played no part" in page
-    assert "Trials: 1 complete, 1 pruned, 1 failed." in page and "fp16 needs a CUDA GPU" in page
+    assert "Trials: 1 complete, 1 pruned, 1 failed." in page and "is not a model folder" in page
     assert (tmp_path / "report/tune_history.png").stat().st_size > 0 and 'src="tune_history.png"' in page
+
+
+def test_a_new_study_under_an_old_name_is_refused_before_it_collides(tuned):
+    """A new storage starts the study 'tune' again at trial 0, whose experiment the first study already made."""
+    repo, *_ = tuned
+    result = run(["python", "-m", "hfx.tune", "--storage", "tune/another.db"], repo, check=False)
+    assert result.returncode == 1 and "experiments of an earlier study 'tune' exist" in result.stderr
+    assert "tune-t0000" in result.stderr and result.stderr.strip().count("\n") == 0

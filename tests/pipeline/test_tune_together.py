@@ -47,6 +47,7 @@ def test_two_jobs_run_two_trials_at_once_through_the_queue(tiny_run, tmp_path):
     trials = optuna.load_study(study_name="tune", storage=storage).get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"], result.stdout
     assert overlapped(trials), "the two trials ran side by side"
+    assert all(t.intermediate_values for t in trials), "the queue's workers passed each stage its trial"
     assert experiments(repo) == {"tune-t0000", "tune-t0001"}
     assert run(["git", "status", "--porcelain", "--untracked-files=no"], repo).stdout == ""
     run(["dvc", "queue", "stop"], repo, check=False)
@@ -118,11 +119,20 @@ def test_a_study_killed_during_a_trial_goes_on_when_run_again(tiny_run, tmp_path
     repo = tune_repo(tiny_run, tmp_path / "repo")
     command = ["python", "-m", "hfx.tune", "--trials", "2"]
     tuning = subprocess.Popen(command, cwd=repo, env=stage_env(), stdout=subprocess.DEVNULL, start_new_session=True)
-    trial_file = repo / "tune/trials/tune-t0000.json"
+    trial_file, storage = repo / "tune/trials/tune-t0000.json", f"sqlite:///{repo / 'tune/optuna.db'}"
+
+    def reported() -> bool:  # the first trial is training: it has reported a validation
+        if not (repo / "tune/optuna.db").exists():
+            return False
+        try:
+            return bool(optuna.load_study(study_name="tune", storage=storage).trials[0].intermediate_values)
+        except (KeyError, IndexError, ValueError):  # no study or trial yet
+            return False
+
     deadline = time.monotonic() + 300
-    while not trial_file.exists() and time.monotonic() < deadline and tuning.poll() is None:
-        time.sleep(0.5)
-    assert trial_file.exists(), "the first trial started"
+    while not reported() and time.monotonic() < deadline and tuning.poll() is None:
+        time.sleep(1)
+    assert reported(), "the first trial was training"
     os.killpg(tuning.pid, signal.SIGKILL)
     tuning.wait()
     again = run(command, repo)
@@ -132,3 +142,4 @@ def test_a_study_killed_during_a_trial_goes_on_when_run_again(tiny_run, tmp_path
     assert trials[0].user_attrs["reason"].startswith("interrupted")
     assert experiments(repo) == {"tune-t0001"}
     assert not trial_file.exists()
+    assert run(["git", "status", "--porcelain", "--untracked-files=no"], repo).stdout == ""

@@ -37,7 +37,8 @@ def test_the_default_space_searches_the_usual_finetune_params(raw):
     "space, message",
     [
         ({"finetune.learning_rte": {"low": 1e-5, "high": 1e-4}}, "did you mean 'finetune.learning_rate'?"),
-        ({"paths.raw": {"choices": ["a", "b"]}}, "'paths.raw' is not a param"),
+        ({"paths.raw": {"choices": ["a", "b"]}}, "'paths.raw' is not a param a search can vary"),
+        ({"export.batch_size": {"choices": [8, 16]}}, "'export.batch_size' is not a param a search can vary"),
         ({"finetune.learning_rate": {"low": 1e-4, "high": 1e-5}}, "empty range: low 0.0001 must be below high 1e-05"),
         ({"finetune.weight_decay": {"low": 0.0, "high": 0.1, "log": True}}, "a log scale needs low above 0"),
         ({"finetune.batch_size": {"choices": [16, 0]}}, "tune.space.finetune.batch_size: 0 is not a value"),

@@ -26,8 +26,9 @@ def write_trial_file(folder: Path, experiment: str, link: dict) -> Path:
 
 
 class ReportToTrial(TrainerCallback):
-    """Reports `metric` at each validation (step: the validation's index, which means the same in every trial
-    whatever its batch size) and stops training when the study prunes the trial."""
+    """Reports `metric` at each validation (step: the validation's index: with validation once an epoch, the
+    same point of training in every trial whatever its batch size) and stops training when the study prunes
+    the trial."""
 
     def __init__(self, trial, link: dict):
         self.trial, self.link = trial, link

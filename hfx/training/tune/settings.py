@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 Value = bool | int | float | str | None
 
-# The sections a search may vary: what the model learns from and how, not where files go.
-SEARCHABLE = ("model", "preprocess", "finetune", "evaluate", "export")
+# The sections a search may vary: what can change the validation score it optimises.
+SEARCHABLE = ("model", "preprocess", "finetune")
 
 
 class SearchRange(BaseModel):
@@ -73,7 +73,7 @@ def check_space(tune: Tune, sections: dict[str, BaseModel]) -> None:
             known = [f"{s}.{field}" for s in SEARCHABLE for field in type(sections[s]).model_fields]
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"searchable: keys of {', '.join(SEARCHABLE)}"
-            raise ValueError(f"tune.space: '{key}' is not a param; {hint}")
+            raise ValueError(f"tune.space: '{key}' is not a param a search can vary; {hint}")
         for value in search.values_to_check():
             try:
                 type(section).model_validate({**section.model_dump(), name: value})

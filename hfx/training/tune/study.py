@@ -19,6 +19,8 @@ def storage_location(tune: Tune, root: Path) -> str:
     .log, a journal file that several processes share; anything with `://`, a database URL (postgresql://...,
     for many machines). Paths are made absolute: trials run in DVC's own copies of the project."""
     target = tune.storage or str(Path(tune.folder) / "optuna.db")
+    if target.startswith("sqlite:///") and not target.startswith("sqlite:////"):  # a relative SQLite file
+        target = target.removeprefix("sqlite:///")
     if "://" in target:
         return target
     path = (root / target).resolve()
@@ -26,10 +28,10 @@ def storage_location(tune: Tune, root: Path) -> str:
     return str(path)
 
 
-def sampler_for(tune: Tune, trials_so_far: int, parallel: bool) -> optuna.samplers.BaseSampler:
-    """TPE, seeded by the seed and the trials so far; with trials side by side, running ones count as a likely
-    bad result (constant liar), so that two do not try the same region."""
-    return optuna.samplers.TPESampler(seed=tune.seed + trials_so_far, constant_liar=parallel)
+def sampler_for(tune: Tune, trials_so_far: int) -> optuna.samplers.BaseSampler:
+    """TPE, seeded by the seed and the trials so far. Trials running beside it (--jobs, other machines) count as
+    a likely bad result (constant liar), so that two do not try the same region; alone, that changes nothing."""
+    return optuna.samplers.TPESampler(seed=tune.seed + trials_so_far, constant_liar=True)
 
 
 def distribution(search: SearchRange) -> optuna.distributions.BaseDistribution:

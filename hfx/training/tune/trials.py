@@ -4,6 +4,7 @@ DVC's experiment queue (`dvc exp run --queue`, `dvc queue start -j N`). The user
 
 import json
 import os
+import re
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from hfx.training.params import StageError
 from hfx.training.tune.reporting import TRIALS_ENV, trial_file, write_trial_file
 
 
@@ -51,7 +53,8 @@ def prepared(search: Search, trial: optuna.Trial) -> tuple[str, list[str]]:
     link = {"study": search.study.study_name, "storage": search.storage, "number": trial.number}
     write_trial_file(search.trials_folder, name, {**link, "pruner": search.pruner, "metric": search.metric})
     trial.set_user_attr("experiment", name)
-    return name, [arg for key, value in trial.params.items() for arg in ("-S", f"{key}={json.dumps(value)}")]
+    # ++: set the key even where params.yaml leaves it to the schema's default
+    return name, [arg for key, value in trial.params.items() for arg in ("-S", f"++{key}={json.dumps(value)}")]
 
 
 def run_trial(search: Search, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
@@ -60,10 +63,15 @@ def run_trial(search: Search, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
     name, overrides = prepared(search, trial)
     command = ["dvc", "exp", "run", "--temp", "-n", name, *overrides, search.until]
     with search.log(name).open("w") as out:
-        finished = subprocess.run(
+        experiment = subprocess.Popen(
             command, cwd=search.root, stdout=out, stderr=subprocess.STDOUT, env=trial_env(search.trials_folder)
         )
-    return told(search, trial, name, succeeded=finished.returncode == 0)
+        try:
+            experiment.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached DVC too: let it remove its copy of the project
+            experiment.wait(timeout=60)
+            raise
+    return told(search, trial, name, succeeded=experiment.returncode == 0)
 
 
 def queue_trial(search: Search, trial: optuna.Trial) -> str:
@@ -74,15 +82,25 @@ def queue_trial(search: Search, trial: optuna.Trial) -> str:
         ["dvc", "exp", "run", "--queue", "-n", name, *overrides, search.until],
         ["dvc", "queue", "start", "-j", str(search.jobs)],  # starts only the workers that are not running
     ):
-        subprocess.run(command, cwd=search.root, env=env, check=True, capture_output=True)
+        done = subprocess.run(command, cwd=search.root, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise StageError(f"{' '.join(command[:4])} failed: {(done.stderr or done.stdout).strip()[-300:]}")
     return name
 
 
 def queue_states(root: Path) -> dict[str, str]:
     """Each queued experiment's state by name: Queued, Running, Success or Failed (`dvc queue status`)."""
-    table = subprocess.run(["dvc", "queue", "status"], cwd=root, capture_output=True, text=True).stdout
-    rows = [line.split() for line in table.splitlines()[1:]]
+    status = subprocess.run(["dvc", "queue", "status"], cwd=root, capture_output=True, text=True)
+    if status.returncode != 0:
+        raise StageError(f"dvc queue status failed: {status.stderr.strip()[-300:]}")
+    rows = [line.split() for line in status.stdout.splitlines()[1:]]
     return {row[1]: row[-1] for row in rows if len(row) >= 4}
+
+
+def stop_queued(root: Path, names: list[str]) -> None:
+    """Stops queued trials that can no longer report (`dvc queue kill`)."""
+    if names:
+        subprocess.run(["dvc", "queue", "kill", *names], cwd=root, capture_output=True)
 
 
 def queued_trial_told(search: Search, trial: optuna.Trial, name: str, state: str) -> optuna.trial.FrozenTrial:
@@ -101,8 +119,11 @@ def told(search: Search, trial: optuna.Trial, name: str, succeeded: bool) -> opt
     if not succeeded:
         trial.set_user_attr("reason", failure_reason(search.log(name)))
         return search.study.tell(trial, state=TrialState.FAIL)
-    validation = experiment_json(search.root, name, search.validation_file).get("eval", {}).get(search.metric)
-    test = experiment_json(search.root, name, search.test_file).get(search.metric)
+    try:
+        validation = experiment_json(search.root, name, search.validation_file).get("eval", {}).get(search.metric)
+        test = experiment_json(search.root, name, search.test_file).get(search.metric)
+    except (subprocess.CalledProcessError, json.JSONDecodeError, StopIteration):
+        validation = test = None
     if validation is None:
         trial.set_user_attr("reason", f"{search.validation_file} has no validation {search.metric}")
         return search.study.tell(trial, state=TrialState.FAIL)
@@ -115,16 +136,26 @@ def trial_env(trials_folder: Path) -> dict:
 
 
 def failure_reason(log: Path) -> str:
-    """The stage's own one-line error if it printed one, else the log's last line."""
+    """The stage's own one-line error if it printed one; else the last exception a traceback named (out of
+    memory, say); else the log's last line."""
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:") and "failed to" not in line]
-    return (errors or lines or ["no output"])[0 if errors else -1].removeprefix("error: ")[:300]
+    ours = [line for line in lines if line.startswith("error: ")]
+    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b.*:", line)]
+    return (ours[:1] or raised[-1:] or lines[-1:] or ["no output"])[0].removeprefix("error: ")[:300]
+
+
+def experiment_names(root: Path, study: str) -> list[tuple[str, int]]:
+    """The experiments named after `study`'s trials on the commit checked out, with their trial numbers."""
+    head = git(root, "rev-parse", "HEAD")
+    refs = git(root, "for-each-ref", "--format=%(refname)", f"refs/exps/{head[:2]}/{head[2:]}/").split()
+    names = [ref.rsplit("/", 1)[1] for ref in refs]
+    return [(n, int(n.rsplit("-t", 1)[1])) for n in names if re.fullmatch(rf"{re.escape(study)}-t\d{{4,}}", n)]
 
 
 def experiment_json(root: Path, name: str, path: str) -> dict:
-    """A JSON file as the experiment `name` (of the commit checked out) committed it."""
-    head = git(root, "rev-parse", "HEAD")
-    ref = f"refs/exps/{head[:2]}/{head[2:]}/{name}"
+    """A JSON file as the experiment `name` committed it (found by name: HEAD may have moved since)."""
+    refs = git(root, "for-each-ref", "--format=%(refname)", "refs/exps/").split()
+    ref = next(ref for ref in refs if ref.rsplit("/", 1)[1] == name)
     return json.loads(git(root, "show", f"{ref}:{path}"))
 
 
